@@ -1,0 +1,302 @@
+//! Recording: many dispatches into one command encoder and one submit. Kernel
+//! parameters go into a small uniform arena written once at submit; with
+//! timing on, every dispatch is bracketed by timestamp queries.
+
+use super::error::{GpuError, GpuResult};
+use super::pipeline::Shader;
+use super::tensor::Tensor;
+use super::Gpu;
+
+/// Bytes of one uniform arena chunk; chunks are pooled on the `Gpu`.
+const UNIFORM_CHUNK: u64 = 64 * 1024;
+/// Timestamp queries of one timed recording (two per dispatch).
+const MAX_QUERIES: u32 = 4096;
+
+/// The GPU time of one dispatch, from timestamp queries.
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    pub label: String,
+    pub nanos: f64,
+}
+
+/// Splits a 1-D launch of `groups` workgroups into a grid within the 65535
+/// per-dimension limit. Shaders take the linear workgroup index as
+/// `wid.x + wid.y * nwg.x` and guard against running past the end.
+pub fn grid_1d(groups: u32) -> [u32; 3] {
+    const MAX: u32 = 65535;
+    if groups <= MAX {
+        return [groups, 1, 1];
+    }
+    let y = groups.div_ceil(MAX);
+    [groups.div_ceil(y), y, 1]
+}
+
+struct UniformChunk {
+    buffer: wgpu::Buffer,
+    staged: Vec<u8>,
+}
+
+struct Timing {
+    query_set: wgpu::QuerySet,
+    labels: Vec<String>,
+}
+
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    encoder: wgpu::CommandEncoder,
+    chunks: Vec<UniformChunk>,
+    timing: Option<Timing>,
+    dispatches: usize,
+}
+
+impl<'g> Recorder<'g> {
+    pub(crate) fn new(gpu: &'g Gpu, timed: bool) -> Self {
+        let encoder = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("audionas step"),
+            });
+        let timing = timed.then(|| Timing {
+            query_set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: MAX_QUERIES,
+            }),
+            labels: Vec::new(),
+        });
+        Recorder {
+            gpu,
+            encoder,
+            chunks: Vec::new(),
+            timing,
+            dispatches: 0,
+        }
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Dispatches recorded so far.
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Places `params` in the uniform arena; returns its chunk and offset.
+    fn stage_params(&mut self, bytes: &[u8]) -> (usize, u64, u64) {
+        let align = self.gpu.limits().min_uniform_buffer_offset_alignment as usize;
+        let size = bytes.len().max(16).next_multiple_of(16);
+        let fits = |c: &UniformChunk| {
+            c.staged.len().next_multiple_of(align) + size <= UNIFORM_CHUNK as usize
+        };
+        if !self.chunks.last().is_some_and(fits) {
+            let buffer = self.gpu.take_uniform_chunk();
+            self.chunks.push(UniformChunk {
+                buffer,
+                staged: Vec::new(),
+            });
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let offset = chunk.staged.len().next_multiple_of(align);
+        chunk.staged.resize(offset, 0);
+        chunk.staged.extend_from_slice(bytes);
+        chunk.staged.resize(offset + size, 0);
+        (index, offset as u64, size as u64)
+    }
+
+    /// Records one compute dispatch. The shader's bindings are, in group 0:
+    /// binding 0 the uniform `params`, then bindings 1.. the `tensors` in order
+    /// (exactly those the entry point uses).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &P,
+        tensors: &[&Tensor],
+        groups: [u32; 3],
+    ) -> GpuResult<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.gpu.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(GpuError::Shape(format!(
+                "{}:{entry} needs {groups:?} workgroups; this adapter allows {max} per dimension",
+                shader.name
+            )));
+        }
+        let pipeline = self.gpu.pipeline(shader, entry, constants)?;
+        let (chunk, offset, size) = self.stage_params(bytemuck::bytes_of(params));
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.chunks[chunk].buffer,
+                offset,
+                size: std::num::NonZeroU64::new(size),
+            }),
+        }];
+        for (i, t) in tensors.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(t.binding()),
+            });
+        }
+        let bind_group = self
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+        let timestamp_writes = match &mut self.timing {
+            Some(t) if (t.labels.len() as u32 + 1) * 2 <= MAX_QUERIES => {
+                let first = t.labels.len() as u32 * 2;
+                t.labels.push(format!("{}:{entry}", shader.name));
+                Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &t.query_set,
+                    beginning_of_pass_write_index: Some(first),
+                    end_of_pass_write_index: Some(first + 1),
+                })
+            }
+            _ => None,
+        };
+        let mut pass = self
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes,
+            });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        drop(pass);
+        self.dispatches += 1;
+        Ok(())
+    }
+
+    /// Sets every element to zero (no dispatch needed).
+    pub fn clear(&mut self, t: &Tensor) {
+        if !t.is_empty() {
+            self.encoder.clear_buffer(t.buffer(), 0, Some(t.bytes()));
+        }
+    }
+
+    pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> GpuResult<()> {
+        super::ensure(src.len() == dst.len(), || {
+            format!("copying {:?} into {:?}", src.shape(), dst.shape())
+        })?;
+        if !src.is_empty() {
+            self.encoder
+                .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
+        }
+        Ok(())
+    }
+
+    fn finish(
+        self,
+    ) -> (
+        Vec<UniformChunk>,
+        wgpu::CommandEncoder,
+        Option<Timing>,
+        &'g Gpu,
+    ) {
+        for chunk in &self.chunks {
+            self.gpu.queue.write_buffer(&chunk.buffer, 0, &chunk.staged);
+        }
+        (self.chunks, self.encoder, self.timing, self.gpu)
+    }
+
+    /// Submits everything recorded, without waiting for it.
+    pub fn submit(self) -> GpuResult<()> {
+        let (chunks, encoder, _, gpu) = self.finish();
+        gpu.queue.submit([encoder.finish()]);
+        gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        gpu.take_error()
+    }
+
+    /// Submits, waits, and returns the GPU time of every dispatch (empty when
+    /// the adapter has no timestamp queries).
+    pub fn submit_timed(self) -> GpuResult<Vec<KernelTime>> {
+        let (chunks, mut encoder, timing, gpu) = self.finish();
+        let Some(timing) = timing.filter(|t| !t.labels.is_empty()) else {
+            gpu.queue.submit([encoder.finish()]);
+            gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+            gpu.wait()?;
+            return Ok(Vec::new());
+        };
+        let count = timing.labels.len() as u32 * 2;
+        let bytes = count as u64 * 8;
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.resolve_query_set(&timing.query_set, 0..count, &resolve, 0);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        gpu.wait()?;
+        receiver
+            .recv()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let ticks: Vec<u64> = bytemuck::cast_slice(
+            &staging
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(e.to_string()))?,
+        )
+        .to_vec();
+        staging.unmap();
+        let period = gpu.queue.get_timestamp_period() as f64;
+        Ok(timing
+            .labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, label)| KernelTime {
+                label,
+                nanos: ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period,
+            })
+            .collect())
+    }
+
+    /// Submits and blocks until the GPU is done.
+    pub fn submit_and_wait(self) -> GpuResult<()> {
+        let gpu = self.gpu;
+        self.submit()?;
+        gpu.wait()
+    }
+}
+
+impl Gpu {
+    fn take_uniform_chunk(&self) -> wgpu::Buffer {
+        if let Some(b) = self.uniform_chunks.lock().unwrap().pop() {
+            return b;
+        }
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel params"),
+            size: UNIFORM_CHUNK,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Chunks may be reused at once: `write_buffer` lands before the next
+    /// submit, which runs after the one that read the old contents.
+    fn return_uniform_chunks(&self, chunks: impl Iterator<Item = wgpu::Buffer>) {
+        self.uniform_chunks.lock().unwrap().extend(chunks);
+    }
+}

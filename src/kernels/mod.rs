@@ -1,0 +1,4 @@
+//! One module per shader family: its parameter struct, its launch functions,
+//! and its CPU reference (plain loops, obviously correct).
+
+pub mod check;

@@ -1,0 +1,7 @@
+//! audionas: neural architecture search for small audio-recognition networks,
+//! trained with hand-written WGSL kernels through wgpu.
+
+pub mod data;
+pub mod gpu;
+pub mod kernels;
+pub mod util;

@@ -1,0 +1,109 @@
+//! The audionas command line.
+
+use audionas::gpu::{self, AdapterOptions, BackendChoice};
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "audionas",
+    version,
+    about = "Neural architecture search for small audio-recognition networks, on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GpuArgs {
+    /// Graphics backend: vulkan, metal, dx12, gl or auto.
+    #[arg(long, global = true, env = "WGPU_BACKEND", default_value = "auto")]
+    backend: String,
+    /// Adapter to use: its index in `audionas devices` or part of its name.
+    #[arg(long, global = true, env = "AUDIONAS_ADAPTER")]
+    adapter: Option<String>,
+}
+
+impl GpuArgs {
+    fn options(&self) -> anyhow::Result<AdapterOptions> {
+        Ok(AdapterOptions {
+            backend: self.backend.parse::<BackendChoice>()?,
+            adapter: self.adapter.clone().filter(|a| !a.is_empty()),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu finds, with its key limits and features.
+    Devices,
+    /// Make, inspect and prepare audio data sets.
+    #[command(subcommand)]
+    Data(audionas::data::cli::DataCommand),
+}
+
+fn list_devices(options: &AdapterOptions) -> anyhow::Result<()> {
+    let instance = gpu::new_instance(options.backend);
+    let adapters = gpu::ranked_adapters(&instance, options.backend);
+    if adapters.is_empty() {
+        anyhow::bail!("{}", gpu::INSTALL_HINT);
+    }
+    let chosen = gpu::choose_adapter(&instance, options)?.get_info();
+    for (i, adapter) in adapters.iter().enumerate() {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        let mark = if info == chosen { "  <- chosen" } else { "" };
+        println!("[{i}] {}{mark}", info.name);
+        println!(
+            "    backend {:?}, type {:?}, vendor {:#06x}, device {:#06x}",
+            info.backend, info.device_type, info.vendor, info.device
+        );
+        println!("    driver {} {}", info.driver, info.driver_info);
+        println!(
+            "    storage buffers per stage {}, max storage binding {} MiB, max buffer {} MiB",
+            limits.max_storage_buffers_per_shader_stage,
+            limits.max_storage_buffer_binding_size >> 20,
+            limits.max_buffer_size >> 20
+        );
+        println!(
+            "    workgroup storage {} KiB, invocations per workgroup {}, workgroup size {}x{}x{}, workgroups per dimension {}",
+            limits.max_compute_workgroup_storage_size >> 10,
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_compute_workgroup_size_x,
+            limits.max_compute_workgroup_size_y,
+            limits.max_compute_workgroup_size_z,
+            limits.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "    subgroup size {}..{}, timestamp queries {}, subgroups {}, shader f16 {}",
+            adapter.get_info().subgroup_min_size,
+            adapter.get_info().subgroup_max_size,
+            features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            features.contains(wgpu::Features::SUBGROUP),
+            features.contains(wgpu::Features::SHADER_F16)
+        );
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Devices => list_devices(&cli.gpu.options()?),
+        Command::Data(command) => audionas::data::cli::run(command),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
