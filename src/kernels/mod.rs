@@ -2,3 +2,5 @@
 //! and its CPU reference (plain loops, obviously correct).
 
 pub mod check;
+pub mod elementwise;
+pub mod gemm;

@@ -1,0 +1,84 @@
+//! The one error type of the data layer: every message names the file (or
+//! folder) it is about and what is wrong with it.
+
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not a WAV file, or one hound cannot decode (truncated, unsupported format).
+    #[error("{}: not a readable WAV file: {reason}", path.display())]
+    BadWav { path: PathBuf, reason: String },
+    /// A readable WAV whose content cannot be used (no samples, NaN or infinite values).
+    #[error("{}: {reason}", path.display())]
+    BadAudio { path: PathBuf, reason: String },
+    /// A configuration file with a wrong key or value.
+    #[error("{}: {reason}", path.display())]
+    BadConfig { path: PathBuf, reason: String },
+    /// A data set folder that does not have the expected layout.
+    #[error("{}: {reason}", path.display())]
+    BadDataSet { path: PathBuf, reason: String },
+    /// A cache file that is unreadable or was written for other data.
+    #[error("{}: feature cache unusable: {reason}", path.display())]
+    BadCache { path: PathBuf, reason: String },
+    /// A text-to-speech engine that is missing or failed.
+    #[error("{}: {reason}", path.display())]
+    Synthesis { path: PathBuf, reason: String },
+}
+
+pub type DataResult<T> = Result<T, DataError>;
+
+impl DataError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The file or folder the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            DataError::Io { path, .. }
+            | DataError::BadWav { path, .. }
+            | DataError::BadAudio { path, .. }
+            | DataError::BadConfig { path, .. }
+            | DataError::BadDataSet { path, .. }
+            | DataError::BadCache { path, .. }
+            | DataError::Synthesis { path, .. } => path,
+        }
+    }
+}
+
+/// Writes a file so that readers see either the old content or the whole new
+/// one, never a half-written file: write a temporary sibling, then rename.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> DataResult<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&temp)?;
+        let mut writer = std::io::BufWriter::new(file);
+        write(&mut writer)?;
+        writer.flush()?;
+        std::fs::rename(&temp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        DataError::io(path, e)
+    })
+}

@@ -1,0 +1,216 @@
+//! Reading WAV files into mono f32 audio at the rate the features need, and
+//! writing 16-bit WAV files.
+
+use super::error::{write_atomically, DataError, DataResult};
+use rubato::{FftFixedIn, Resampler};
+use std::path::Path;
+
+/// Mono audio in [-1, 1] at `sample_rate`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+impl Audio {
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / self.sample_rate as f64
+    }
+}
+
+/// What a WAV header says, before any conversion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WavFormat {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bits_per_sample: u16,
+    pub float: bool,
+    /// Frames (samples per channel) the header announces.
+    pub frames: u32,
+}
+
+/// A decoded WAV file: its original format and its samples mixed down to mono.
+#[derive(Clone, Debug)]
+pub struct DecodedWav {
+    pub format: WavFormat,
+    pub audio: Audio,
+}
+
+fn bad_wav(path: &Path, reason: impl Into<String>) -> DataError {
+    DataError::BadWav {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn describe_hound_error(e: hound::Error) -> String {
+    match e {
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the file ends early (truncated or empty)".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Reads a WAV file of 8, 16, 24 or 32-bit integer or 32-bit float samples,
+/// with any number of channels (averaged to mono), at its own rate.
+pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let length = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    if length == 0 {
+        return Err(bad_wav(path, "the file is empty"));
+    }
+    let reader = hound::WavReader::new(std::io::BufReader::new(file))
+        .map_err(|e| bad_wav(path, describe_hound_error(e)))?;
+    let spec = reader.spec();
+    let format = WavFormat {
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        bits_per_sample: spec.bits_per_sample,
+        float: spec.sample_format == hound::SampleFormat::Float,
+        frames: reader.duration(),
+    };
+    if spec.channels == 0 || spec.sample_rate == 0 {
+        return Err(bad_wav(
+            path,
+            "the header has no channels or a zero sample rate",
+        ));
+    }
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad_wav(path, describe_hound_error(e)))?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad_wav(path, describe_hound_error(e)))?
+        }
+    };
+    if interleaved.is_empty() {
+        return Err(DataError::BadAudio {
+            path: path.to_path_buf(),
+            reason: "the file holds no samples".into(),
+        });
+    }
+    if let Some(at) = interleaved.iter().position(|s| !s.is_finite()) {
+        return Err(DataError::BadAudio {
+            path: path.to_path_buf(),
+            reason: format!(
+                "sample {} of channel {} is {} (NaN or infinite samples cannot be used)",
+                at / spec.channels as usize,
+                at % spec.channels as usize,
+                interleaved[at]
+            ),
+        });
+    }
+    let samples = mix_to_mono(&interleaved, spec.channels as usize);
+    Ok(DecodedWav {
+        format,
+        audio: Audio {
+            samples,
+            sample_rate: spec.sample_rate,
+        },
+    })
+}
+
+fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels == 1 {
+        return interleaved.to_vec();
+    }
+    let scale = 1.0 / channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() * scale)
+        .collect()
+}
+
+/// Reads a WAV file as mono audio at `sample_rate`, resampling when needed.
+pub fn read_wav(path: &Path, sample_rate: u32) -> DataResult<Audio> {
+    let decoded = decode_wav(path)?;
+    let samples = resample(
+        &decoded.audio.samples,
+        decoded.audio.sample_rate,
+        sample_rate,
+    )
+    .map_err(|reason| bad_wav(path, reason))?;
+    Ok(Audio {
+        samples,
+        sample_rate,
+    })
+}
+
+/// Band-limited resampling (rubato's FFT resampler) from `from` Hz to `to` Hz.
+/// The output has `round(len * to / from)` samples and is aligned with the
+/// input: the resampler's delay is removed.
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
+    if from == to || samples.is_empty() {
+        return Ok(samples.to_vec());
+    }
+    const CHUNK: usize = 1024;
+    let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 1, 1)
+        .map_err(|e| format!("cannot resample {from} Hz to {to} Hz: {e}"))?;
+    let wanted = (samples.len() as f64 * to as f64 / from as f64).round() as usize;
+    let delay = resampler.output_delay();
+    let mut out = Vec::with_capacity(wanted + delay + 2 * CHUNK);
+    let mut position = 0;
+    while out.len() < wanted + delay {
+        let next = resampler.input_frames_next();
+        let chunk = if position + next <= samples.len() {
+            resampler.process(&[&samples[position..position + next]], None)
+        } else if position < samples.len() {
+            resampler.process_partial(Some(&[&samples[position..]]), None)
+        } else {
+            // Flushing: the input has ended but the delayed output has not.
+            resampler.process_partial::<&[f32]>(None, None)
+        }
+        .map_err(|e| format!("resampling failed: {e}"))?;
+        position += next;
+        out.extend_from_slice(&chunk[0]);
+    }
+    out.drain(..delay);
+    out.truncate(wanted);
+    Ok(out)
+}
+
+/// Writes mono audio as a 16-bit PCM WAV file, atomically.
+pub fn write_wav(path: &Path, audio: &Audio) -> DataResult<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: audio.sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    write_atomically(path, |out| {
+        let mut writer = hound::WavWriter::new(out, spec).map_err(std::io::Error::other)?;
+        for &s in &audio.samples {
+            let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+            writer.write_sample(v).map_err(std::io::Error::other)?;
+        }
+        writer.finalize().map_err(std::io::Error::other)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_keeps_a_tone_and_its_length() {
+        let from = 8000;
+        let to = 16000;
+        let tone: Vec<f32> = (0..8000)
+            .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / from as f32).sin())
+            .collect();
+        let out = resample(&tone, from, to).unwrap();
+        assert_eq!(out.len(), 16000);
+        // Away from the edges the resampled tone matches the analytic one.
+        for (i, &v) in out.iter().enumerate().skip(500).take(15000) {
+            let expected = (2.0 * std::f32::consts::PI * 440.0 * i as f32 / to as f32).sin();
+            assert!((v - expected).abs() < 2e-3, "sample {i}: {v} vs {expected}");
+        }
+    }
+}

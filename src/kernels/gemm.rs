@@ -1,0 +1,234 @@
+//! gemm: `C = alpha * op(A) * op(B) + beta * C` over a batch of equal-sized
+//! products, either operand transposed. Shader: `shaders/gemm.wgsl`.
+
+use crate::gpu::{ensure, GpuResult, Recorder, Shader, Tensor};
+
+static SHADER: Shader = crate::shader!("gemm", trusted);
+
+/// Rows of C per invocation (the shader's `TM`).
+const ROWS_PER_INVOCATION: usize = 8;
+/// Columns of C per invocation (one vec4).
+const COLS_PER_INVOCATION: usize = 4;
+
+/// The shape of a (batched) product. A is stored `[batch][M][K]`, or
+/// `[batch][K][M]` when `trans_a`; B is `[batch][K][N]`, or `[batch][N][K]`
+/// when `trans_b`; C is `[batch][M][N]`. A shared operand has one matrix used
+/// by every product of the batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub shared_a: bool,
+    pub shared_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: u32,
+}
+
+impl Gemm {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            shared_a: false,
+            shared_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    pub fn trans_a(self, yes: bool) -> Self {
+        Gemm {
+            trans_a: yes,
+            ..self
+        }
+    }
+
+    pub fn trans_b(self, yes: bool) -> Self {
+        Gemm {
+            trans_b: yes,
+            ..self
+        }
+    }
+
+    pub fn batch(self, batch: usize) -> Self {
+        Gemm { batch, ..self }
+    }
+
+    /// One A for every product of the batch.
+    pub fn shared_a(self) -> Self {
+        Gemm {
+            shared_a: true,
+            ..self
+        }
+    }
+
+    /// One B for every product of the batch.
+    pub fn shared_b(self) -> Self {
+        Gemm {
+            shared_b: true,
+            ..self
+        }
+    }
+
+    pub fn alpha(self, alpha: f32) -> Self {
+        Gemm { alpha, ..self }
+    }
+
+    /// `beta = 1` accumulates into C (as gradient sums need).
+    pub fn beta(self, beta: f32) -> Self {
+        Gemm { beta, ..self }
+    }
+
+    pub fn a_len(&self) -> usize {
+        self.m * self.k * if self.shared_a { 1 } else { self.batch }
+    }
+
+    pub fn b_len(&self) -> usize {
+        self.k * self.n * if self.shared_b { 1 } else { self.batch }
+    }
+
+    pub fn c_len(&self) -> usize {
+        self.m * self.n * self.batch
+    }
+
+    /// Floating-point operations (a multiply-add counts two).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+
+    fn a_at(&self, a: &[f32], batch: usize, row: usize, kk: usize) -> f32 {
+        let base = if self.shared_a {
+            0
+        } else {
+            batch * self.m * self.k
+        };
+        if self.trans_a {
+            a[base + kk * self.m + row]
+        } else {
+            a[base + row * self.k + kk]
+        }
+    }
+
+    fn b_at(&self, b: &[f32], batch: usize, kk: usize, col: usize) -> f32 {
+        let base = if self.shared_b {
+            0
+        } else {
+            batch * self.k * self.n
+        };
+        if self.trans_b {
+            b[base + col * self.k + kk]
+        } else {
+            b[base + kk * self.n + col]
+        }
+    }
+}
+
+/// Records the product into `rec`. C must not alias A or B.
+pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> GpuResult<()> {
+    for (name, t, want) in [
+        ("A", a, spec.a_len()),
+        ("B", b, spec.b_len()),
+        ("C", c, spec.c_len()),
+    ] {
+        ensure(t.len() == want, || {
+            format!(
+                "gemm {spec:?}: {name} has shape {:?} ({} elements), expected {want} elements",
+                t.shape(),
+                t.len()
+            )
+        })?;
+    }
+    if spec.c_len() == 0 {
+        return Ok(());
+    }
+    if spec.k == 0 {
+        // An empty sum: C = beta * C.
+        return crate::kernels::elementwise::scale(rec, c, spec.beta);
+    }
+    let u = |x: usize| x as u32;
+    let params = Params {
+        m: u(spec.m),
+        n: u(spec.n),
+        k: u(spec.k),
+        lda: u(if spec.trans_a { spec.m } else { spec.k }),
+        ldb: u(if spec.trans_b { spec.k } else { spec.n }),
+        ldc: u(spec.n),
+        stride_a: if spec.shared_a { 0 } else { u(spec.m * spec.k) },
+        stride_b: if spec.shared_b { 0 } else { u(spec.k * spec.n) },
+        stride_c: u(spec.m * spec.n),
+        alpha: spec.alpha,
+        beta: spec.beta,
+        _pad: 0,
+    };
+    let lanes = workgroup_lanes(spec.n);
+    let groups = [
+        u(spec.n.div_ceil(COLS_PER_INVOCATION * lanes)),
+        u(spec.m.div_ceil(ROWS_PER_INVOCATION)),
+        u(spec.batch),
+    ];
+    let constants = [
+        ("TRANS_A", spec.trans_a as u8 as f64),
+        ("TRANS_B", spec.trans_b as u8 as f64),
+        ("WG", lanes as f64),
+    ];
+    rec.dispatch(&SHADER, "gemm", &constants, &params, &[a, b, c], groups)
+}
+
+/// Lanes per workgroup: enough to cover N with few idle lanes.
+fn workgroup_lanes(n: usize) -> usize {
+    let needed = n.div_ceil(COLS_PER_INVOCATION);
+    if needed >= 64 {
+        64
+    } else if needed > 8 {
+        16
+    } else {
+        8
+    }
+}
+
+/// CPU reference: plain loops, accumulated in f64.
+pub fn gemm_reference(spec: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+    for batch in 0..spec.batch {
+        for row in 0..spec.m {
+            for col in 0..spec.n {
+                let mut sum = 0.0f64;
+                for kk in 0..spec.k {
+                    sum +=
+                        spec.a_at(a, batch, row, kk) as f64 * spec.b_at(b, batch, kk, col) as f64;
+                }
+                let out = &mut c[(batch * spec.m + row) * spec.n + col];
+                let old = if spec.beta == 0.0 {
+                    0.0
+                } else {
+                    spec.beta * *out
+                };
+                *out = spec.alpha * sum as f32 + old;
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! gemm on the GPU against its CPU reference, on every transpose combination,
+//! batched and shared operands, and shapes at and past every tile edge.
+
+use audionas::gpu::Gpu;
+use audionas::kernels::check::assert_close;
+use audionas::kernels::gemm::{gemm, gemm_reference, Gemm};
+use audionas::util::rng::Rng;
+
+fn run(spec: Gemm, seed: u64) {
+    let gpu = Gpu::shared();
+    let mut rng = Rng::new(seed);
+    let a = rng.vec_uniform(spec.a_len(), -1.0, 1.0);
+    let b = rng.vec_uniform(spec.b_len(), -1.0, 1.0);
+    let c0 = rng.vec_uniform(spec.c_len(), -1.0, 1.0);
+    let mut want = c0.clone();
+    gemm_reference(&spec, &a, &b, &mut want);
+    let ta = gpu.upload(&[spec.a_len()], &a).unwrap();
+    let tb = gpu.upload(&[spec.b_len()], &b).unwrap();
+    let tc = gpu.upload(&[spec.c_len()], &c0).unwrap();
+    let mut rec = gpu.recorder();
+    gemm(&mut rec, &spec, &ta, &tb, &tc).unwrap();
+    rec.submit().unwrap();
+    let got = gpu.download(&tc).unwrap();
+    let tol = 1e-5 * (spec.k as f32).sqrt().max(1.0);
+    assert_close(&format!("{spec:?}"), &got, &want, tol, 1e-4);
+}
+
+const AWKWARD: [(usize, usize, usize); 12] = [
+    (1, 1, 1),
+    (1, 7, 3),
+    (5, 1, 2),
+    (3, 5, 7),
+    (8, 4, 1),
+    (9, 5, 13),
+    (16, 64, 16),
+    (17, 33, 31),
+    (31, 129, 2),
+    (64, 12, 65),
+    (127, 67, 41),
+    (200, 3, 257),
+];
+
+#[test]
+fn gemm_matches_reference_for_every_transpose_on_awkward_shapes() {
+    for (i, &(m, n, k)) in AWKWARD.iter().enumerate() {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                run(Gemm::new(m, n, k).trans_a(ta).trans_b(tb), i as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_alpha_beta_accumulate() {
+    run(Gemm::new(13, 17, 19).alpha(0.5).beta(1.0), 1);
+    run(
+        Gemm::new(13, 17, 19).trans_a(true).alpha(-2.0).beta(0.25),
+        2,
+    );
+    // k = 0 is an empty sum: C = beta * C.
+    run(Gemm::new(3, 4, 0).beta(0.5), 3);
+}
+
+#[test]
+fn gemm_batched_and_shared_operands() {
+    run(Gemm::new(7, 9, 5).batch(3), 4);
+    run(Gemm::new(7, 9, 5).batch(4).shared_a().trans_b(true), 5);
+    run(
+        Gemm::new(11, 6, 10)
+            .batch(2)
+            .shared_b()
+            .trans_a(true)
+            .beta(1.0),
+        6,
+    );
+}
+
+#[test]
+fn gemm_rejects_mismatched_operands() {
+    let gpu = Gpu::shared();
+    let spec = Gemm::new(4, 4, 4);
+    let a = gpu.zeros(&[4, 4]).unwrap();
+    let b = gpu.zeros(&[4, 5]).unwrap();
+    let c = gpu.zeros(&[4, 4]).unwrap();
+    let err = gemm(&mut gpu.recorder(), &spec, &a, &b, &c).unwrap_err();
+    assert!(err.to_string().contains("B has shape [4, 5]"), "{err}");
+}
