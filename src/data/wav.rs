@@ -43,10 +43,22 @@ fn bad_wav(path: &Path, reason: impl Into<String>) -> DataError {
     }
 }
 
+/// While reading samples, any I/O error means the data chunk is shorter than
+/// the header says.
+fn describe_sample_error(e: hound::Error) -> String {
+    match e {
+        hound::Error::IoError(_) => {
+            "the file ends early (truncated): its header announces more samples than it holds"
+                .to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 fn describe_hound_error(e: hound::Error) -> String {
     match e {
         hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the file ends early (truncated or empty)".to_string()
+            "the file ends early (truncated)".to_string()
         }
         other => other.to_string(),
     }
@@ -80,14 +92,14 @@ pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
             .collect::<Result<_, _>>()
-            .map_err(|e| bad_wav(path, describe_hound_error(e)))?,
+            .map_err(|e| bad_wav(path, describe_sample_error(e)))?,
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
             reader
                 .into_samples::<i32>()
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<Result<_, _>>()
-                .map_err(|e| bad_wav(path, describe_hound_error(e)))?
+                .map_err(|e| bad_wav(path, describe_sample_error(e)))?
         }
     };
     if interleaved.is_empty() {
@@ -150,12 +162,16 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     if from == to || samples.is_empty() {
         return Ok(samples.to_vec());
     }
-    const CHUNK: usize = 1024;
-    let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 1, 1)
+    // rubato's FFT length is a multiple of `from / gcd`; an even multiple
+    // centres its filter on a whole output sample, so the delay it reports
+    // is exact and removing it leaves no fractional shift.
+    let step = (from / gcd(from, to)) as usize;
+    let chunk = 2 * step * 512usize.div_ceil(step);
+    let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 1, 1)
         .map_err(|e| format!("cannot resample {from} Hz to {to} Hz: {e}"))?;
     let wanted = (samples.len() as f64 * to as f64 / from as f64).round() as usize;
     let delay = resampler.output_delay();
-    let mut out = Vec::with_capacity(wanted + delay + 2 * CHUNK);
+    let mut out = Vec::with_capacity(wanted + delay + 2 * chunk);
     let mut position = 0;
     while out.len() < wanted + delay {
         let next = resampler.input_frames_next();
@@ -174,6 +190,14 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String>
     out.drain(..delay);
     out.truncate(wanted);
     Ok(out)
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Writes mono audio as a 16-bit PCM WAV file, atomically.
