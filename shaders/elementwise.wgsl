@@ -1,28 +1,198 @@
-// Elementwise kernels over flat f32 arrays.
+// Elementwise kernels over flat f32 arrays: scale, fill, add, axpy, the
+// activations ReLU / sigmoid / tanh (forward, and backward from the saved
+// output), bias add over a channel axis and its backward (a sum over the
+// other axes).
 //
-// Bindings: 0 params, then the tensors each entry point names.
-// Dispatch: grid_1d(ceil(len / 256)) workgroups of 256; the linear index is
-// (wid.x + wid.y * nwg.x) * 256 + lid.x.
+// Bindings: 0 params, then the tensors each entry point names, in order:
+//   scale, fill          1 x (read-write)
+//   add                  1 a, 2 b, 3 out          out = a + b
+//   axpy                 1 x, 2 y (read-write)    y += alpha * x
+//   activation           1 x, 2 y (read-write)    y = f(x)
+//   activation_backward  1 y, 2 dy, 3 dx (rw)     dx = dy * f'(x), f' from y
+//   bias_add             1 x (read-write), 2 bias x[o, c, s] += bias[c]
+//   bias_backward_*      1 dy, 2 db (read-write)  db[c] = sum over o, s of dy[o, c, s]
+// Dispatch: the flat kernels take grid_1d(ceil(len / 1024)) workgroups of 256,
+// each invocation handling 4 elements 256 apart (the linear workgroup index is
+// wid.x + wid.y * nwg.x); bias_backward_columns takes ceil(channels / 256)
+// workgroups of 256 (one invocation per channel), bias_backward_channels one
+// workgroup of 256 per channel.
+//
+// The module is compiled without runtime bounds checks: every index is guarded
+// against p.len (the launchers check every tensor's length).
 
 struct Params {
-    len: u32,
-    scalar: f32,
-    _pad0: u32,
-    _pad1: u32,
+    len: u32,       // elements (bias_backward: the outer count)
+    scalar: f32,    // factor, fill value or alpha
+    channels: u32,  // bias kernels: size of the channel axis
+    inner: u32,     // bias kernels: elements per channel per outer index
 }
+
+// ACT selects the activation: 0 ReLU, 1 sigmoid, 2 tanh.
+override ACT: u32 = 0u;
+
+const WG: u32 = 256u;
+const PER_INVOCATION: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> src_a: array<f32>;
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst_2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst_3: array<f32>;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid.x;
+var<workgroup> partial: array<f32, WG>;
+
+// The first element of this invocation; it handles base + k * WG for k < 4.
+fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * (WG * PER_INVOCATION) + lid.x;
 }
 
-// x *= scalar
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_index(wid, nwg, lid);
-    if (i < p.len) {
-        x[i] = x[i] * p.scalar;
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            x[i] = x[i] * p.scalar;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            x[i] = p.scalar;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_3[i] = src_a[i] + src_b[i];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_2[i] = dst_2[i] + p.scalar * src_a[i];
+        }
+    }
+}
+
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: {
+            return 1.0 / (1.0 + exp(-v));
+        }
+        case 2u: {
+            // tanh saturates to +-1 in f32 well before 15; clamping keeps
+            // backends that build tanh from exp away from inf / inf.
+            return tanh(clamp(v, -15.0, 15.0));
+        }
+        default: {
+            return max(v, 0.0);
+        }
+    }
+}
+
+// f'(x) written in terms of y = f(x).
+fn derivative_from_output(y: f32) -> f32 {
+    switch ACT {
+        case 1u: {
+            return y * (1.0 - y);
+        }
+        case 2u: {
+            return 1.0 - y * y;
+        }
+        default: {
+            return select(0.0, 1.0, y > 0.0);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn activation(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_2[i] = activate(src_a[i]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn activation_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_3[i] = src_b[i] * derivative_from_output(src_a[i]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bias_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            x[i] = x[i] + src_b[(i / p.inner) % p.channels];
+        }
+    }
+}
+
+// inner == 1 ([rows, channels]): one invocation per channel walks down its
+// column; neighbouring invocations read neighbouring addresses.
+@compute @workgroup_size(WG)
+fn bias_backward_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.channels) {
+        return;
+    }
+    var sum = 0.0;
+    for (var o = 0u; o < p.len; o++) {
+        sum += src_a[o * p.channels + c];
+    }
+    dst_2[c] = sum;
+}
+
+// inner > 1 ([outer, channels, inner]): one workgroup per channel; lanes
+// stride over the channel's outer * inner elements, then a tree sum.
+@compute @workgroup_size(WG)
+fn bias_backward_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.channels) {
+        return;
+    }
+    let count = p.len * p.inner;
+    var sum = 0.0;
+    for (var j = lid.x; j < count; j += WG) {
+        let o = j / p.inner;
+        sum += src_a[(o * p.channels + c) * p.inner + (j - o * p.inner)];
+    }
+    partial[lid.x] = sum;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        if (lid.x < half) {
+            partial[lid.x] += partial[lid.x + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        dst_2[c] = partial[0];
     }
 }
