@@ -2,5 +2,6 @@
 //! and its CPU reference (plain loops, obviously correct).
 
 pub mod check;
+pub mod conv2d;
 pub mod elementwise;
 pub mod gemm;

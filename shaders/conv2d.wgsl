@@ -1,0 +1,420 @@
+// conv2d on [batch, channels, height, width] (NCHW) with rectangular kernels,
+// stride, zero padding, dilation and groups; weights [out_c, in_c/groups, KH, KW].
+//
+// The dense entry points are implicit gemms in the register-tiled shape of
+// gemm.wgsl: each invocation owns TM rows x 4 columns of the product and the
+// lanes of a workgroup share their TM rows, so the reads of the row operand
+// are one address across lanes (a broadcast). The column operand is gathered
+// through the convolution geometry instead of an im2col copy:
+//   forward          rows = output channels, columns = output positions,
+//                    k = (input channel, ky, kx); y = w * im2col(x) (+ bias)
+//   backward_input   rows = input channels, columns = input positions,
+//                    k = (output channel, ky, kx); dx = w^T * col2im-gather(dy)
+//   backward_weight  rows = output channels, columns = (input channel, ky, kx),
+//                    k = (image, oy, ox) over one split of the batch; the splits'
+//                    partial sums are added by reduce_splits
+// Depthwise convolutions (one input and one output channel per group) are
+// memory-bound and have direct kernels: one invocation per output (forward)
+// or input (backward_input) element, and one workgroup per (tap, channel)
+// reducing over the batch (depthwise_backward_weight). backward_bias reduces dy
+// per output channel in one workgroup each.
+//
+// Every index is guarded in-kernel (out-of-range reads are redirected to
+// element 0 and masked), so the module is compiled without bounds checks.
+// Kernel size, stride and dilation are pipeline overrides so the tap loops
+// have constant bounds.
+//
+// Bindings (0 is params):
+//   forward, depthwise_forward:                1 x, 2 w, 3 y (rw), 4 bias
+//       (without bias the weights are bound as bias and HAS_BIAS is false)
+//   backward_input, depthwise_backward_input:  1 dy, 2 w, 3 dx (rw)
+//   backward_weight, depthwise_backward_weight: 1 dy, 2 x, 3 dw or partials (rw)
+//   reduce_splits:                             1 partials, 2 dw (rw)
+//   backward_bias:                             1 dy, 2 db (rw)
+// Dispatch:
+//   forward          (ceil(out_h*out_w / (4 WG)), ceil((out_c/groups) / TM), batch*groups)
+//   backward_input   (ceil(in_h*in_w / (4 WG)), ceil((in_c/groups) / TM), batch*groups)
+//   backward_weight  (ceil(in_c/groups*KH*KW / (4 WG)), ceil((out_c/groups) / TM), splits*groups)
+//   depthwise_forward / depthwise_backward_input / reduce_splits: grid_1d(ceil(len / 64))
+//   depthwise_backward_weight (KH*KW, channels, 1); backward_bias (out_c, 1, 1); 64 lanes
+
+struct Params {
+    batch: u32,
+    in_c: u32,
+    out_c: u32,
+    groups: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    icpg: u32,            // input channels per group
+    ocpg: u32,            // output channels per group
+    batch_per_split: u32, // images per split of backward_weight
+    splits: u32,
+    len: u32,             // elements of the 1-D launches
+    _pad: u32,
+}
+
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
+override HAS_BIAS: bool = false;
+override WG: u32 = 64u;
+const TM: u32 = 8u;
+const LANES: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// forward
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// backward_input
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+// backward_weight
+@group(0) @binding(2) var<storage, read> x_for_dw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dw: array<f32>;
+
+// reduce_splits, backward_bias
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> reduced: array<f32>;
+
+var<workgroup> lane_sums: array<f32, LANES>;
+
+fn in_range(v: vec4<i32>, size: u32) -> vec4<bool> {
+    return (v >= vec4<i32>(0)) & (v < vec4<i32>(i32(size)));
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let positions = p.out_h * p.out_w;
+    let col0 = (wid.x * WG + lid.x) * 4u;
+    let row0 = wid.y * TM;
+    if (col0 >= positions || row0 >= p.ocpg) {
+        return;
+    }
+    let n = wid.z / p.groups;
+    let g = wid.z % p.groups;
+    let kdim = p.icpg * KH * KW;
+    // Columns past the end repeat the last one; they are not stored.
+    var iy0: vec4<i32>;
+    var ix0: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let pos = min(col0 + j, positions - 1u);
+        iy0[j] = i32((pos / p.out_w) * SH) - i32(p.pad_h);
+        ix0[j] = i32((pos % p.out_w) * SW) - i32(p.pad_w);
+    }
+    // Rows past the end repeat the last one; they are not stored.
+    var w_row: array<u32, TM>;
+    var acc: array<vec4<f32>, TM>;
+    for (var r = 0u; r < TM; r++) {
+        w_row[r] = (g * p.ocpg + min(row0 + r, p.ocpg - 1u)) * kdim;
+        acc[r] = vec4<f32>(0.0);
+    }
+    let plane = p.in_h * p.in_w;
+    var x_plane = i32((n * p.in_c + g * p.icpg) * plane);
+    var k = 0u;
+    for (var ic = 0u; ic < p.icpg; ic++) {
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = iy0 + vec4<i32>(i32(ky * DH));
+            let y_ok = in_range(iy, p.in_h);
+            let row = vec4<i32>(x_plane) + iy * i32(p.in_w);
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = ix0 + vec4<i32>(i32(kx * DW));
+                let ok = y_ok & in_range(ix, p.in_w);
+                let idx = select(vec4<i32>(0), row + ix, ok);
+                let xv = select(vec4<f32>(0.0), vec4<f32>(x[idx.x], x[idx.y], x[idx.z], x[idx.w]), ok);
+                for (var r = 0u; r < TM; r++) {
+                    acc[r] += w[w_row[r] + k] * xv;
+                }
+                k++;
+            }
+        }
+        x_plane += i32(plane);
+    }
+    let rows = min(TM, p.ocpg - row0);
+    let cols = min(4u, positions - col0);
+    for (var r = 0u; r < rows; r++) {
+        let oc = g * p.ocpg + row0 + r;
+        var b = 0.0;
+        if (HAS_BIAS) {
+            b = bias[oc];
+        }
+        let base = (n * p.out_c + oc) * positions + col0;
+        for (var j = 0u; j < cols; j++) {
+            y[base + j] = acc[r][j] + b;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let positions = p.in_h * p.in_w;
+    let col0 = (wid.x * WG + lid.x) * 4u;
+    let row0 = wid.y * TM;
+    if (col0 >= positions || row0 >= p.icpg) {
+        return;
+    }
+    let n = wid.z / p.groups;
+    let g = wid.z % p.groups;
+    let taps = KH * KW;
+    let kdim = p.icpg * taps;
+    // Input position plus padding: the output position it meets at tap
+    // (ky, kx) is ((ty - ky*DH) / SH, (tx - kx*DW) / SW) where that divides.
+    var ty0: vec4<i32>;
+    var tx0: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let pos = min(col0 + j, positions - 1u);
+        ty0[j] = i32(pos / p.in_w + p.pad_h);
+        tx0[j] = i32(pos % p.in_w + p.pad_w);
+    }
+    var w_row: array<u32, TM>;
+    var acc: array<vec4<f32>, TM>;
+    for (var r = 0u; r < TM; r++) {
+        w_row[r] = min(row0 + r, p.icpg - 1u) * taps;
+        acc[r] = vec4<f32>(0.0);
+    }
+    let out_plane = p.out_h * p.out_w;
+    var dy_plane = i32((n * p.out_c + g * p.ocpg) * out_plane);
+    var w_oc = g * p.ocpg * kdim;
+    for (var oc = 0u; oc < p.ocpg; oc++) {
+        for (var ky = 0u; ky < KH; ky++) {
+            let ty = ty0 - vec4<i32>(i32(ky * DH));
+            let oy = ty / vec4<i32>(i32(SH));
+            let y_ok = (ty >= vec4<i32>(0)) & (oy * i32(SH) == ty) & (oy < vec4<i32>(i32(p.out_h)));
+            let row = vec4<i32>(dy_plane) + oy * i32(p.out_w);
+            for (var kx = 0u; kx < KW; kx++) {
+                let tx = tx0 - vec4<i32>(i32(kx * DW));
+                let ox = tx / vec4<i32>(i32(SW));
+                let ok = y_ok & (tx >= vec4<i32>(0)) & (ox * i32(SW) == tx) & (ox < vec4<i32>(i32(p.out_w)));
+                let idx = select(vec4<i32>(0), row + ox, ok);
+                let dv = select(vec4<f32>(0.0), vec4<f32>(dy[idx.x], dy[idx.y], dy[idx.z], dy[idx.w]), ok);
+                let t = w_oc + ky * KW + kx;
+                for (var r = 0u; r < TM; r++) {
+                    acc[r] += w[w_row[r] + t] * dv;
+                }
+            }
+        }
+        dy_plane += i32(out_plane);
+        w_oc += kdim;
+    }
+    let rows = min(TM, p.icpg - row0);
+    let cols = min(4u, positions - col0);
+    for (var r = 0u; r < rows; r++) {
+        let base = (n * p.in_c + g * p.icpg + row0 + r) * positions + col0;
+        for (var j = 0u; j < cols; j++) {
+            dx[base + j] = acc[r][j];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let taps = KH * KW;
+    let kdim = p.icpg * taps;
+    let col0 = (wid.x * WG + lid.x) * 4u;
+    let row0 = wid.y * TM;
+    if (col0 >= kdim || row0 >= p.ocpg) {
+        return;
+    }
+    let split = wid.z / p.groups;
+    let g = wid.z % p.groups;
+    let plane = p.in_h * p.in_w;
+    let out_plane = p.out_h * p.out_w;
+    // Each column is one weight (c, ky, kx): its input offset within an image.
+    var x_off: vec4<i32>;
+    var y_off: vec4<i32>;
+    var x_shift: vec4<i32>;
+    for (var j = 0u; j < 4u; j++) {
+        let kc = min(col0 + j, kdim - 1u);
+        let t = kc % taps;
+        x_off[j] = i32((g * p.icpg + kc / taps) * plane);
+        y_off[j] = i32((t / KW) * DH) - i32(p.pad_h);
+        x_shift[j] = i32((t % KW) * DW) - i32(p.pad_w);
+    }
+    var dy_row: array<u32, TM>;
+    var acc: array<vec4<f32>, TM>;
+    for (var r = 0u; r < TM; r++) {
+        dy_row[r] = (g * p.ocpg + min(row0 + r, p.ocpg - 1u)) * out_plane;
+        acc[r] = vec4<f32>(0.0);
+    }
+    let n0 = split * p.batch_per_split;
+    let n1 = min(n0 + p.batch_per_split, p.batch);
+    for (var n = n0; n < n1; n++) {
+        let x_image = vec4<i32>(i32(n * p.in_c * plane)) + x_off;
+        let dy_image = n * p.out_c * out_plane;
+        for (var oy = 0u; oy < p.out_h; oy++) {
+            let iy = vec4<i32>(i32(oy * SH)) + y_off;
+            let y_ok = in_range(iy, p.in_h);
+            let row = x_image + iy * i32(p.in_w);
+            let dy_at = dy_image + oy * p.out_w;
+            for (var ox = 0u; ox < p.out_w; ox++) {
+                let ix = vec4<i32>(i32(ox * SW)) + x_shift;
+                let ok = y_ok & in_range(ix, p.in_w);
+                let idx = select(vec4<i32>(0), row + ix, ok);
+                let xv = select(vec4<f32>(0.0), vec4<f32>(x_for_dw[idx.x], x_for_dw[idx.y], x_for_dw[idx.z], x_for_dw[idx.w]), ok);
+                for (var r = 0u; r < TM; r++) {
+                    acc[r] += dy[dy_row[r] + dy_at + ox] * xv;
+                }
+            }
+        }
+    }
+    let rows = min(TM, p.ocpg - row0);
+    let cols = min(4u, kdim - col0);
+    let out_base = split * p.out_c * kdim;
+    for (var r = 0u; r < rows; r++) {
+        let base = out_base + (g * p.ocpg + row0 + r) * kdim + col0;
+        for (var j = 0u; j < cols; j++) {
+            dw[base + j] = acc[r][j];
+        }
+    }
+}
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.x + wid.y * nwg.x) * LANES + lid.x;
+}
+
+// reduced[i] = sum over splits s of partials[s * len + i]
+@compute @workgroup_size(LANES)
+fn reduce_splits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    var s = 0.0;
+    for (var split = 0u; split < p.splits; split++) {
+        s += partials[split * p.len + i];
+    }
+    reduced[i] = s;
+}
+
+// Sums lane_sums into lane_sums[0]; every lane must call it.
+fn reduce_lanes(lane: u32, value: f32) {
+    lane_sums[lane] = value;
+    workgroupBarrier();
+    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
+        if (lane < stride) {
+            lane_sums[lane] += lane_sums[lane + stride];
+        }
+        workgroupBarrier();
+    }
+}
+
+// reduced[oc] = sum of partials (dy) over images and positions of channel oc
+@compute @workgroup_size(LANES)
+fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let oc = wid.x;
+    let out_plane = p.out_h * p.out_w;
+    var s = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        let base = (n * p.out_c + oc) * out_plane;
+        for (var i = lid.x; i < out_plane; i += LANES) {
+            s += partials[base + i];
+        }
+    }
+    reduce_lanes(lid.x, s);
+    if (lid.x == 0u) {
+        reduced[oc] = lane_sums[0];
+    }
+}
+
+@compute @workgroup_size(LANES)
+fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    let out_plane = p.out_h * p.out_w;
+    let image_channel = i / out_plane;
+    let pos = i % out_plane;
+    let c = image_channel % p.out_c;
+    let iy0 = i32((pos / p.out_w) * SH) - i32(p.pad_h);
+    let ix0 = i32((pos % p.out_w) * SW) - i32(p.pad_w);
+    let x_base = image_channel * p.in_h * p.in_w;
+    let w_base = c * KH * KW;
+    var s = 0.0;
+    for (var ky = 0u; ky < KH; ky++) {
+        let iy = iy0 + i32(ky * DH);
+        if (iy < 0 || iy >= i32(p.in_h)) {
+            continue;
+        }
+        for (var kx = 0u; kx < KW; kx++) {
+            let ix = ix0 + i32(kx * DW);
+            if (ix >= 0 && ix < i32(p.in_w)) {
+                s += x[x_base + u32(iy) * p.in_w + u32(ix)] * w[w_base + ky * KW + kx];
+            }
+        }
+    }
+    if (HAS_BIAS) {
+        s += bias[c];
+    }
+    y[i] = s;
+}
+
+@compute @workgroup_size(LANES)
+fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
+        return;
+    }
+    let plane = p.in_h * p.in_w;
+    let image_channel = i / plane;
+    let pos = i % plane;
+    let c = image_channel % p.in_c;
+    let ty0 = i32(pos / p.in_w + p.pad_h);
+    let tx0 = i32(pos % p.in_w + p.pad_w);
+    let dy_base = image_channel * p.out_h * p.out_w;
+    let w_base = c * KH * KW;
+    var s = 0.0;
+    for (var ky = 0u; ky < KH; ky++) {
+        let ty = ty0 - i32(ky * DH);
+        let oy = ty / i32(SH);
+        if (ty < 0 || oy * i32(SH) != ty || oy >= i32(p.out_h)) {
+            continue;
+        }
+        for (var kx = 0u; kx < KW; kx++) {
+            let tx = tx0 - i32(kx * DW);
+            let ox = tx / i32(SW);
+            if (tx >= 0 && ox * i32(SW) == tx && ox < i32(p.out_w)) {
+                s += dy[dy_base + u32(oy) * p.out_w + u32(ox)] * w[w_base + ky * KW + kx];
+            }
+        }
+    }
+    dx[i] = s;
+}
+
+@compute @workgroup_size(LANES)
+fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let tap = wid.x;
+    let c = wid.y;
+    let plane = p.in_h * p.in_w;
+    let out_plane = p.out_h * p.out_w;
+    let y_shift = i32((tap / KW) * DH) - i32(p.pad_h);
+    let x_shift = i32((tap % KW) * DW) - i32(p.pad_w);
+    var s = 0.0;
+    for (var n = 0u; n < p.batch; n++) {
+        let image_channel = n * p.in_c + c;
+        let dy_base = image_channel * out_plane;
+        let x_base = image_channel * plane;
+        for (var pos = lid.x; pos < out_plane; pos += LANES) {
+            let iy = i32((pos / p.out_w) * SH) + y_shift;
+            let ix = i32((pos % p.out_w) * SW) + x_shift;
+            if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+                s += dy[dy_base + pos] * x_for_dw[x_base + u32(iy) * p.in_w + u32(ix)];
+            }
+        }
+    }
+    reduce_lanes(lid.x, s);
+    if (lid.x == 0u) {
+        dw[c * KH * KW + tap] = lane_sums[0];
+    }
+}

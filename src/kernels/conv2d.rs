@@ -1,0 +1,563 @@
+//! conv2d on `[batch, channels, height, width]` (audio features: height is
+//! time, width is frequency; conv1d over time is the width-1 case): any
+//! rectangular kernel, stride, zero padding, dilation and groups, optional
+//! bias; forward, backward to the input, backward to the weights and bias.
+//! Weights are `[out_channels, in_channels / groups, kernel_h, kernel_w]`.
+//! Shader: `shaders/conv2d.wgsl`.
+
+use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+
+static SHADER: Shader = crate::shader!("conv2d", trusted);
+
+/// Rows of the implicit gemm per invocation (the shader's `TM`).
+const ROWS_PER_INVOCATION: usize = 8;
+/// Columns of the implicit gemm per invocation (one vec4).
+const COLS_PER_INVOCATION: usize = 4;
+/// Lanes of the 1-D and reduction entry points (the shader's `LANES`).
+const LANES: usize = 64;
+/// backward_weight splits the batch until it has about this many workgroups,
+/// so that wide GPUs have enough of them in flight.
+const WEIGHT_GRADIENT_WORKGROUPS: usize = 256;
+
+/// The geometry of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub groups: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    in_c: u32,
+    out_c: u32,
+    groups: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    icpg: u32,
+    ocpg: u32,
+    batch_per_split: u32,
+    splits: u32,
+    len: u32,
+    _pad: u32,
+}
+
+impl Conv2d {
+    /// Stride 1, no padding, no dilation, one group.
+    pub fn new(
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        input: [usize; 2],
+        kernel: [usize; 2],
+    ) -> Self {
+        Conv2d {
+            batch,
+            in_channels,
+            out_channels,
+            in_h: input[0],
+            in_w: input[1],
+            kernel_h: kernel[0],
+            kernel_w: kernel[1],
+            stride_h: 1,
+            stride_w: 1,
+            pad_h: 0,
+            pad_w: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+            groups: 1,
+        }
+    }
+
+    pub fn stride(self, h: usize, w: usize) -> Self {
+        Conv2d {
+            stride_h: h,
+            stride_w: w,
+            ..self
+        }
+    }
+
+    /// Zero padding on both sides of each dimension.
+    pub fn padding(self, h: usize, w: usize) -> Self {
+        Conv2d {
+            pad_h: h,
+            pad_w: w,
+            ..self
+        }
+    }
+
+    pub fn dilation(self, h: usize, w: usize) -> Self {
+        Conv2d {
+            dilation_h: h,
+            dilation_w: w,
+            ..self
+        }
+    }
+
+    /// Groups of channels convolved separately (depthwise when equal to both
+    /// channel counts).
+    pub fn groups(self, groups: usize) -> Self {
+        Conv2d { groups, ..self }
+    }
+
+    fn extent(size: usize, pad: usize, kernel: usize, dilation: usize, stride: usize) -> usize {
+        let span = dilation * (kernel - 1) + 1;
+        let padded = size + 2 * pad;
+        if kernel == 0 || stride == 0 || padded < span {
+            0
+        } else {
+            (padded - span) / stride + 1
+        }
+    }
+
+    pub fn out_h(&self) -> usize {
+        Self::extent(
+            self.in_h,
+            self.pad_h,
+            self.kernel_h,
+            self.dilation_h,
+            self.stride_h,
+        )
+    }
+
+    pub fn out_w(&self) -> usize {
+        Self::extent(
+            self.in_w,
+            self.pad_w,
+            self.kernel_w,
+            self.dilation_w,
+            self.stride_w,
+        )
+    }
+
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.in_channels, self.in_h, self.in_w]
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.out_h(), self.out_w()]
+    }
+
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels / self.groups.max(1),
+            self.kernel_h,
+            self.kernel_w,
+        ]
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.weight_shape().iter().product()
+    }
+
+    /// One input and one output channel per group.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.in_channels && self.groups == self.out_channels
+    }
+
+    /// Floating-point operations of the forward pass (a multiply-add counts
+    /// two); each backward has as many.
+    pub fn flops(&self) -> f64 {
+        let (_, _, taps_by_channels) = self.gemm_shape();
+        2.0 * (self.output_len() * taps_by_channels) as f64
+    }
+
+    /// The equivalent gemm of the forward pass per group and image:
+    /// (M, N, K) = (out channels per group, output positions, taps x input
+    /// channels per group).
+    pub fn gemm_shape(&self) -> (usize, usize, usize) {
+        let groups = self.groups.max(1);
+        (
+            self.out_channels / groups,
+            self.out_h() * self.out_w(),
+            self.in_channels / groups * self.kernel_h * self.kernel_w,
+        )
+    }
+
+    /// Checks that the geometry makes sense, with a message naming what does not.
+    pub fn validate(&self) -> GpuResult<()> {
+        ensure(
+            self.groups > 0
+                && self.in_channels.is_multiple_of(self.groups)
+                && self.out_channels.is_multiple_of(self.groups),
+            || {
+                format!(
+                    "conv2d {self:?}: groups ({}) must divide in_channels ({}) and out_channels ({})",
+                    self.groups, self.in_channels, self.out_channels
+                )
+            },
+        )?;
+        ensure(
+            self.stride_h > 0 && self.stride_w > 0 && self.dilation_h > 0 && self.dilation_w > 0,
+            || format!("conv2d {self:?}: stride and dilation must be at least 1"),
+        )?;
+        ensure(self.out_h() > 0 && self.out_w() > 0, || {
+            format!(
+                "conv2d {self:?}: the kernel (with dilation) is larger than the padded input, so the output is empty"
+            )
+        })?;
+        ensure(
+            self.input_len().max(self.output_len()) < i32::MAX as usize,
+            || format!("conv2d {self:?}: tensors past 2^31 elements are not supported"),
+        )
+    }
+
+    fn params(&self) -> Params {
+        let u = |v: usize| v as u32;
+        Params {
+            batch: u(self.batch),
+            in_c: u(self.in_channels),
+            out_c: u(self.out_channels),
+            groups: u(self.groups),
+            in_h: u(self.in_h),
+            in_w: u(self.in_w),
+            out_h: u(self.out_h()),
+            out_w: u(self.out_w()),
+            pad_h: u(self.pad_h),
+            pad_w: u(self.pad_w),
+            icpg: u(self.in_channels / self.groups),
+            ocpg: u(self.out_channels / self.groups),
+            batch_per_split: u(self.batch),
+            splits: 1,
+            len: 0,
+            _pad: 0,
+        }
+    }
+
+    fn constants(&self, has_bias: bool, lanes: usize) -> [(&'static str, f64); 8] {
+        let f = |v: usize| v as f64;
+        [
+            ("KH", f(self.kernel_h)),
+            ("KW", f(self.kernel_w)),
+            ("SH", f(self.stride_h)),
+            ("SW", f(self.stride_w)),
+            ("DH", f(self.dilation_h)),
+            ("DW", f(self.dilation_w)),
+            ("HAS_BIAS", has_bias as u8 as f64),
+            ("WG", f(lanes)),
+        ]
+    }
+}
+
+fn check_len(spec: &Conv2d, name: &str, t: &Tensor, want: usize) -> GpuResult<()> {
+    ensure(t.len() == want, || {
+        format!(
+            "conv2d {spec:?}: {name} has shape {:?} ({} elements), expected {want} elements",
+            t.shape(),
+            t.len()
+        )
+    })
+}
+
+/// Lanes per workgroup of the implicit gemms: enough to cover the columns
+/// with few idle lanes.
+fn workgroup_lanes(columns: usize) -> usize {
+    let needed = columns.div_ceil(COLS_PER_INVOCATION);
+    if needed >= 64 {
+        64
+    } else if needed > 8 {
+        16
+    } else {
+        8
+    }
+}
+
+fn implicit_gemm_groups(columns: usize, rows: usize, lanes: usize, z: usize) -> [u32; 3] {
+    [
+        columns.div_ceil(COLS_PER_INVOCATION * lanes) as u32,
+        rows.div_ceil(ROWS_PER_INVOCATION) as u32,
+        z as u32,
+    ]
+}
+
+/// `y = conv(x, w) + bias`; x `[batch, in_c, in_h, in_w]`, w
+/// `[out_c, in_c/groups, kh, kw]`, bias `[out_c]`, y `[batch, out_c, out_h, out_w]`.
+pub fn conv2d_forward(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> GpuResult<()> {
+    spec.validate()?;
+    check_len(spec, "x", x, spec.input_len())?;
+    check_len(spec, "w", w, spec.weight_len())?;
+    check_len(spec, "y", y, spec.output_len())?;
+    if let Some(b) = bias {
+        check_len(spec, "bias", b, spec.out_channels)?;
+    }
+    if spec.output_len() == 0 {
+        return Ok(());
+    }
+    let mut params = spec.params();
+    // Without a bias the weights stand in for its binding, unread.
+    let bias_binding = bias.unwrap_or(w);
+    if spec.is_depthwise() {
+        params.len = spec.output_len() as u32;
+        let groups = grid_1d(spec.output_len().div_ceil(LANES) as u32);
+        let constants = spec.constants(bias.is_some(), LANES);
+        return rec.dispatch(
+            &SHADER,
+            "depthwise_forward",
+            &constants,
+            &params,
+            &[x, w, y, bias_binding],
+            groups,
+        );
+    }
+    let (rows, columns, _) = spec.gemm_shape();
+    let lanes = workgroup_lanes(columns);
+    let groups = implicit_gemm_groups(columns, rows, lanes, spec.batch * spec.groups);
+    rec.dispatch(
+        &SHADER,
+        "forward",
+        &spec.constants(bias.is_some(), lanes),
+        &params,
+        &[x, w, y, bias_binding],
+        groups,
+    )
+}
+
+/// `dx = d loss / d x` from `dy = d loss / d y` (overwrites dx).
+pub fn conv2d_backward_input(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> GpuResult<()> {
+    spec.validate()?;
+    check_len(spec, "dy", dy, spec.output_len())?;
+    check_len(spec, "w", w, spec.weight_len())?;
+    check_len(spec, "dx", dx, spec.input_len())?;
+    if spec.input_len() == 0 {
+        return Ok(());
+    }
+    let mut params = spec.params();
+    if spec.is_depthwise() {
+        params.len = spec.input_len() as u32;
+        let groups = grid_1d(spec.input_len().div_ceil(LANES) as u32);
+        return rec.dispatch(
+            &SHADER,
+            "depthwise_backward_input",
+            &spec.constants(false, LANES),
+            &params,
+            &[dy, w, dx],
+            groups,
+        );
+    }
+    let columns = spec.in_h * spec.in_w;
+    let lanes = workgroup_lanes(columns);
+    let rows = spec.in_channels / spec.groups;
+    let groups = implicit_gemm_groups(columns, rows, lanes, spec.batch * spec.groups);
+    rec.dispatch(
+        &SHADER,
+        "backward_input",
+        &spec.constants(false, lanes),
+        &params,
+        &[dy, w, dx],
+        groups,
+    )
+}
+
+/// `dw = d loss / d w` and, when given, `db = d loss / d bias` from dy and
+/// the forward input x (both overwritten).
+pub fn conv2d_backward_weight(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+) -> GpuResult<()> {
+    spec.validate()?;
+    check_len(spec, "dy", dy, spec.output_len())?;
+    check_len(spec, "x", x, spec.input_len())?;
+    check_len(spec, "dw", dw, spec.weight_len())?;
+    if let Some(db) = db {
+        check_len(spec, "db", db, spec.out_channels)?;
+    }
+    if spec.weight_len() == 0 {
+        return Ok(());
+    }
+    if spec.batch == 0 {
+        rec.clear(dw);
+        if let Some(db) = db {
+            rec.clear(db);
+        }
+        return Ok(());
+    }
+    let mut params = spec.params();
+    if let Some(db) = db {
+        rec.dispatch(
+            &SHADER,
+            "backward_bias",
+            &[],
+            &params,
+            &[dy, db],
+            [spec.out_channels as u32, 1, 1],
+        )?;
+    }
+    if spec.is_depthwise() {
+        let taps = spec.kernel_h * spec.kernel_w;
+        return rec.dispatch(
+            &SHADER,
+            "depthwise_backward_weight",
+            &spec.constants(false, LANES),
+            &params,
+            &[dy, x, dw],
+            [taps as u32, spec.in_channels as u32, 1],
+        );
+    }
+    let (rows, _, columns) = spec.gemm_shape();
+    let lanes = workgroup_lanes(columns);
+    let tiles = implicit_gemm_groups(columns, rows, lanes, spec.groups);
+    let tile_count = tiles.iter().map(|&t| t as usize).product::<usize>();
+    let wanted_splits = WEIGHT_GRADIENT_WORKGROUPS
+        .div_ceil(tile_count)
+        .clamp(1, spec.batch);
+    let batch_per_split = spec.batch.div_ceil(wanted_splits);
+    let splits = spec.batch.div_ceil(batch_per_split);
+    params.batch_per_split = batch_per_split as u32;
+    params.splits = splits as u32;
+    let constants = spec.constants(false, lanes);
+    let groups = implicit_gemm_groups(columns, rows, lanes, splits * spec.groups);
+    if splits == 1 {
+        return rec.dispatch(
+            &SHADER,
+            "backward_weight",
+            &constants,
+            &params,
+            &[dy, x, dw],
+            groups,
+        );
+    }
+    let partials = rec.gpu().empty(&[splits, spec.weight_len()])?;
+    rec.dispatch(
+        &SHADER,
+        "backward_weight",
+        &constants,
+        &params,
+        &[dy, x, &partials],
+        groups,
+    )?;
+    params.len = spec.weight_len() as u32;
+    rec.dispatch(
+        &SHADER,
+        "reduce_splits",
+        &[],
+        &params,
+        &[&partials, dw],
+        grid_1d(spec.weight_len().div_ceil(LANES) as u32),
+    )
+}
+
+/// Calls `visit(y_index, x_index, w_index)` for every product term of the
+/// convolution whose input element lies inside the (unpadded) input.
+fn for_each_term(spec: &Conv2d, mut visit: impl FnMut(usize, usize, usize)) {
+    let (oh, ow) = (spec.out_h(), spec.out_w());
+    let icpg = spec.in_channels / spec.groups;
+    let ocpg = spec.out_channels / spec.groups;
+    for n in 0..spec.batch {
+        for oc in 0..spec.out_channels {
+            let g = oc / ocpg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let yi = ((n * spec.out_channels + oc) * oh + oy) * ow + ox;
+                    for ic in 0..icpg {
+                        let c = g * icpg + ic;
+                        for ky in 0..spec.kernel_h {
+                            let iy = (oy * spec.stride_h + ky * spec.dilation_h) as isize
+                                - spec.pad_h as isize;
+                            if iy < 0 || iy >= spec.in_h as isize {
+                                continue;
+                            }
+                            for kx in 0..spec.kernel_w {
+                                let ix = (ox * spec.stride_w + kx * spec.dilation_w) as isize
+                                    - spec.pad_w as isize;
+                                if ix < 0 || ix >= spec.in_w as isize {
+                                    continue;
+                                }
+                                let xi = ((n * spec.in_channels + c) * spec.in_h + iy as usize)
+                                    * spec.in_w
+                                    + ix as usize;
+                                let wi =
+                                    ((oc * icpg + ic) * spec.kernel_h + ky) * spec.kernel_w + kx;
+                                visit(yi, xi, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// CPU reference of the forward pass, in f64.
+pub fn conv2d_forward_reference(
+    spec: &Conv2d,
+    x: &[f64],
+    w: &[f64],
+    bias: Option<&[f64]>,
+) -> Vec<f64> {
+    let mut y = vec![0.0; spec.output_len()];
+    for_each_term(spec, |yi, xi, wi| y[yi] += x[xi] * w[wi]);
+    if let Some(b) = bias {
+        let plane = spec.out_h() * spec.out_w();
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += b[(i / plane) % spec.out_channels];
+        }
+    }
+    y
+}
+
+/// CPU reference of the gradient to the input, in f64.
+pub fn conv2d_backward_input_reference(spec: &Conv2d, dy: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; spec.input_len()];
+    for_each_term(spec, |yi, xi, wi| dx[xi] += dy[yi] * w[wi]);
+    dx
+}
+
+/// CPU reference of the gradient to the weights, in f64.
+pub fn conv2d_backward_weight_reference(spec: &Conv2d, dy: &[f64], x: &[f64]) -> Vec<f64> {
+    let mut dw = vec![0.0; spec.weight_len()];
+    for_each_term(spec, |yi, xi, wi| dw[wi] += dy[yi] * x[xi]);
+    dw
+}
+
+/// CPU reference of the gradient to the bias, in f64.
+pub fn conv2d_backward_bias_reference(spec: &Conv2d, dy: &[f64]) -> Vec<f64> {
+    let plane = spec.out_h() * spec.out_w();
+    let mut db = vec![0.0; spec.out_channels];
+    for (i, v) in dy.iter().enumerate() {
+        db[(i / plane) % spec.out_channels] += v;
+    }
+    db
+}
