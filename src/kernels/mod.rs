@@ -5,4 +5,5 @@ pub mod check;
 pub mod conv2d;
 pub mod elementwise;
 pub mod gemm;
+pub mod mixed_edge;
 pub mod reductions;

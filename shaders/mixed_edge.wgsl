@@ -1,0 +1,272 @@
+// Mixed edges of a supernet, y = sum_k w_k * x_k over K candidate outputs
+// stacked as x[K][n], and the architecture weights w from parameters alpha:
+// softmax (DARTS), sigmoid (FairDARTS) or a 0/1 mask (a sampled sub-network).
+// A candidate whose weight is exactly zero is never read, so an inactive
+// candidate's buffer may hold anything (NaN included) without effect.
+// Also the architecture regularisers: FairDARTS zero-one loss, Gini and
+// normalised-entropy purity of softmax(alpha), with their gradients.
+//
+// Weights and alpha are [rows][K]: one row per mixed edge, `p.row` picks it.
+//
+// Entry points, their bindings (0 is always the params; each entry point
+// binds 1.. in order, so one binding number names different buffers in
+// different entry points), and dispatch:
+//   weights:        1 alpha, 2 w                        (ceil(rows / 64), 1, 1)
+//   forward:        1 w, 2 x, 3 y                       grid_1d(ceil(n / 256))
+//   backward:       1 w, 2 x, 3 dy, 4 dx, 5 partials    (groups, 1, 1)
+//   reduce_dw:      1 partials, 2 dw                    (1, 1, 1)
+//   alpha_backward: 1 w, 2 dw, 3 dalpha                 (ceil(rows / 64), 1, 1)
+//   regulariser:    1 alpha, 2 dalpha, 3 loss           (1, 1, 1)
+// Every index is guarded in-kernel (the module is compiled trusted).
+
+struct Params {
+    n: u32,            // elements of one candidate
+    k: u32,            // candidates per edge
+    row: u32,          // which row of w / dw this edge uses
+    rows: u32,         // rows of alpha / w / dw / dalpha
+    groups: u32,       // workgroups of the backward pass (partials per candidate)
+    mode: u32,         // 0 softmax, 1 sigmoid, 2 mask; regulariser: 0 zero-one, 1 gini, 2 entropy
+    scale: f32,        // regulariser coefficient
+    accumulate: u32,   // 1: dalpha += gradient, 0: dalpha = gradient
+}
+
+const WG: u32 = 256u;
+const MAX_K: u32 = 32u;
+// Elements per invocation per tile of the backward pass.
+const PER_LANE: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// weights, regulariser
+@group(0) @binding(1) var<storage, read> alpha: array<f32>;
+@group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dalpha_reg: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+// forward, backward, alpha_backward
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+// reduce_dw, alpha_backward
+@group(0) @binding(1) var<storage, read> partials_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(2) var<storage, read> dw_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dalpha: array<f32>;
+
+fn sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
+}
+
+// w[r] = softmax / sigmoid / copy of alpha[r], one invocation per row.
+@compute @workgroup_size(64)
+fn weights(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.k;
+    if (p.mode == 0u) {
+        var top = alpha[base];
+        for (var k = 1u; k < p.k; k++) {
+            top = max(top, alpha[base + k]);
+        }
+        var total = 0.0;
+        for (var k = 0u; k < p.k; k++) {
+            total += exp(alpha[base + k] - top);
+        }
+        for (var k = 0u; k < p.k; k++) {
+            w_out[base + k] = exp(alpha[base + k] - top) / total;
+        }
+    } else if (p.mode == 1u) {
+        for (var k = 0u; k < p.k; k++) {
+            w_out[base + k] = sigmoid(alpha[base + k]);
+        }
+    } else {
+        for (var k = 0u; k < p.k; k++) {
+            w_out[base + k] = alpha[base + k];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
+    if (i >= p.n) {
+        return;
+    }
+    let wbase = p.row * p.k;
+    var acc = 0.0;
+    for (var k = 0u; k < p.k; k++) {
+        let wk = w[wbase + k];
+        if (wk != 0.0) {
+            acc += wk * x[k * p.n + i];
+        }
+    }
+    y[i] = acc;
+}
+
+var<workgroup> sums: array<f32, WG>;
+
+// dx_k = w_k * dy, and per workgroup the partial dot products sum(dy * x_k)
+// into partials[group][k]. Each workgroup walks tiles of WG * PER_LANE
+// elements; a tile's dy stays in cache while every candidate reads it.
+@compute @workgroup_size(256)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let wbase = p.row * p.k;
+    var part: array<f32, MAX_K>;
+    for (var k = 0u; k < MAX_K; k++) {
+        part[k] = 0.0;
+    }
+    let tile = WG * PER_LANE;
+    for (var start = wid.x * tile; start < p.n; start += p.groups * tile) {
+        for (var k = 0u; k < p.k; k++) {
+            let wk = w[wbase + k];
+            if (wk == 0.0) {
+                continue;
+            }
+            for (var e = 0u; e < PER_LANE; e++) {
+                let i = start + e * WG + lid.x;
+                if (i < p.n) {
+                    let g = dy[i];
+                    dx[k * p.n + i] = wk * g;
+                    part[k] += g * x[k * p.n + i];
+                }
+            }
+        }
+    }
+    for (var k = 0u; k < p.k; k++) {
+        sums[lid.x] = part[k];
+        workgroupBarrier();
+        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+            if (lid.x < stride) {
+                sums[lid.x] += sums[lid.x + stride];
+            }
+            workgroupBarrier();
+        }
+        if (lid.x == 0u) {
+            partials[wid.x * p.k + k] = sums[0];
+        }
+        workgroupBarrier();
+    }
+}
+
+// dw[row][k] = sum over groups of partials[group][k]; zero for inactive k.
+@compute @workgroup_size(64)
+fn reduce_dw(@builtin(local_invocation_id) lid: vec3<u32>) {
+    for (var k = lid.x; k < p.k; k += 64u) {
+        var total = 0.0;
+        for (var g = 0u; g < p.groups; g++) {
+            total += partials_in[g * p.k + k];
+        }
+        dw[p.row * p.k + k] = total;
+    }
+}
+
+fn store_dalpha(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        dalpha[i] += v;
+    } else {
+        dalpha[i] = v;
+    }
+}
+
+fn store_dalpha_reg(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        dalpha_reg[i] += v;
+    } else {
+        dalpha_reg[i] = v;
+    }
+}
+
+// dalpha from dw through the softmax or sigmoid Jacobian, one row per invocation.
+@compute @workgroup_size(64)
+fn alpha_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.k;
+    if (p.mode == 0u) {
+        var dot = 0.0;
+        for (var k = 0u; k < p.k; k++) {
+            dot += w[base + k] * dw_in[base + k];
+        }
+        for (var k = 0u; k < p.k; k++) {
+            store_dalpha(base + k, w[base + k] * (dw_in[base + k] - dot));
+        }
+    } else {
+        for (var k = 0u; k < p.k; k++) {
+            let s = w[base + k];
+            store_dalpha(base + k, dw_in[base + k] * s * (1.0 - s));
+        }
+    }
+}
+
+var<workgroup> row_losses: array<f32, 64>;
+
+// loss[0] = scale * L(alpha) and dalpha (+)= scale * dL/dalpha, where L is
+// the zero-one loss -mean((sigmoid(alpha) - 0.5)^2) over all entries, or
+// the mean over rows of Gini sum p(1 - p) / entropy -sum p ln p / ln K of
+// p = softmax(row). One workgroup; invocation r handles rows r, r + 64, ...
+@compute @workgroup_size(64)
+fn regulariser(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var total = 0.0;
+    let count = f32(p.rows * p.k);
+    let log_k = log(f32(p.k));
+    for (var r = lid.x; r < p.rows; r += 64u) {
+        let base = r * p.k;
+        if (p.mode == 0u) {
+            for (var k = 0u; k < p.k; k++) {
+                let s = sigmoid(alpha[base + k]);
+                total -= (s - 0.5) * (s - 0.5) / count;
+                store_dalpha_reg(base + k, p.scale * -2.0 * (s - 0.5) * s * (1.0 - s) / count);
+            }
+            continue;
+        }
+        var top = alpha[base];
+        for (var k = 1u; k < p.k; k++) {
+            top = max(top, alpha[base + k]);
+        }
+        var z = 0.0;
+        for (var k = 0u; k < p.k; k++) {
+            z += exp(alpha[base + k] - top);
+        }
+        // g_k = dL_row/dp_k; the softmax Jacobian gives p_k (g_k - sum_j p_j g_j).
+        var row_loss = 0.0;
+        var pg = 0.0;
+        for (var k = 0u; k < p.k; k++) {
+            let pk = exp(alpha[base + k] - top) / z;
+            var g = 0.0;
+            if (p.mode == 1u) {
+                row_loss += pk * (1.0 - pk);
+                g = 1.0 - 2.0 * pk;
+            } else if (p.k > 1u) {
+                let lp = select(0.0, log(pk), pk > 0.0);
+                row_loss -= pk * lp / log_k;
+                g = -(lp + 1.0) / log_k;
+            }
+            pg += pk * g;
+        }
+        total += row_loss / f32(p.rows);
+        for (var k = 0u; k < p.k; k++) {
+            let pk = exp(alpha[base + k] - top) / z;
+            var g = 0.0;
+            if (p.mode == 1u) {
+                g = 1.0 - 2.0 * pk;
+            } else if (p.k > 1u) {
+                g = -(select(0.0, log(pk), pk > 0.0) + 1.0) / log_k;
+            }
+            store_dalpha_reg(base + k, p.scale * pk * (g - pg) / f32(p.rows));
+        }
+    }
+    row_losses[lid.x] = total;
+    workgroupBarrier();
+    if (lid.x == 0u) {
+        var sum = 0.0;
+        for (var i = 0u; i < 64u; i++) {
+            sum += row_losses[i];
+        }
+        loss[0] = p.scale * sum;
+    }
+}

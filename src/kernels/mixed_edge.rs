@@ -1,0 +1,403 @@
+//! Mixed edges of a supernet and the architecture regularisers. Shader:
+//! `shaders/mixed_edge.wgsl`.
+//!
+//! A mixed edge is `y = sum_k w_k * x_k` over K candidate outputs of the same
+//! shape, stacked as `x: [K, ...]`. The weights `w: [rows, K]` (one row per
+//! edge) come from the architecture parameters `alpha: [rows, K]` on the GPU:
+//! softmax per row (DARTS), sigmoid (FairDARTS), or a given 0/1 mask (a
+//! sampled sub-network). Candidates whose weight is zero are neither read
+//! nor computed: their part of `x` may hold anything, and their part of `dx`
+//! is left untouched.
+//!
+//! Backward: `dx_k = w_k * dy`, `dw_k = sum(dy * x_k)` over the whole tensor,
+//! then `dalpha` through the softmax or sigmoid Jacobian for all rows at once.
+//!
+//! Regularisers (loss and gradient, scaled by a coefficient): the FairDARTS
+//! zero-one loss `-mean((sigmoid(alpha) - 0.5)^2)` over every entry, and the
+//! purity losses of `p = softmax(row)`, Gini `sum p (1 - p)` and normalised
+//! entropy `-sum p ln p / ln K`, averaged over the rows.
+
+use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+
+static SHADER: Shader = crate::shader!("mixed_edge", trusted);
+
+const WORKGROUP: usize = 256;
+/// Elements one workgroup of the backward pass covers per tile.
+const BACKWARD_TILE: usize = WORKGROUP * 4;
+/// Most workgroups of the backward pass (so the reduction of their partial
+/// sums is short).
+const MAX_BACKWARD_GROUPS: usize = 512;
+/// Most candidates per edge (the backward pass keeps one sum per candidate).
+pub const MAX_CANDIDATES: usize = 32;
+
+/// How an edge's weights follow from its architecture parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeWeighting {
+    /// `w = softmax(alpha)` over the row (DARTS).
+    Softmax,
+    /// `w = sigmoid(alpha)` elementwise (FairDARTS).
+    Sigmoid,
+    /// `w = alpha`, a 0/1 mask of the sampled candidates; no gradient to it.
+    Mask,
+}
+
+/// An architecture regulariser on `alpha: [rows, K]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regulariser {
+    /// FairDARTS: `-mean((sigmoid(alpha) - 0.5)^2)` over all entries.
+    ZeroOne,
+    /// Mean over rows of `sum_k p_k (1 - p_k)`, `p = softmax(row)`.
+    Gini,
+    /// Mean over rows of `-sum_k p_k ln p_k / ln K`, `p = softmax(row)`.
+    Entropy,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    k: u32,
+    row: u32,
+    rows: u32,
+    groups: u32,
+    mode: u32,
+    scale: f32,
+    accumulate: u32,
+}
+
+fn weighting_mode(weighting: EdgeWeighting) -> u32 {
+    match weighting {
+        EdgeWeighting::Softmax => 0,
+        EdgeWeighting::Sigmoid => 1,
+        EdgeWeighting::Mask => 2,
+    }
+}
+
+/// Rows and candidates of an `[rows, K]` parameter tensor.
+fn rows_and_k(what: &str, t: &Tensor) -> GpuResult<(usize, usize)> {
+    ensure(t.shape().len() == 2, || {
+        format!(
+            "mixed edge: {what} must be [rows, K], got shape {:?}",
+            t.shape()
+        )
+    })?;
+    let (rows, k) = (t.shape()[0], t.shape()[1]);
+    ensure((1..=MAX_CANDIDATES).contains(&k), || {
+        format!(
+            "mixed edge: {what} has {k} candidates per row; 1 to {MAX_CANDIDATES} are supported"
+        )
+    })?;
+    Ok((rows, k))
+}
+
+fn same_shape(what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
+    ensure(t.shape() == want, || {
+        format!(
+            "mixed edge: {what} has shape {:?}, expected {want:?}",
+            t.shape()
+        )
+    })
+}
+
+/// `w = softmax / sigmoid / copy of alpha`, per row; both `[rows, K]`.
+pub fn mixed_edge_weights(
+    rec: &mut Recorder,
+    weighting: EdgeWeighting,
+    alpha: &Tensor,
+    w: &Tensor,
+) -> GpuResult<()> {
+    let (rows, k) = rows_and_k("alpha", alpha)?;
+    same_shape("w", w, alpha.shape())?;
+    let params = Params {
+        k: k as u32,
+        rows: rows as u32,
+        mode: weighting_mode(weighting),
+        ..Params::default()
+    };
+    let groups = [rows.div_ceil(64) as u32, 1, 1];
+    rec.dispatch(&SHADER, "weights", &[], &params, &[alpha, w], groups)
+}
+
+/// Checks `x: [K, ...]` against `w` and returns (K, elements per candidate).
+fn candidates(w: &Tensor, row: usize, x: &Tensor) -> GpuResult<(usize, usize)> {
+    let (rows, k) = rows_and_k("w", w)?;
+    ensure(row < rows, || {
+        format!("mixed edge: row {row} is past the {rows} rows of w")
+    })?;
+    ensure(x.shape().first() == Some(&k), || {
+        format!(
+            "mixed edge: x must stack the {k} candidates as [K, ...], got shape {:?}",
+            x.shape()
+        )
+    })?;
+    Ok((k, x.len() / k))
+}
+
+/// `y = sum_k w[row, k] * x[k]`, with `y` of the shape of one candidate.
+pub fn mixed_edge_forward(
+    rec: &mut Recorder,
+    w: &Tensor,
+    row: usize,
+    x: &Tensor,
+    y: &Tensor,
+) -> GpuResult<()> {
+    let (k, n) = candidates(w, row, x)?;
+    same_shape("y", y, &x.shape()[1..])?;
+    let params = Params {
+        n: n as u32,
+        k: k as u32,
+        row: row as u32,
+        ..Params::default()
+    };
+    let groups = grid_1d(n.div_ceil(WORKGROUP) as u32);
+    rec.dispatch(&SHADER, "forward", &[], &params, &[w, x, y], groups)
+}
+
+/// The shape of the scratch tensor `mixed_edge_backward` needs for
+/// candidates stacked as `x_shape` (`[K, ...]`): its partial sums.
+pub fn backward_scratch_shape(x_shape: &[usize]) -> [usize; 2] {
+    let k = x_shape.first().copied().unwrap_or(1).max(1);
+    let n = x_shape.iter().product::<usize>() / k;
+    [n.div_ceil(BACKWARD_TILE).clamp(1, MAX_BACKWARD_GROUPS), k]
+}
+
+/// `dx[k] = w[row, k] * dy` for every active candidate, and
+/// `dw[row, k] = sum(dy * x[k])` (zero for inactive candidates). `scratch`
+/// has `backward_scratch_shape(x.shape())`; the caller keeps it alive until
+/// the recording is submitted.
+#[allow(clippy::too_many_arguments)]
+pub fn mixed_edge_backward(
+    rec: &mut Recorder,
+    w: &Tensor,
+    row: usize,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    dw: &Tensor,
+    scratch: &Tensor,
+) -> GpuResult<()> {
+    let (k, n) = candidates(w, row, x)?;
+    same_shape("dy", dy, &x.shape()[1..])?;
+    same_shape("dx", dx, x.shape())?;
+    same_shape("dw", dw, w.shape())?;
+    same_shape("scratch", scratch, &backward_scratch_shape(x.shape()))?;
+    let groups = scratch.shape()[0];
+    let partials = scratch;
+    let params = Params {
+        n: n as u32,
+        k: k as u32,
+        row: row as u32,
+        groups: groups as u32,
+        ..Params::default()
+    };
+    rec.dispatch(
+        &SHADER,
+        "backward",
+        &[],
+        &params,
+        &[w, x, dy, dx, partials],
+        [groups as u32, 1, 1],
+    )?;
+    rec.dispatch(
+        &SHADER,
+        "reduce_dw",
+        &[],
+        &params,
+        &[partials, dw],
+        [1, 1, 1],
+    )
+}
+
+/// `dalpha (+)= dw` through the Jacobian of the weighting, for every row.
+/// A mask has no gradient, so `Mask` is refused.
+pub fn mixed_edge_alpha_backward(
+    rec: &mut Recorder,
+    weighting: EdgeWeighting,
+    w: &Tensor,
+    dw: &Tensor,
+    dalpha: &Tensor,
+    accumulate: bool,
+) -> GpuResult<()> {
+    ensure(weighting != EdgeWeighting::Mask, || {
+        "mixed edge: a 0/1 mask has no gradient to alpha".into()
+    })?;
+    let (rows, k) = rows_and_k("w", w)?;
+    same_shape("dw", dw, w.shape())?;
+    same_shape("dalpha", dalpha, w.shape())?;
+    let params = Params {
+        k: k as u32,
+        rows: rows as u32,
+        mode: weighting_mode(weighting),
+        accumulate: accumulate as u32,
+        ..Params::default()
+    };
+    let groups = [rows.div_ceil(64) as u32, 1, 1];
+    rec.dispatch(
+        &SHADER,
+        "alpha_backward",
+        &[],
+        &params,
+        &[w, dw, dalpha],
+        groups,
+    )
+}
+
+/// `loss[0] = coefficient * L(alpha)` and `dalpha (+)= coefficient * dL/dalpha`.
+pub fn arch_regulariser(
+    rec: &mut Recorder,
+    kind: Regulariser,
+    alpha: &Tensor,
+    coefficient: f32,
+    loss: &Tensor,
+    dalpha: &Tensor,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let (rows, k) = rows_and_k("alpha", alpha)?;
+    same_shape("dalpha", dalpha, alpha.shape())?;
+    ensure(loss.len() == 1, || {
+        format!(
+            "regulariser: loss must hold one value, got shape {:?}",
+            loss.shape()
+        )
+    })?;
+    let params = Params {
+        k: k as u32,
+        rows: rows as u32,
+        mode: match kind {
+            Regulariser::ZeroOne => 0,
+            Regulariser::Gini => 1,
+            Regulariser::Entropy => 2,
+        },
+        scale: coefficient,
+        accumulate: accumulate as u32,
+        ..Params::default()
+    };
+    rec.dispatch(
+        &SHADER,
+        "regulariser",
+        &[],
+        &params,
+        &[alpha, dalpha, loss],
+        [1, 1, 1],
+    )
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+fn softmax(row: &[f64]) -> Vec<f64> {
+    let top = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = row.iter().map(|v| (v - top).exp()).collect();
+    let total: f64 = e.iter().sum();
+    e.iter().map(|v| v / total).collect()
+}
+
+/// CPU reference of `mixed_edge_weights` over `alpha: [rows][k]`.
+pub fn weights_reference(weighting: EdgeWeighting, alpha: &[f64], k: usize) -> Vec<f64> {
+    alpha
+        .chunks(k)
+        .flat_map(|row| match weighting {
+            EdgeWeighting::Softmax => softmax(row),
+            EdgeWeighting::Sigmoid => row.iter().map(|&a| sigmoid(a)).collect(),
+            EdgeWeighting::Mask => row.to_vec(),
+        })
+        .collect()
+}
+
+/// CPU reference of the forward pass of one edge: `w` is that edge's row,
+/// `x` stacks its candidates. Inactive candidates are not read.
+pub fn forward_reference(w: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len() / w.len();
+    (0..n)
+        .map(|i| {
+            w.iter()
+                .enumerate()
+                .filter(|(_, &wk)| wk != 0.0)
+                .map(|(k, &wk)| wk * x[k * n + i])
+                .sum()
+        })
+        .collect()
+}
+
+/// CPU reference of the backward pass of one edge: `(dx, dw)`; `dx` of an
+/// inactive candidate is zero.
+pub fn backward_reference(w: &[f64], x: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let n = dy.len();
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for (k, &wk) in w.iter().enumerate() {
+        if wk == 0.0 {
+            continue;
+        }
+        for i in 0..n {
+            dx[k * n + i] = wk * dy[i];
+            dw[k] += dy[i] * x[k * n + i];
+        }
+    }
+    (dx, dw)
+}
+
+/// CPU reference of `dalpha` from `dw` for `[rows][k]` weights.
+pub fn alpha_backward_reference(
+    weighting: EdgeWeighting,
+    w: &[f64],
+    dw: &[f64],
+    k: usize,
+) -> Vec<f64> {
+    w.chunks(k)
+        .zip(dw.chunks(k))
+        .flat_map(|(w, dw)| match weighting {
+            EdgeWeighting::Softmax => {
+                let dot: f64 = w.iter().zip(dw).map(|(a, b)| a * b).sum();
+                w.iter().zip(dw).map(|(wk, dk)| wk * (dk - dot)).collect()
+            }
+            EdgeWeighting::Sigmoid => w.iter().zip(dw).map(|(s, d)| d * s * (1.0 - s)).collect(),
+            EdgeWeighting::Mask => vec![0.0; k],
+        })
+        .collect()
+}
+
+/// CPU reference of a regulariser: `(L(alpha), dL/dalpha)` for `[rows][k]`.
+pub fn regulariser_reference(kind: Regulariser, alpha: &[f64], k: usize) -> (f64, Vec<f64>) {
+    let rows = (alpha.len() / k) as f64;
+    match kind {
+        Regulariser::ZeroOne => {
+            let count = alpha.len() as f64;
+            let loss = -alpha
+                .iter()
+                .map(|&a| (sigmoid(a) - 0.5).powi(2))
+                .sum::<f64>()
+                / count;
+            let grad = alpha
+                .iter()
+                .map(|&a| {
+                    let s = sigmoid(a);
+                    -2.0 * (s - 0.5) * s * (1.0 - s) / count
+                })
+                .collect();
+            (loss, grad)
+        }
+        Regulariser::Gini | Regulariser::Entropy => {
+            let log_k = (k as f64).ln();
+            let mut loss = 0.0;
+            let mut grad = Vec::with_capacity(alpha.len());
+            for row in alpha.chunks(k) {
+                let p = softmax(row);
+                // g = dL_row/dp, then through the softmax Jacobian.
+                let g: Vec<f64> = if kind == Regulariser::Gini {
+                    loss += p.iter().map(|pk| pk * (1.0 - pk)).sum::<f64>();
+                    p.iter().map(|pk| 1.0 - 2.0 * pk).collect()
+                } else if k > 1 {
+                    loss -= p.iter().map(|pk| pk * pk.ln()).sum::<f64>() / log_k;
+                    p.iter().map(|pk| -(pk.ln() + 1.0) / log_k).collect()
+                } else {
+                    vec![0.0]
+                };
+                let pg: f64 = p.iter().zip(&g).map(|(a, b)| a * b).sum();
+                grad.extend(p.iter().zip(&g).map(|(pk, gk)| pk * (gk - pg) / rows));
+            }
+            (loss / rows, grad)
+        }
+    }
+}
