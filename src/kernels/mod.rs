@@ -5,5 +5,6 @@ pub mod check;
 pub mod conv2d;
 pub mod elementwise;
 pub mod gemm;
+pub mod lstm;
 pub mod mixed_edge;
 pub mod reductions;
