@@ -1,20 +1,192 @@
 //! The `audionas data ...` commands.
 
-use clap::Subcommand;
+use super::dataset::{DataSet, DataSetConfig, Layout, SplitRule, Task};
+use super::features::FeatureConfig;
+use super::prepare::{cache_file_for, default_cache_dir, prepare, PrepareOptions};
+use super::stats::stats;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Classes, counts, speakers, durations and sample rates of a data set.
     Stats {
-        /// The data set folder.
-        dir: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
     },
+    /// Compute a data set's features once and cache them; prints timings.
+    Prepare {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Feature configuration (TOML), e.g. configs/features/logmel40.toml.
+        #[arg(long)]
+        features: PathBuf,
+        /// Cache folder [default: $AUDIONAS_CACHE, else ~/.cache/audionas].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Prepare this many times (the first may compute, the others load
+        /// the cache) and report each time and the median.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Delete this data set's cache file first, so the first run computes.
+        #[arg(long)]
+        fresh: bool,
+    },
+}
+
+/// Which data set folder, and how to read it.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// The data set folder.
+    pub dir: PathBuf,
+    /// Layout: auto, speech-commands, folders or fsdd.
+    #[arg(long, default_value = "auto", value_parser = parse_layout)]
+    pub layout: Layout,
+    /// Task for the Speech Commands layout: keywords12 or all-words.
+    #[arg(long, default_value = "keywords12", value_parser = parse_task)]
+    pub task: Task,
+    /// Split rule: auto, hash or speaker.
+    #[arg(long, default_value = "auto", value_parser = parse_split)]
+    pub split: SplitRule,
+    /// Seed for the sampled unknown and silence clips.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop at the first unreadable file instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn parse_layout(text: &str) -> Result<Layout, String> {
+    match text {
+        "auto" => Ok(Layout::Auto),
+        "speech-commands" => Ok(Layout::SpeechCommands),
+        "folders" => Ok(Layout::Folders),
+        "fsdd" => Ok(Layout::Fsdd),
+        other => Err(format!(
+            "unknown layout {other:?}; use auto, speech-commands, folders or fsdd"
+        )),
+    }
+}
+
+fn parse_task(text: &str) -> Result<Task, String> {
+    match text {
+        "keywords12" => Ok(Task::Keywords12),
+        "all-words" => Ok(Task::AllWords),
+        other => Err(format!(
+            "unknown task {other:?}; use keywords12 or all-words"
+        )),
+    }
+}
+
+fn parse_split(text: &str) -> Result<SplitRule, String> {
+    match text {
+        "auto" => Ok(SplitRule::Auto),
+        "hash" => Ok(SplitRule::Hash),
+        "speaker" => Ok(SplitRule::Speaker),
+        other => Err(format!(
+            "unknown split rule {other:?}; use auto, hash or speaker"
+        )),
+    }
+}
+
+impl DataArgs {
+    fn open(&self) -> anyhow::Result<DataSet> {
+        let config = DataSetConfig {
+            layout: self.layout,
+            task: self.task,
+            split: self.split,
+            seed: self.seed,
+            ..DataSetConfig::default()
+        };
+        Ok(DataSet::open(&self.dir, &config)?)
+    }
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
-        DataCommand::Stats { dir } => {
-            anyhow::bail!("data stats {} is not available yet", dir.display())
+        DataCommand::Stats { data } => {
+            let data_set = data.open()?;
+            let summary = stats(&data_set, threads());
+            print!("{summary}");
+            if data.strict && !summary.skipped.is_empty() {
+                anyhow::bail!("{} unusable files (strict mode)", summary.skipped.len());
+            }
+            Ok(())
+        }
+        DataCommand::Prepare {
+            data,
+            features,
+            cache_dir,
+            runs,
+            fresh,
+        } => {
+            let config = FeatureConfig::load(&features)?;
+            let options = PrepareOptions {
+                cache_dir: Some(cache_dir.unwrap_or_else(default_cache_dir)),
+                strict: data.strict,
+                threads: threads(),
+            };
+            let mut times = Vec::new();
+            for run in 0..runs.max(1) {
+                let started = Instant::now();
+                let data_set = data.open()?;
+                if fresh && run == 0 {
+                    remove_cache(&data_set, &config, &options)?;
+                }
+                let prepared = prepare(&data_set, &config, &options)?;
+                let seconds = started.elapsed().as_secs_f64();
+                times.push(seconds);
+                println!(
+                    "run {}: {} clips of {:?} in {seconds:.3} s ({}), {} skipped",
+                    run + 1,
+                    prepared.clips.len(),
+                    prepared.clip_shape,
+                    if prepared.from_cache {
+                        "from the cache"
+                    } else {
+                        "computed"
+                    },
+                    prepared.skipped.len()
+                );
+                if run == 0 {
+                    for s in &prepared.skipped {
+                        println!("  skipped {}: {}", s.path.display(), s.reason);
+                    }
+                    if let Some(file) = &prepared.cache_file {
+                        println!("cache: {}", file.display());
+                    }
+                }
+            }
+            if times.len() > 2 {
+                let mut cached = times[1..].to_vec();
+                cached.sort_by(f64::total_cmp);
+                println!(
+                    "median of the {} cached runs: {:.3} s",
+                    cached.len(),
+                    cached[cached.len() / 2]
+                );
+            }
+            Ok(())
         }
     }
+}
+
+/// Removes a data set's cache file, so the next prepare computes.
+fn remove_cache(
+    data_set: &DataSet,
+    config: &FeatureConfig,
+    options: &PrepareOptions,
+) -> anyhow::Result<()> {
+    if let Some(dir) = &options.cache_dir {
+        let file = cache_file_for(data_set, config, dir)?;
+        if file.exists() {
+            std::fs::remove_file(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -41,6 +41,19 @@ impl DataError {
         }
     }
 
+    /// The message without the path, for lists that show the path apart.
+    pub fn reason(&self) -> String {
+        match self {
+            DataError::Io { source, .. } => source.to_string(),
+            DataError::BadWav { reason, .. } => format!("not a readable WAV file: {reason}"),
+            DataError::BadCache { reason, .. } => format!("feature cache unusable: {reason}"),
+            DataError::BadAudio { reason, .. }
+            | DataError::BadConfig { reason, .. }
+            | DataError::BadDataSet { reason, .. }
+            | DataError::Synthesis { reason, .. } => reason.clone(),
+        }
+    }
+
     /// The file or folder the error is about.
     pub fn path(&self) -> &Path {
         match self {

@@ -1,9 +1,14 @@
 //! Audio data: WAV reading, features, data sets, augmentation, batching,
 //! streams and synthetic keyword data.
 
+pub mod augment;
+pub mod batch;
 pub mod cli;
+pub mod dataset;
 pub mod error;
 pub mod features;
+pub mod prepare;
+pub mod stats;
 pub mod wav;
 
 pub use error::{DataError, DataResult};
