@@ -25,7 +25,9 @@ fn run(spec: Gemm, seed: u64) {
     assert_close(&format!("{spec:?}"), &got, &want, tol, 1e-4);
 }
 
-const AWKWARD: [(usize, usize, usize); 12] = [
+/// Sizes of 1, primes, and multiples of 4 and 16 (the vec4 fast path) with
+/// edges past them.
+const AWKWARD: [(usize, usize, usize); 15] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 2),
@@ -38,6 +40,9 @@ const AWKWARD: [(usize, usize, usize); 12] = [
     (64, 12, 65),
     (127, 67, 41),
     (200, 3, 257),
+    (36, 20, 24),
+    (20, 36, 44),
+    (48, 8, 12),
 ];
 
 #[test]
@@ -65,6 +70,8 @@ fn gemm_alpha_beta_accumulate() {
 #[test]
 fn gemm_batched_and_shared_operands() {
     run(Gemm::new(7, 9, 5).batch(3), 4);
+    run(Gemm::new(32, 8, 8).batch(3), 7);
+    run(Gemm::new(16, 12, 20).batch(2).shared_a().trans_a(true), 8);
     run(Gemm::new(7, 9, 5).batch(4).shared_a().trans_b(true), 5);
     run(
         Gemm::new(11, 6, 10)

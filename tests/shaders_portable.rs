@@ -7,7 +7,11 @@ use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use std::path::Path;
 
-fn translate_entry(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str) -> Result<(), String> {
+fn translate_entry(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+) -> Result<(), String> {
     let stage = naga::ShaderStage::Compute;
     let (module, info) = naga::back::pipeline_constants::process_overrides(
         module,
@@ -112,7 +116,11 @@ fn every_shader_validates_and_translates_to_all_backends() {
             Err(e) => failures.push(format!("{}: {e}", file.display())),
         }
     }
-    assert!(failures.is_empty(), "shaders that fail:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "shaders that fail:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -52,12 +52,14 @@ impl Tensor {
         })
     }
 
-    /// The binding of this tensor's elements (never zero-sized).
+    /// The binding of this tensor's elements, rounded up to whole vec4s so
+    /// shaders may read it as `array<vec4<f32>>` (pooled buffers are sized in
+    /// 256-byte steps, so the rounding stays inside the buffer).
     pub(crate) fn binding(&self) -> wgpu::BufferBinding<'_> {
         wgpu::BufferBinding {
             buffer: &self.storage.buffer,
             offset: 0,
-            size: std::num::NonZeroU64::new(self.bytes().max(4)),
+            size: std::num::NonZeroU64::new(self.bytes().max(16).next_multiple_of(16)),
         }
     }
 }

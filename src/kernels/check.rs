@@ -2,6 +2,11 @@
 //! within `atol + rtol * |ref|`, and central finite differences for checking
 //! backward references.
 
+/// `|got - want| <= atol + rtol * |want|`, false for NaN.
+fn within(got: f32, want: f32, atol: f32, rtol: f32) -> bool {
+    (got - want).abs() <= atol + rtol * want.abs()
+}
+
 /// The first element where `got` and `want` differ by more than
 /// `atol + rtol * |want|`, as a message naming it, or `Ok` when none does.
 pub fn compare(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Result<(), String> {
@@ -16,7 +21,7 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> R
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
         let tol = atol + rtol * w.abs();
-        if !(err <= tol) {
+        if !within(g, w, atol, rtol) {
             let excess = if err.is_nan() {
                 f32::INFINITY
             } else {
@@ -35,7 +40,7 @@ pub fn compare(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> R
             want[i],
             got.iter()
                 .zip(want)
-                .filter(|(g, w)| !((*g - *w).abs() <= atol + rtol * w.abs()))
+                .filter(|(&g, &w)| !within(g, w, atol, rtol))
                 .count(),
             got.len()
         )),

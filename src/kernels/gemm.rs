@@ -6,7 +6,7 @@ use crate::gpu::{ensure, GpuResult, Recorder, Shader, Tensor};
 static SHADER: Shader = crate::shader!("gemm", trusted);
 
 /// Rows of C per invocation (the shader's `TM`).
-const ROWS_PER_INVOCATION: usize = 8;
+const ROWS_PER_INVOCATION: usize = 16;
 /// Columns of C per invocation (one vec4).
 const COLS_PER_INVOCATION: usize = 4;
 
@@ -185,30 +185,40 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         beta: spec.beta,
         _pad: 0,
     };
-    let lanes = workgroup_lanes(spec.n);
+    let lanes = workgroup_lanes(rec.gpu(), spec.n);
     let groups = [
         u(spec.n.div_ceil(COLS_PER_INVOCATION * lanes)),
         u(spec.m.div_ceil(ROWS_PER_INVOCATION)),
         u(spec.batch),
     ];
+    // vec4 loads need every row of the operand to start on a vec4 boundary.
+    let aligned = |ld: u32, stride: u32| ld.is_multiple_of(4) && stride.is_multiple_of(4);
     let constants = [
         ("TRANS_A", spec.trans_a as u8 as f64),
         ("TRANS_B", spec.trans_b as u8 as f64),
+        (
+            "ALIGNED_A",
+            aligned(params.lda, params.stride_a) as u8 as f64,
+        ),
+        (
+            "ALIGNED_B",
+            aligned(params.ldb, params.stride_b) as u8 as f64,
+        ),
         ("WG", lanes as f64),
     ];
     rec.dispatch(&SHADER, "gemm", &constants, &params, &[a, b, c], groups)
 }
 
-/// Lanes per workgroup: enough to cover N with few idle lanes.
-fn workgroup_lanes(n: usize) -> usize {
-    let needed = n.div_ceil(COLS_PER_INVOCATION);
-    if needed >= 64 {
-        64
-    } else if needed > 8 {
-        16
-    } else {
-        8
+/// Lanes per workgroup. On a CPU adapter (llvmpipe) a workgroup is run as
+/// SIMD vectors of 8 lanes, and one vector's worth measured fastest; a GPU
+/// wants more lanes in flight, as many as N gives work to.
+fn workgroup_lanes(gpu: &crate::gpu::Gpu, n: usize) -> usize {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        return 8;
     }
+    n.div_ceil(COLS_PER_INVOCATION)
+        .next_power_of_two()
+        .clamp(8, 64)
 }
 
 /// CPU reference: plain loops, accumulated in f64.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what audionas needs on a fresh Debian/Ubuntu machine and is safe to
+# run again: Mesa's software Vulkan driver (so wgpu has an adapter on machines
+# without a GPU) and the text-to-speech engines that make the embedded
+# keyword data set.
+set -euo pipefail
+
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust from https://rustup.rs first" >&2
+    exit 2
+fi
