@@ -8,3 +8,4 @@ pub mod gemm;
 pub mod lstm;
 pub mod mixed_edge;
 pub mod reductions;
+pub mod softmax_xent;
