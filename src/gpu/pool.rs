@@ -21,6 +21,9 @@ pub struct MemoryStats {
     pub peak_bytes: u64,
     /// Bytes of free buffers kept for reuse.
     pub pooled_bytes: u64,
+    /// Buffers created since the device opened; a steady training loop
+    /// stops adding to it after its first step.
+    pub buffers_created: u64,
 }
 
 #[derive(Default)]
@@ -64,7 +67,11 @@ impl BufferPool {
         };
         let buffer = match reused {
             Some(b) => b,
-            None => create(size)?,
+            None => {
+                let b = create(size)?;
+                self.inner.lock().unwrap().stats.buffers_created += 1;
+                b
+            }
         };
         let mut inner = self.inner.lock().unwrap();
         inner.stats.live_bytes += size;

@@ -1,0 +1,147 @@
+//! The runtime itself: adapter choice by name and index, errors that come
+//! back as `Result`s, buffer reuse, one-submit recording and timestamps.
+
+use audionas::gpu::{AdapterOptions, BackendChoice, Gpu, GpuError, Shader};
+use audionas::kernels::elementwise::scale;
+
+#[test]
+fn backend_names_parse_and_unknown_ones_are_refused() {
+    assert_eq!(
+        "Vulkan".parse::<BackendChoice>().unwrap(),
+        BackendChoice::Vulkan
+    );
+    assert_eq!("gl".parse::<BackendChoice>().unwrap(), BackendChoice::Gl);
+    assert_eq!(
+        "auto".parse::<BackendChoice>().unwrap(),
+        BackendChoice::Auto
+    );
+    let err = "cuda".parse::<BackendChoice>().unwrap_err();
+    assert!(err.to_string().contains("unknown backend `cuda`"), "{err}");
+}
+
+#[test]
+fn adapter_chosen_by_index_or_name_and_a_missing_one_is_named() {
+    let base = AdapterOptions::from_env().unwrap();
+    let first = Gpu::shared().info().name.clone();
+    let by_index = AdapterOptions {
+        adapter: Some("0".into()),
+        ..base.clone()
+    };
+    let instance = audionas::gpu::new_instance(base.backend);
+    let chosen = audionas::gpu::choose_adapter(&instance, &by_index).unwrap();
+    assert!(!chosen.get_info().name.is_empty());
+    let needle = first[..first.len().min(5)].to_lowercase();
+    let by_name = AdapterOptions {
+        adapter: Some(needle),
+        ..base.clone()
+    };
+    assert_eq!(
+        audionas::gpu::choose_adapter(&instance, &by_name)
+            .unwrap()
+            .get_info()
+            .name,
+        first
+    );
+    let missing = AdapterOptions {
+        adapter: Some("no-such-gpu-xyz".into()),
+        ..base.clone()
+    };
+    let err = audionas::gpu::choose_adapter(&instance, &missing).unwrap_err();
+    assert!(matches!(err, GpuError::AdapterNotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains("[0]"),
+        "the error lists what is available: {err}"
+    );
+    let out_of_range = AdapterOptions {
+        adapter: Some("99".into()),
+        ..base
+    };
+    assert!(audionas::gpu::choose_adapter(&instance, &out_of_range).is_err());
+}
+
+#[test]
+fn a_tensor_larger_than_a_binding_allows_is_an_error() {
+    let gpu = Gpu::shared();
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    let elements = (limit / 4 + 1) as usize;
+    let err = gpu.empty(&[elements]).unwrap_err();
+    assert!(matches!(err, GpuError::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains("max_storage_buffer_binding_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broken_shader_is_an_error_not_a_panic() {
+    static BROKEN: Shader = Shader {
+        name: "broken",
+        source: "@group(0) @binding(0) var<uniform> p: vec4<f32>;\n@compute @workgroup_size(1) fn main() { let x: f32 = p.x + 1u; }",
+        trusted: false,
+    };
+    let gpu = Gpu::shared();
+    let mut rec = gpu.recorder();
+    let err = rec
+        .dispatch(&BROKEN, "main", &[], &[0f32; 4], &[], [1, 1, 1])
+        .unwrap_err();
+    assert!(matches!(err, GpuError::Shader { .. }), "{err}");
+    assert!(err.to_string().contains("broken"), "{err}");
+}
+
+#[test]
+fn upload_download_round_trip_and_shape_errors() {
+    let gpu = Gpu::shared();
+    let data: Vec<f32> = (0..37).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let t = gpu.upload(&[37], &data).unwrap();
+    assert_eq!(gpu.download(&t).unwrap(), data);
+    let u = gpu.upload_u32(&[3], &[1, 2, u32::MAX]).unwrap();
+    assert_eq!(gpu.download_u32(&u).unwrap(), vec![1, 2, u32::MAX]);
+    assert!(gpu.upload(&[4], &[1.0; 3]).is_err());
+    assert!(t.reshaped(&[36]).is_err());
+    assert_eq!(t.reshaped(&[1, 37]).unwrap().shape(), &[1, 37]);
+    let z = gpu.full(&[5], 2.5).unwrap();
+    assert_eq!(gpu.download(&z).unwrap(), vec![2.5; 5]);
+}
+
+#[test]
+fn many_dispatches_in_one_submit_and_a_repeated_step_allocates_no_buffers() {
+    let gpu = Gpu::shared();
+    let step = || {
+        let x = gpu.full(&[1000], 1.0).unwrap();
+        let mut rec = gpu.recorder();
+        for _ in 0..10 {
+            scale(&mut rec, &x, 2.0).unwrap();
+        }
+        assert_eq!(rec.dispatch_count(), 10);
+        rec.submit().unwrap();
+        gpu.download(&x).unwrap()
+    };
+    assert_eq!(step(), vec![1024.0; 1000]);
+    let created = gpu.memory().buffers_created;
+    assert_eq!(step(), vec![1024.0; 1000]);
+    // Other tests share the device; allow for their buffers but not ours.
+    assert!(gpu.memory().buffers_created <= created + 1);
+}
+
+#[test]
+fn timed_recording_reports_every_dispatch() {
+    let gpu = Gpu::shared();
+    assert!(
+        gpu.has_timestamps(),
+        "lavapipe and real GPUs have timestamp queries"
+    );
+    let x = gpu.full(&[100_000], 1.0).unwrap();
+    let mut rec = gpu.timed_recorder();
+    for _ in 0..3 {
+        scale(&mut rec, &x, 0.5).unwrap();
+    }
+    let times = rec.submit_timed().unwrap();
+    assert_eq!(times.len(), 3);
+    assert!(
+        times
+            .iter()
+            .all(|t| t.label == "elementwise:scale" && t.nanos > 0.0),
+        "{times:?}"
+    );
+    assert_eq!(gpu.download(&x).unwrap()[0], 0.125);
+}
