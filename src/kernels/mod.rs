@@ -7,5 +7,6 @@ pub mod elementwise;
 pub mod gemm;
 pub mod lstm;
 pub mod mixed_edge;
+pub mod optimizers;
 pub mod reductions;
 pub mod softmax_xent;
