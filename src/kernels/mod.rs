@@ -2,6 +2,7 @@
 //! and its CPU reference (plain loops, obviously correct).
 
 pub mod check;
+pub mod complex;
 pub mod conv2d;
 pub mod elementwise;
 pub mod gemm;

@@ -1,0 +1,684 @@
+//! Complex-valued kernels on interleaved `(re, im)` pairs: a complex tensor of
+//! logical shape `S` is a `Tensor` of shape `S + [2]`. Shader:
+//! `shaders/complex.wgsl`, plus `gemm` and `conv2d` for the linear layers.
+//!
+//! Gradient convention: for a real loss L the gradient of a complex `z` is
+//! `dL/d re(z) + i dL/d im(z)` (twice the Wirtinger derivative dL/d conj(z)),
+//! stored interleaved like `z`. Through a holomorphic map `w = f(z)` it is
+//! `g_z = g_w conj(f'(z))`; so for `w = a b`, `g_a = g_w conj(b)`, and for a
+//! complex linear map the backward uses the conjugate transpose.
+//!
+//! Complex dense `[rows, in] x [in, out]` and complex conv2d run as one real
+//! gemm / real conv2d each: the complex weight `w = a + ib` becomes the real
+//! 2x2 block `[[a, -b], [b, a]]` (or its transpose), so the interleaved input
+//! is used as it is (dense) or after one split into real and imaginary planes
+//! (conv2d). A real product of the expanded weights costs exactly the four
+//! real products of a complex one, with no extra passes over the input.
+
+use crate::gpu::{ensure, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::conv2d::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2d,
+};
+use crate::kernels::gemm::{gemm, Gemm};
+
+static SHADER: Shader = crate::shader!("complex", trusted);
+
+const WORKGROUP: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    len: u32,
+    inner: u32,
+    channels: u32,
+    rows: u32,
+    cols: u32,
+    transposed: u32,
+    _pad: [u32; 2],
+}
+
+fn groups(len: usize) -> [u32; 3] {
+    grid_1d(len.div_ceil(WORKGROUP) as u32)
+}
+
+/// The complex values of a `[..., 2]` tensor.
+fn complex_len(what: &str, t: &Tensor) -> GpuResult<usize> {
+    ensure(t.shape().last() == Some(&2), || {
+        format!(
+            "complex: {what} must be interleaved (re, im) with a last axis of 2, got shape {:?}",
+            t.shape()
+        )
+    })?;
+    Ok(t.len() / 2)
+}
+
+fn same_shape(what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
+    ensure(t.shape() == want, || {
+        format!(
+            "complex: {what} has shape {:?}, expected {want:?}",
+            t.shape()
+        )
+    })
+}
+
+fn real_shape(complex: &Tensor) -> &[usize] {
+    &complex.shape()[..complex.shape().len() - 1]
+}
+
+fn elementwise(rec: &mut Recorder, entry: &str, len: usize, tensors: &[&Tensor]) -> GpuResult<()> {
+    let params = Params {
+        len: len as u32,
+        ..Params::default()
+    };
+    rec.dispatch(&SHADER, entry, &[], &params, tensors, groups(len))
+}
+
+/// `out = a * b`, elementwise complex product.
+pub fn complex_mul(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let n = complex_len("a", a)?;
+    same_shape("b", b, a.shape())?;
+    same_shape("out", out, a.shape())?;
+    elementwise(rec, "mul", n, &[a, b, out])
+}
+
+/// `da = dout conj(b)`, `db = dout conj(a)`.
+pub fn complex_mul_backward(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    dout: &Tensor,
+    da: &Tensor,
+    db: &Tensor,
+) -> GpuResult<()> {
+    let n = complex_len("a", a)?;
+    for (what, t) in [("b", b), ("dout", dout), ("da", da), ("db", db)] {
+        same_shape(what, t, a.shape())?;
+    }
+    elementwise(rec, "mul_backward", n, &[a, b, dout, da, db])
+}
+
+/// CReLU: relu on the real and imaginary parts separately.
+pub fn crelu(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("out", out, x.shape())?;
+    elementwise(rec, "crelu", n, &[x, out])
+}
+
+pub fn crelu_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("dout", dout, x.shape())?;
+    same_shape("dx", dx, x.shape())?;
+    elementwise(rec, "crelu_backward", n, &[x, dout, dx])
+}
+
+/// modReLU's layout: one real bias per channel, the channel being axis 1 of
+/// the complex tensor (`[rows, features]` or `[batch, channels, ...]`).
+fn modrelu_params(x: &Tensor, bias: &Tensor) -> GpuResult<Params> {
+    let n = complex_len("x", x)?;
+    let shape = real_shape(x);
+    ensure(shape.len() >= 2, || {
+        format!(
+            "modrelu: x must be [batch, channels, ..., 2], got shape {:?}",
+            x.shape()
+        )
+    })?;
+    let channels = shape[1];
+    same_shape("bias", bias, &[channels])?;
+    Ok(Params {
+        len: n as u32,
+        inner: shape[2..].iter().product::<usize>() as u32,
+        channels: channels as u32,
+        ..Params::default()
+    })
+}
+
+/// modReLU: `relu(|z| + b) z / |z|` with a real bias per channel (zero at z = 0).
+pub fn modrelu(rec: &mut Recorder, x: &Tensor, bias: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let params = modrelu_params(x, bias)?;
+    same_shape("out", out, x.shape())?;
+    let g = groups(params.len as usize);
+    rec.dispatch(&SHADER, "modrelu", &[], &params, &[x, bias, out], g)
+}
+
+/// Gradients of modReLU to its input and (written, not accumulated) its bias.
+pub fn modrelu_backward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    bias: &Tensor,
+    dout: &Tensor,
+    dx: &Tensor,
+    dbias: &Tensor,
+) -> GpuResult<()> {
+    let params = modrelu_params(x, bias)?;
+    same_shape("dout", dout, x.shape())?;
+    same_shape("dx", dx, x.shape())?;
+    same_shape("dbias", dbias, bias.shape())?;
+    let g = groups(params.len as usize);
+    rec.dispatch(
+        &SHADER,
+        "modrelu_backward",
+        &[],
+        &params,
+        &[x, bias, dout, dx],
+        g,
+    )?;
+    let g = [(params.channels as usize).div_ceil(64) as u32, 1, 1];
+    rec.dispatch(
+        &SHADER,
+        "modrelu_bias_grad",
+        &[],
+        &params,
+        &[x, bias, dout, dbias],
+        g,
+    )
+}
+
+/// `out = |z|` (real, the logical shape of `x`).
+pub fn magnitude(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("out", out, real_shape(x))?;
+    elementwise(rec, "magnitude", n, &[x, out])
+}
+
+/// `out = atan2(im z, re z)` in `(-pi, pi]`; the phase of zero is 0.
+pub fn phase(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("out", out, real_shape(x))?;
+    elementwise(rec, "phase", n, &[x, out])
+}
+
+pub fn magnitude_backward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    dout: &Tensor,
+    dx: &Tensor,
+) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("dout", dout, real_shape(x))?;
+    same_shape("dx", dx, x.shape())?;
+    elementwise(rec, "magnitude_backward", n, &[x, dout, dx])
+}
+
+pub fn phase_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape("dout", dout, real_shape(x))?;
+    same_shape("dx", dx, x.shape())?;
+    elementwise(rec, "phase_backward", n, &[x, dout, dx])
+}
+
+/// Expands complex weights `[rows][cols][inner]` into real `[2 rows][2 cols][inner]`.
+fn expand(
+    rec: &mut Recorder,
+    w: &Tensor,
+    out: &Tensor,
+    dims: [usize; 3],
+    transposed: bool,
+) -> GpuResult<()> {
+    let params = Params {
+        len: (dims[0] * dims[1] * dims[2]) as u32,
+        inner: dims[2] as u32,
+        rows: dims[0] as u32,
+        cols: dims[1] as u32,
+        transposed: transposed as u32,
+        ..Params::default()
+    };
+    let g = groups(params.len as usize);
+    rec.dispatch(&SHADER, "expand", &[], &params, &[w, out], g)
+}
+
+/// The gradient of `expand`: real `[2 rows][2 cols][inner]` into complex.
+fn fold(
+    rec: &mut Recorder,
+    dw_real: &Tensor,
+    dw: &Tensor,
+    dims: [usize; 3],
+    transposed: bool,
+) -> GpuResult<()> {
+    let params = Params {
+        len: (dims[0] * dims[1] * dims[2]) as u32,
+        inner: dims[2] as u32,
+        rows: dims[0] as u32,
+        cols: dims[1] as u32,
+        transposed: transposed as u32,
+        ..Params::default()
+    };
+    let g = groups(params.len as usize);
+    rec.dispatch(&SHADER, "fold", &[], &params, &[dw_real, dw], g)
+}
+
+/// Complex `[outer][inner]` into real planes `[outer][2][inner]`, or back.
+fn relayout(
+    rec: &mut Recorder,
+    entry: &str,
+    from: &Tensor,
+    to: &Tensor,
+    inner: usize,
+) -> GpuResult<()> {
+    let len = from.len().min(to.len()) / 2;
+    let params = Params {
+        len: len as u32,
+        inner: inner as u32,
+        ..Params::default()
+    };
+    rec.dispatch(&SHADER, entry, &[], &params, &[from, to], groups(len))
+}
+
+/// Complex dense `y [rows, out] = x [rows, in] w [in, out]`, and what its
+/// backward needs (the expanded real weights). Make one per layer and keep it.
+pub struct ComplexDense {
+    pub rows: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+    w_real: Tensor,
+    dw_real: Tensor,
+}
+
+impl ComplexDense {
+    pub fn new(gpu: &Gpu, rows: usize, inputs: usize, outputs: usize) -> GpuResult<Self> {
+        Ok(ComplexDense {
+            rows,
+            inputs,
+            outputs,
+            w_real: gpu.empty(&[2 * inputs, 2 * outputs])?,
+            dw_real: gpu.empty(&[2 * inputs, 2 * outputs])?,
+        })
+    }
+
+    /// Real FLOPs of the forward product.
+    pub fn flops(&self) -> f64 {
+        8.0 * (self.rows * self.inputs * self.outputs) as f64
+    }
+
+    fn check(&self, what: &str, t: &Tensor, rows: usize, cols: usize) -> GpuResult<()> {
+        same_shape(what, t, &[rows, cols, 2])
+    }
+
+    pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
+        let (r, i, o) = (self.rows, self.inputs, self.outputs);
+        self.check("x", x, r, i)?;
+        self.check("w", w, i, o)?;
+        self.check("y", y, r, o)?;
+        expand(rec, w, &self.w_real, [i, o, 1], false)?;
+        gemm(rec, &Gemm::new(r, 2 * o, 2 * i), x, &self.w_real, y)
+    }
+
+    /// `dx = dy w^H` (when asked) and `dw = x^H dy`, after `forward` on the
+    /// same weights.
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: Option<&Tensor>,
+        dw: &Tensor,
+    ) -> GpuResult<()> {
+        let (r, i, o) = (self.rows, self.inputs, self.outputs);
+        self.check("x", x, r, i)?;
+        self.check("dy", dy, r, o)?;
+        self.check("dw", dw, i, o)?;
+        if let Some(dx) = dx {
+            self.check("dx", dx, r, i)?;
+            gemm(
+                rec,
+                &Gemm::new(r, 2 * i, 2 * o).trans_b(true),
+                dy,
+                &self.w_real,
+                dx,
+            )?;
+        }
+        let spec = Gemm::new(2 * i, 2 * o, r).trans_a(true);
+        gemm(rec, &spec, x, dy, &self.dw_real)?;
+        fold(rec, &self.dw_real, dw, [i, o, 1], false)
+    }
+}
+
+/// Complex conv2d on `[batch, channels, h, w, 2]` with complex weights
+/// `[out, in / groups, kh, kw, 2]`, run as a real conv2d on real and
+/// imaginary planes. `spec` counts complex channels. Keeps the planar input
+/// and the expanded weights for the backward; make one per layer.
+pub struct ComplexConv2d {
+    pub spec: Conv2d,
+    real: Conv2d,
+    x_planes: Tensor,
+    w_real: Tensor,
+    y_planes: Tensor,
+    dx_planes: Tensor,
+    dw_real: Tensor,
+}
+
+impl ComplexConv2d {
+    pub fn new(gpu: &Gpu, spec: Conv2d) -> GpuResult<Self> {
+        spec.validate()?;
+        let real = Conv2d {
+            in_channels: 2 * spec.in_channels,
+            out_channels: 2 * spec.out_channels,
+            ..spec
+        };
+        Ok(ComplexConv2d {
+            spec,
+            real,
+            x_planes: gpu.empty(&real.input_shape())?,
+            w_real: gpu.empty(&real.weight_shape())?,
+            y_planes: gpu.empty(&real.output_shape())?,
+            dx_planes: gpu.empty(&real.input_shape())?,
+            dw_real: gpu.empty(&real.weight_shape())?,
+        })
+    }
+
+    fn with_pair(shape: [usize; 4]) -> Vec<usize> {
+        let mut s = shape.to_vec();
+        s.push(2);
+        s
+    }
+
+    fn plane(&self) -> (usize, usize) {
+        let s = &self.spec;
+        (s.in_h * s.in_w, s.out_h() * s.out_w())
+    }
+
+    fn weight_dims(&self) -> [usize; 3] {
+        let s = &self.spec;
+        [
+            s.out_channels,
+            s.in_channels / s.groups,
+            s.kernel_h * s.kernel_w,
+        ]
+    }
+
+    pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
+        let s = &self.spec;
+        same_shape("x", x, &Self::with_pair(s.input_shape()))?;
+        same_shape("w", w, &Self::with_pair(s.weight_shape()))?;
+        same_shape("y", y, &Self::with_pair(s.output_shape()))?;
+        let (in_plane, out_plane) = self.plane();
+        relayout(rec, "planar", x, &self.x_planes, in_plane)?;
+        expand(rec, w, &self.w_real, self.weight_dims(), true)?;
+        conv2d_forward(
+            rec,
+            &self.real,
+            &self.x_planes,
+            &self.w_real,
+            None,
+            &self.y_planes,
+        )?;
+        relayout(rec, "interleave", &self.y_planes, y, out_plane)
+    }
+
+    /// `dx` (when asked) and `dw` after `forward` on the same input and weights.
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        dy: &Tensor,
+        dx: Option<&Tensor>,
+        dw: &Tensor,
+    ) -> GpuResult<()> {
+        let s = &self.spec;
+        same_shape("dy", dy, &Self::with_pair(s.output_shape()))?;
+        same_shape("dw", dw, &Self::with_pair(s.weight_shape()))?;
+        let (in_plane, out_plane) = self.plane();
+        // y_planes is free after forward: it takes dy's planes.
+        let dy_planes = &self.y_planes;
+        relayout(rec, "planar", dy, dy_planes, out_plane)?;
+        if let Some(dx) = dx {
+            same_shape("dx", dx, &Self::with_pair(s.input_shape()))?;
+            conv2d_backward_input(rec, &self.real, dy_planes, &self.w_real, &self.dx_planes)?;
+            relayout(rec, "interleave", &self.dx_planes, dx, in_plane)?;
+        }
+        conv2d_backward_weight(
+            rec,
+            &self.real,
+            dy_planes,
+            &self.x_planes,
+            &self.dw_real,
+            None,
+        )?;
+        fold(rec, &self.dw_real, dw, self.weight_dims(), true)
+    }
+}
+
+fn cmul(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0 * b.0 - a.1 * b.1, a.0 * b.1 + a.1 * b.0)
+}
+
+fn conj(a: (f64, f64)) -> (f64, f64) {
+    (a.0, -a.1)
+}
+
+fn at(v: &[f64], i: usize) -> (f64, f64) {
+    (v[2 * i], v[2 * i + 1])
+}
+
+fn put(v: &mut [f64], i: usize, z: (f64, f64)) {
+    v[2 * i] = z.0;
+    v[2 * i + 1] = z.1;
+}
+
+fn add(v: &mut [f64], i: usize, z: (f64, f64)) {
+    v[2 * i] += z.0;
+    v[2 * i + 1] += z.1;
+}
+
+/// CPU references, on interleaved f64 slices.
+pub fn mul_reference(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; a.len()];
+    for i in 0..a.len() / 2 {
+        put(&mut out, i, cmul(at(a, i), at(b, i)));
+    }
+    out
+}
+
+/// `(da, db)` of the complex product.
+pub fn mul_backward_reference(a: &[f64], b: &[f64], dout: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (mut da, mut db) = (vec![0.0; a.len()], vec![0.0; a.len()]);
+    for i in 0..a.len() / 2 {
+        put(&mut da, i, cmul(at(dout, i), conj(at(b, i))));
+        put(&mut db, i, cmul(at(dout, i), conj(at(a, i))));
+    }
+    (da, db)
+}
+
+pub fn crelu_reference(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v.max(0.0)).collect()
+}
+
+pub fn crelu_backward_reference(x: &[f64], dout: &[f64]) -> Vec<f64> {
+    x.iter()
+        .zip(dout)
+        .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
+        .collect()
+}
+
+/// modReLU over `[outer][channels][inner]` complex values.
+pub fn modrelu_reference(x: &[f64], bias: &[f64], inner: usize) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for i in 0..x.len() / 2 {
+        let z = at(x, i);
+        let r = z.0.hypot(z.1);
+        let s = r + bias[(i / inner) % bias.len()];
+        if s > 0.0 && r > 0.0 {
+            put(&mut out, i, (z.0 * s / r, z.1 * s / r));
+        }
+    }
+    out
+}
+
+/// `(dx, dbias)` of modReLU, from the chain rule on the real and imaginary
+/// parts written out: out = s u with s = |z| + b, u = z / |z|.
+pub fn modrelu_backward_reference(
+    x: &[f64],
+    bias: &[f64],
+    inner: usize,
+    dout: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; x.len()];
+    let mut dbias = vec![0.0; bias.len()];
+    for i in 0..x.len() / 2 {
+        let (re, im) = at(x, i);
+        let c = (i / inner) % bias.len();
+        let r = re.hypot(im);
+        let s = r + bias[c];
+        if !(s > 0.0 && r > 0.0) {
+            continue;
+        }
+        let (gr, gi) = at(dout, i);
+        // out_re = re s / r, out_im = im s / r; ds/dre = re / r, d(1/r)/dre = -re / r^3.
+        let d_re_re = s / r + re * re / (r * r) - re * re * s / (r * r * r);
+        let d_re_im = re * im / (r * r) - re * im * s / (r * r * r);
+        let d_im_im = s / r + im * im / (r * r) - im * im * s / (r * r * r);
+        put(
+            &mut dx,
+            i,
+            (gr * d_re_re + gi * d_re_im, gr * d_re_im + gi * d_im_im),
+        );
+        dbias[c] += (gr * re + gi * im) / r;
+    }
+    (dx, dbias)
+}
+
+pub fn magnitude_reference(x: &[f64]) -> Vec<f64> {
+    (0..x.len() / 2)
+        .map(|i| x[2 * i].hypot(x[2 * i + 1]))
+        .collect()
+}
+
+pub fn phase_reference(x: &[f64]) -> Vec<f64> {
+    (0..x.len() / 2)
+        .map(|i| x[2 * i + 1].atan2(x[2 * i]))
+        .collect()
+}
+
+pub fn magnitude_backward_reference(x: &[f64], dout: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    for (i, &g) in dout.iter().enumerate() {
+        let (re, im) = at(x, i);
+        let r = re.hypot(im);
+        if r > 0.0 {
+            put(&mut dx, i, (g * re / r, g * im / r));
+        }
+    }
+    dx
+}
+
+pub fn phase_backward_reference(x: &[f64], dout: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    for (i, &g) in dout.iter().enumerate() {
+        let (re, im) = at(x, i);
+        let r2 = re * re + im * im;
+        if r2 > 0.0 {
+            put(&mut dx, i, (-g * im / r2, g * re / r2));
+        }
+    }
+    dx
+}
+
+/// Complex dense: `y [rows][out] = x [rows][in] w [in][out]`.
+pub fn dense_reference(
+    x: &[f64],
+    w: &[f64],
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+) -> Vec<f64> {
+    let mut y = vec![0.0; 2 * rows * outputs];
+    for r in 0..rows {
+        for o in 0..outputs {
+            for i in 0..inputs {
+                add(
+                    &mut y,
+                    r * outputs + o,
+                    cmul(at(x, r * inputs + i), at(w, i * outputs + o)),
+                );
+            }
+        }
+    }
+    y
+}
+
+/// `(dx, dw)` of complex dense: `dx = dy w^H`, `dw = x^H dy`.
+pub fn dense_backward_reference(
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    for r in 0..rows {
+        for o in 0..outputs {
+            let g = at(dy, r * outputs + o);
+            for i in 0..inputs {
+                add(
+                    &mut dx,
+                    r * inputs + i,
+                    cmul(g, conj(at(w, i * outputs + o))),
+                );
+                add(
+                    &mut dw,
+                    i * outputs + o,
+                    cmul(g, conj(at(x, r * inputs + i))),
+                );
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// Calls `f(y, x, w)` with the complex indices of every term of a conv2d.
+fn for_each_conv_term(s: &Conv2d, mut f: impl FnMut(usize, usize, usize)) {
+    let (icpg, ocpg) = (s.in_channels / s.groups, s.out_channels / s.groups);
+    for n in 0..s.batch {
+        for co in 0..s.out_channels {
+            let g = co / ocpg;
+            for oh in 0..s.out_h() {
+                for ow in 0..s.out_w() {
+                    let yi = ((n * s.out_channels + co) * s.out_h() + oh) * s.out_w() + ow;
+                    for ci in 0..icpg {
+                        for kh in 0..s.kernel_h {
+                            for kw in 0..s.kernel_w {
+                                let ih = (oh * s.stride_h + kh * s.dilation_h) as isize
+                                    - s.pad_h as isize;
+                                let iw = (ow * s.stride_w + kw * s.dilation_w) as isize
+                                    - s.pad_w as isize;
+                                if ih < 0
+                                    || iw < 0
+                                    || ih >= s.in_h as isize
+                                    || iw >= s.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let c = g * icpg + ci;
+                                let xi = ((n * s.in_channels + c) * s.in_h + ih as usize) * s.in_w
+                                    + iw as usize;
+                                let wi = ((co * icpg + ci) * s.kernel_h + kh) * s.kernel_w + kw;
+                                f(yi, xi, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Complex conv2d forward (no bias), interleaved.
+pub fn conv2d_reference(s: &Conv2d, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut y = vec![0.0; 2 * s.output_len()];
+    for_each_conv_term(s, |yi, xi, wi| add(&mut y, yi, cmul(at(x, xi), at(w, wi))));
+    y
+}
+
+/// `(dx, dw)` of complex conv2d: `dx += dy conj(w)`, `dw += dy conj(x)`.
+pub fn conv2d_backward_reference(
+    s: &Conv2d,
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+    for_each_conv_term(s, |yi, xi, wi| {
+        add(&mut dx, xi, cmul(at(dy, yi), conj(at(w, wi))));
+        add(&mut dw, wi, cmul(at(dy, yi), conj(at(x, xi))));
+    });
+    (dx, dw)
+}
