@@ -1,6 +1,5 @@
 //! One module per shader family: its parameter struct, its launch functions,
 //! and its CPU reference (plain loops, obviously correct).
-
 pub mod check;
 pub mod complex;
 pub mod conv2d;
@@ -9,5 +8,6 @@ pub mod gemm;
 pub mod lstm;
 pub mod mixed_edge;
 pub mod optimizers;
+pub mod pool;
 pub mod reductions;
 pub mod softmax_xent;
