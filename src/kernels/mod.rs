@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod lstm;
 pub mod mixed_edge;
+pub mod pairwise;
 pub mod optimizers;
 pub mod pool;
 pub mod reductions;
