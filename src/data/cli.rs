@@ -1,15 +1,53 @@
 //! The `audionas data ...` commands.
 
-use super::dataset::{DataSet, DataSetConfig, Layout, SplitRule, Task};
+use super::dataset::{ClipSource, DataSet, DataSetConfig, Layout, Split, SplitRule, Task, SILENCE};
+use super::error::write_atomically;
 use super::features::FeatureConfig;
 use super::prepare::{cache_file_for, default_cache_dir, prepare, PrepareOptions};
 use super::stats::stats;
+use super::stream::{make_stream, truth_to_text, StreamConfig};
+use super::synth::{installed_engines, synthesize, Engine, SynthConfig};
+use super::wav::{read_wav, write_wav, Audio};
 use clap::{Args, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
+    /// Make a Speech Commands-style keyword data set with the text-to-speech
+    /// engines on this machine (espeak-ng, espeak, flite, festival).
+    Synth {
+        /// Output folder.
+        #[arg(long, default_value = "data/kws-synth")]
+        out: PathBuf,
+        /// Clips per keyword (each unknown word gets a quarter).
+        #[arg(long, default_value_t = 40)]
+        per_class: usize,
+        /// Distinct synthetic speakers (voice, pitch and speed).
+        #[arg(long, default_value_t = 40)]
+        speakers: usize,
+        /// Sample rate of the clips.
+        #[arg(long, default_value_t = 16000)]
+        rate: u32,
+        /// Engines to use, comma-separated (espeak-ng, espeak, flite, text2wave); default: all found.
+        #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
+        engines: Vec<Engine>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Build a long recording from a data set's test clips over its background
+    /// noise, with the ground truth (`label,start_ms` per line) beside it.
+    Stream {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Output WAV file; the ground truth goes to the same name with .txt.
+        #[arg(long)]
+        out: PathBuf,
+        /// Length in seconds.
+        #[arg(long, default_value_t = 600.0)]
+        seconds: f64,
+    },
     /// Classes, counts, speakers, durations and sample rates of a data set.
     Stats {
         #[command(flatten)]
@@ -107,8 +145,112 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+fn parse_engine(text: &str) -> Result<Engine, String> {
+    Engine::ALL
+        .into_iter()
+        .find(|e| e.program() == text)
+        .ok_or_else(|| {
+            format!("unknown engine {text:?}; use espeak-ng, espeak, flite or text2wave")
+        })
+}
+
+fn run_synth(config: SynthConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!("engines found: {}", names(&installed_engines()));
+    let report = synthesize(&config)?;
+    println!(
+        "made {} clips and {} noise files in {} in {:.1} s",
+        report.clips,
+        report.noise_files.len(),
+        config.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("engines used: {}", names(&report.engines));
+    for voice in &report.voices {
+        println!(
+            "  speaker {}: {} voice {}, pitch {:.2}, speed {:.2}",
+            voice.speaker_id(),
+            voice.engine.program(),
+            voice.name,
+            voice.pitch,
+            voice.speed
+        );
+    }
+    Ok(())
+}
+
+fn names(engines: &[Engine]) -> String {
+    if engines.is_empty() {
+        return "none".into();
+    }
+    engines
+        .iter()
+        .map(|e| e.program())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_stream(data: DataArgs, out: PathBuf, seconds: f64) -> anyhow::Result<()> {
+    let data_set = data.open()?;
+    let config = StreamConfig {
+        duration_s: seconds,
+        seed: data.seed,
+        ..StreamConfig::default()
+    };
+    let rate = config.sample_rate;
+    let mut clips = Vec::new();
+    for (_, clip) in data_set.clips_in(Split::Test) {
+        if let ClipSource::File(file) = &clip.source {
+            if clip.label != 0 || data_set.classes[0] != SILENCE {
+                let audio = read_wav(&data_set.path_of(file), rate)?;
+                clips.push((data_set.classes[clip.label].clone(), audio.samples));
+            }
+        }
+    }
+    let noise = data_set
+        .background_noise
+        .iter()
+        .map(|f| read_wav(&data_set.path_of(f), rate).map(|a| a.samples))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stream = make_stream(&clips, &noise, &config);
+    write_wav(
+        &out,
+        &Audio {
+            samples: stream.samples,
+            sample_rate: rate,
+        },
+    )?;
+    let truth_file = out.with_extension("txt");
+    write_atomically(&truth_file, |w| {
+        w.write_all(truth_to_text(&stream.truth).as_bytes())
+    })?;
+    println!(
+        "{}: {seconds} s, {} words; ground truth in {}",
+        out.display(),
+        stream.truth.len(),
+        truth_file.display()
+    );
+    Ok(())
+}
+
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
+        DataCommand::Synth {
+            out,
+            per_class,
+            speakers,
+            rate,
+            engines,
+            seed,
+        } => run_synth(SynthConfig {
+            per_class,
+            speakers,
+            sample_rate: rate,
+            engines,
+            seed,
+            ..SynthConfig::new(&out)
+        }),
+        DataCommand::Stream { data, out, seconds } => run_stream(data, out, seconds),
         DataCommand::Stats { data } => {
             let data_set = data.open()?;
             let summary = stats(&data_set, threads());

@@ -9,6 +9,8 @@ pub mod error;
 pub mod features;
 pub mod prepare;
 pub mod stats;
+pub mod stream;
+pub mod synth;
 pub mod wav;
 
 pub use error::{DataError, DataResult};

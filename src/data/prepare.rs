@@ -173,7 +173,11 @@ pub fn prepare(
         let mut prepared = read_cache(path, &key, data_set)?;
         if options.strict {
             // Files that are not .wav files are listed but never fatal.
-            if let Some(first) = prepared.skipped.iter().find(|s| !data_set.skipped.contains(s)) {
+            if let Some(first) = prepared
+                .skipped
+                .iter()
+                .find(|s| !data_set.skipped.contains(s))
+            {
                 return Err(DataError::BadAudio {
                     path: first.path.clone(),
                     reason: format!("{} (strict mode stops at unreadable clips)", first.reason),
