@@ -1,5 +1,7 @@
 //! One module per shader family: its parameter struct, its launch functions,
 //! and its CPU reference (plain loops, obviously correct).
+
+pub mod batchnorm;
 pub mod check;
 pub mod complex;
 pub mod conv2d;
@@ -7,8 +9,8 @@ pub mod elementwise;
 pub mod gemm;
 pub mod lstm;
 pub mod mixed_edge;
-pub mod pairwise;
 pub mod optimizers;
+pub mod pairwise;
 pub mod pool;
 pub mod reductions;
 pub mod softmax_xent;
