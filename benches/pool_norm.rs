@@ -1,2 +1,200 @@
-//! Criterion bench (being written).
-fn main() {}
+//! Pooling (`shaders/pool.wgsl`) and batch norm (`shaders/batchnorm.wgsl`)
+//! in GB/s of compulsory traffic (every tensor read or written once), beside
+//! the CPU references, at the shapes the models use: cnn-trad-fpool3's 1x3
+//! max pool, the DARTS 3x3 pools, global average pooling before the
+//! classifier, and batch norm on DS-CNN and DARTS cell activations.
+//!
+//! `cargo bench --bench pool_norm`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
+
+use audionas::gpu::{Gpu, Recorder};
+use audionas::kernels::batchnorm::{
+    batch_norm_infer_forward, batch_norm_train_backward, batch_norm_train_forward,
+    batch_norm_train_forward_reference, Affine, AffineGrads, BatchNorm, Running,
+};
+use audionas::kernels::check::to_f64;
+use audionas::kernels::pool::{
+    avg_pool2d_backward, avg_pool2d_forward, avg_pool2d_reference, global_avg_pool_backward,
+    global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward, max_pool2d_reference, Pool2d,
+};
+use audionas::util::rng::Rng;
+use criterion::{
+    criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion, Throughput,
+};
+use std::time::{Duration, Instant};
+
+/// Dispatches recorded into one submit, as a training step records many.
+const PER_SUBMIT: u64 = 16;
+
+fn bench_gpu(
+    group: &mut BenchmarkGroup<WallTime>,
+    gpu: &Gpu,
+    name: &str,
+    bytes: usize,
+    record: &dyn Fn(&mut Recorder),
+) {
+    let mut rec = gpu.recorder();
+    record(&mut rec);
+    rec.submit_and_wait().unwrap();
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(name, |bench| {
+        bench.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(PER_SUBMIT);
+                let mut rec = gpu.recorder();
+                for _ in 0..n {
+                    record(&mut rec);
+                }
+                rec.submit_and_wait().unwrap();
+                left -= n;
+            }
+            start.elapsed()
+        })
+    });
+}
+
+fn configure(group: &mut BenchmarkGroup<WallTime>) {
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(200));
+    group.measurement_time(Duration::from_secs(1));
+}
+
+fn bench_pool(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let gpu_only = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_some();
+    let shapes = [
+        (
+            "trad_max_1x3_64x64x79x33",
+            Pool2d::new(64, 64, [79, 33], [1, 3]),
+        ),
+        (
+            "darts_3x3_s1_64x16x49x20",
+            Pool2d::new(64, 16, [49, 20], [3, 3])
+                .stride(1, 1)
+                .padding(1, 1)
+                .count_include_pad(false),
+        ),
+    ];
+    for (name, spec) in shapes {
+        let x = Rng::new(1).vec_uniform(spec.input_len(), -1.0, 1.0);
+        let tx = gpu.upload(&spec.input_shape(), &x).unwrap();
+        let ty = gpu.zeros(&spec.output_shape()).unwrap();
+        let targ = gpu.upload_u32(&spec.output_shape(), &vec![0; spec.output_len()]);
+        let targ = targ.unwrap();
+        let tdy = gpu.full(&spec.output_shape(), 1.0).unwrap();
+        let tdx = gpu.zeros(&spec.input_shape()).unwrap();
+        let (inp, out) = (4 * spec.input_len(), 4 * spec.output_len());
+
+        let mut group = c.benchmark_group(format!("pool/{name}"));
+        configure(&mut group);
+        bench_gpu(&mut group, gpu, "max_forward", inp + 2 * out, &|rec| {
+            max_pool2d_forward(rec, &spec, &tx, &ty, &targ).unwrap()
+        });
+        bench_gpu(&mut group, gpu, "max_backward", 2 * out + inp, &|rec| {
+            max_pool2d_backward(rec, &spec, &tdy, &targ, &tdx).unwrap()
+        });
+        bench_gpu(&mut group, gpu, "avg_forward", inp + out, &|rec| {
+            avg_pool2d_forward(rec, &spec, &tx, &ty).unwrap()
+        });
+        bench_gpu(&mut group, gpu, "avg_backward", out + inp, &|rec| {
+            avg_pool2d_backward(rec, &spec, &tdy, &tdx).unwrap()
+        });
+        if !gpu_only {
+            let x64 = to_f64(&x);
+            group.throughput(Throughput::Bytes((inp + out) as u64));
+            group.bench_function("cpu_reference_max_forward", |bench| {
+                bench.iter(|| max_pool2d_reference(&spec, &x64))
+            });
+            group.bench_function("cpu_reference_avg_forward", |bench| {
+                bench.iter(|| avg_pool2d_reference(&spec, &x64))
+            });
+        }
+        group.finish();
+    }
+
+    let shape = [64, 64, 25, 5];
+    let len: usize = shape.iter().product();
+    let tx = gpu.full(&shape, 1.0).unwrap();
+    let ty = gpu.zeros(&shape[..2]).unwrap();
+    let tdx = gpu.zeros(&shape).unwrap();
+    let mut group = c.benchmark_group("pool/global_avg_64x64x25x5");
+    configure(&mut group);
+    bench_gpu(&mut group, gpu, "forward", 4 * len, &|rec| {
+        global_avg_pool_forward(rec, &tx, &ty).unwrap()
+    });
+    bench_gpu(&mut group, gpu, "backward", 4 * len, &|rec| {
+        global_avg_pool_backward(rec, &ty, &tdx).unwrap()
+    });
+    group.finish();
+}
+
+fn bench_batchnorm(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let gpu_only = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_some();
+    for (name, shape) in [
+        ("dscnn_64x64x25x5", [64, 64, 25, 5]),
+        ("darts_64x16x49x20", [64, 16, 49, 20]),
+    ] {
+        let spec = BatchNorm::for_shape(&shape).unwrap();
+        let ch = spec.channels;
+        let x = Rng::new(2).vec_uniform(spec.len(), -1.0, 1.0);
+        let tx = gpu.upload(&shape, &x).unwrap();
+        let ty = gpu.zeros(&shape).unwrap();
+        let tdx = gpu.zeros(&shape).unwrap();
+        let tg = gpu.full(&[ch], 1.0).unwrap();
+        let tb = gpu.zeros(&[ch]).unwrap();
+        let trm = gpu.zeros(&[ch]).unwrap();
+        let trv = gpu.full(&[ch], 1.0).unwrap();
+        let tsaved = gpu.zeros(&[2, ch]).unwrap();
+        let tdg = gpu.zeros(&[ch]).unwrap();
+        let tdb = gpu.zeros(&[ch]).unwrap();
+        let running = Running {
+            mean: &trm,
+            var: &trv,
+        };
+        let affine = Some(Affine {
+            gamma: &tg,
+            beta: &tb,
+        });
+        let bytes = 4 * spec.len();
+
+        let mut group = c.benchmark_group(format!("batchnorm/{name}"));
+        configure(&mut group);
+        bench_gpu(&mut group, gpu, "train_forward", 2 * bytes, &|rec| {
+            batch_norm_train_forward(rec, &spec, &tx, affine, running, &ty, &tsaved).unwrap()
+        });
+        bench_gpu(
+            &mut group,
+            gpu,
+            "train_forward_non_affine",
+            2 * bytes,
+            &|rec| batch_norm_train_forward(rec, &spec, &tx, None, running, &ty, &tsaved).unwrap(),
+        );
+        bench_gpu(&mut group, gpu, "infer_forward", 2 * bytes, &|rec| {
+            batch_norm_infer_forward(rec, &spec, &tx, affine, running, &ty).unwrap()
+        });
+        let grads = Some(AffineGrads {
+            gamma: &tg,
+            dgamma: &tdg,
+            dbeta: &tdb,
+        });
+        bench_gpu(&mut group, gpu, "train_backward", 3 * bytes, &|rec| {
+            batch_norm_train_backward(rec, &spec, &tx, &ty, &tsaved, grads, &tdx).unwrap()
+        });
+        if !gpu_only {
+            let x64 = to_f64(&x);
+            let (mut rm, mut rv) = (vec![0.0; ch], vec![1.0; ch]);
+            group.throughput(Throughput::Bytes(2 * bytes as u64));
+            group.bench_function("cpu_reference_train_forward", |bench| {
+                bench.iter(|| {
+                    batch_norm_train_forward_reference(&spec, &x64, None, &mut rm, &mut rv)
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_pool, bench_batchnorm);
+criterion_main!(benches);
