@@ -367,9 +367,11 @@ fn detect_layout(root: &Path) -> DataResult<Layout> {
         let wavs: Vec<&String> = names.iter().filter(|n| is_wav(Path::new(n))).collect();
         !wavs.is_empty() && wavs.iter().all(|n| parse_fsdd_name(n).is_some())
     };
+    // A `_background_noise_` folder alone does not make Speech Commands:
+    // generic folder-per-class sets may carry one too.
     if folders
         .iter()
-        .any(|f| f == BACKGROUND_NOISE || KEYWORDS.contains(&f.as_str()) || f == UNKNOWN)
+        .any(|f| KEYWORDS.contains(&f.as_str()) || f == UNKNOWN)
     {
         Ok(Layout::SpeechCommands)
     } else if looks_like_fsdd(&files)

@@ -250,6 +250,9 @@ fn clip_audio(
     }
 }
 
+/// A block of clips' feature slots and their outcomes, owned by one thread at a time.
+type ClipBlock<'a> = (&'a mut [f32], &'a mut [Option<DataError>]);
+
 fn compute(
     data_set: &DataSet,
     config: &FeatureConfig,
@@ -269,7 +272,7 @@ fn compute(
     let next = AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     {
-        let blocks: Vec<std::sync::Mutex<(&mut [f32], &mut [Option<DataError>])>> = features
+        let blocks: Vec<std::sync::Mutex<ClipBlock>> = features
             .chunks_mut(BLOCK * clip_len)
             .zip(outcomes.chunks_mut(BLOCK))
             .map(std::sync::Mutex::new)
