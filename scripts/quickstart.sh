@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what audionas needs, builds it,
 # shows the GPU adapter it will use, makes the embedded keyword data set
-# (synthesized speech with noise) when it is absent, and describes it.
+# (synthesized speech with noise) when it is absent, describes it and caches
+# its log-mel features.
 #   bash scripts/quickstart.sh [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,4 @@ if [ ! -d "$data" ]; then
     $bin data synth --out "$data"
 fi
 $bin data stats "$data"
+$bin data prepare "$data" --features configs/features/logmel40.toml
