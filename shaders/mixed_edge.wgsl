@@ -13,7 +13,7 @@
 // different entry points), and dispatch:
 //   weights:        1 alpha, 2 w                        (ceil(rows / 64), 1, 1)
 //   forward:        1 w, 2 x, 3 y                       grid_1d(ceil(n / 256))
-//   backward:       1 w, 2 x, 3 dy, 4 dx, 5 partials    (groups, 1, 1)
+//   backward:       1 w, 2 x, 3 dy, 4 dx, 5 partials    (K, groups, 1)
 //   reduce_dw:      1 partials, 2 dw                    (1, 1, 1)
 //   alpha_backward: 1 w, 2 dw, 3 dalpha                 (ceil(rows / 64), 1, 1)
 //   regulariser:    1 alpha, 2 dalpha, 3 loss           (1, 1, 1)
@@ -31,7 +31,9 @@ struct Params {
 }
 
 const WG: u32 = 256u;
-const MAX_K: u32 = 32u;
+// Candidates per edge (= p.k) as a pipeline constant for the forward, whose
+// loop over candidates then unrolls.
+override CANDIDATES: u32 = 1u;
 // Elements per invocation per tile of the backward pass.
 const PER_LANE: u32 = 4u;
 
@@ -97,7 +99,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let wbase = p.row * p.k;
     var acc = 0.0;
-    for (var k = 0u; k < p.k; k++) {
+    for (var k = 0u; k < CANDIDATES; k++) {
         let wk = w[wbase + k];
         if (wk != 0.0) {
             acc += wk * x[k * p.n + i];
@@ -108,46 +110,40 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 var<workgroup> sums: array<f32, WG>;
 
-// dx_k = w_k * dy, and per workgroup the partial dot products sum(dy * x_k)
-// into partials[group][k]. Each workgroup walks tiles of WG * PER_LANE
-// elements; a tile's dy stays in cache while every candidate reads it.
+// dx_k = w_k * dy and, per workgroup, the partial dot product sum(dy * x_k)
+// into partials[group][k]. Workgroup (k, group) walks tiles of WG * PER_LANE
+// elements of candidate k; an inactive candidate is skipped whole. One
+// candidate per workgroup keeps a single running sum per invocation and one
+// reduction per workgroup (measured 1.8x faster on llvmpipe than every
+// candidate per workgroup with one sum each).
 @compute @workgroup_size(256)
-fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let wbase = p.row * p.k;
-    var part: array<f32, MAX_K>;
-    for (var k = 0u; k < MAX_K; k++) {
-        part[k] = 0.0;
-    }
-    let tile = WG * PER_LANE;
-    for (var start = wid.x * tile; start < p.n; start += p.groups * tile) {
-        for (var k = 0u; k < p.k; k++) {
-            let wk = w[wbase + k];
-            if (wk == 0.0) {
-                continue;
-            }
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = wid.x;
+    let wk = w[p.row * p.k + k];
+    var part = 0.0;
+    if (wk != 0.0) {
+        let tile = WG * PER_LANE;
+        for (var start = wid.y * tile; start < p.n; start += nwg.y * tile) {
             for (var e = 0u; e < PER_LANE; e++) {
                 let i = start + e * WG + lid.x;
                 if (i < p.n) {
                     let g = dy[i];
                     dx[k * p.n + i] = wk * g;
-                    part[k] += g * x[k * p.n + i];
+                    part += g * x[k * p.n + i];
                 }
             }
         }
     }
-    for (var k = 0u; k < p.k; k++) {
-        sums[lid.x] = part[k];
-        workgroupBarrier();
-        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-            if (lid.x < stride) {
-                sums[lid.x] += sums[lid.x + stride];
-            }
-            workgroupBarrier();
-        }
-        if (lid.x == 0u) {
-            partials[wid.x * p.k + k] = sums[0];
+    sums[lid.x] = part;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid.x < stride) {
+            sums[lid.x] += sums[lid.x + stride];
         }
         workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        partials[wid.y * p.k + k] = sums[0];
     }
 }
 
