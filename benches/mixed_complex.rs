@@ -1,14 +1,21 @@
 //! Mixed edge (`shaders/mixed_edge.wgsl`) in GB/s at K = 8 candidates over
 //! 64x16x49x20, beside an elementwise pass (`elementwise::scale`) moving the
-//! same bytes and the CPU reference.
+//! same bytes and the CPU reference; complex dense (`shaders/complex.wgsl`
+//! plus gemm) 257 -> 128 complex over 64 x 98 frames in GFLOP/s (criterion's
+//! elements/s, one element = one FLOP), beside the four real gemms a planar
+//! formulation would run and the CPU reference; pairwise product and square
+//! (`shaders/pairwise.wgsl`) forward+backward in GB/s at 64x16x49x20.
 //!
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
 
 use audionas::gpu::{Gpu, Recorder};
 use audionas::kernels::check::to_f64;
+use audionas::kernels::complex::{dense_backward_reference, dense_reference, ComplexDense};
 use audionas::kernels::elementwise::scale;
+use audionas::kernels::gemm::{gemm, Gemm};
 use audionas::kernels::mixed_edge::*;
+use audionas::kernels::pairwise::{product, product_backward, square, square_backward};
 use audionas::util::rng::Rng;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -108,5 +115,86 @@ fn bench_mixed_edge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_mixed_edge);
+fn bench_complex_dense(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let (rows, inputs, outputs) = (64 * 98, 257, 128);
+    let layer = ComplexDense::new(gpu, rows, inputs, outputs).unwrap();
+    let mut rng = Rng::new(2);
+    let x = rng.vec_uniform(2 * rows * inputs, -1.0, 1.0);
+    let w = rng.vec_uniform(2 * inputs * outputs, -0.1, 0.1);
+    let dy = rng.vec_uniform(2 * rows * outputs, -1.0, 1.0);
+    let tx = gpu.upload(&[rows, inputs, 2], &x).unwrap();
+    let tw = gpu.upload(&[inputs, outputs, 2], &w).unwrap();
+    let tdy = gpu.upload(&[rows, outputs, 2], &dy).unwrap();
+    let ty = gpu.zeros(&[rows, outputs, 2]).unwrap();
+    let tdx = gpu.zeros(&[rows, inputs, 2]).unwrap();
+    let tdw = gpu.zeros(&[inputs, outputs, 2]).unwrap();
+
+    let mut group = c.benchmark_group("complex/dense_257x128_rows6272");
+    configure(&mut group);
+    group.measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Elements(layer.flops() as u64));
+    bench_gpu(&mut group, "forward", |rec| {
+        layer.forward(rec, &tx, &tw, &ty).unwrap();
+    });
+    // A planar layout would run four real products of this shape.
+    let real = Gemm::new(rows, outputs, inputs);
+    let (a, b, out) = (
+        gpu.zeros(&[real.a_len()]).unwrap(),
+        gpu.zeros(&[real.b_len()]).unwrap(),
+        gpu.zeros(&[real.c_len()]).unwrap(),
+    );
+    bench_gpu(&mut group, "four_real_gemms", |rec| {
+        for _ in 0..4 {
+            gemm(rec, &real, &a, &b, &out).unwrap();
+        }
+    });
+    group.throughput(Throughput::Elements(3 * layer.flops() as u64));
+    bench_gpu(&mut group, "forward_backward", |rec| {
+        layer.forward(rec, &tx, &tw, &ty).unwrap();
+        layer.backward(rec, &tx, &tdy, Some(&tdx), &tdw).unwrap();
+    });
+    if !gpu_only() {
+        group.throughput(Throughput::Elements(layer.flops() as u64));
+        let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
+        group.bench_function("cpu_reference_forward", |bench| {
+            bench.iter(|| dense_reference(&x64, &w64, rows, inputs, outputs))
+        });
+        group.throughput(Throughput::Elements(2 * layer.flops() as u64));
+        group.bench_function("cpu_reference_backward", |bench| {
+            bench.iter(|| dense_backward_reference(&x64, &w64, &dy64, rows, inputs, outputs))
+        });
+    }
+    group.finish();
+}
+
+fn bench_pairwise(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let shape = [64, 16, 49, 20];
+    let n: usize = shape.iter().product();
+    let t = || gpu.full(&shape, 0.5).unwrap();
+    let (a, b, g, out, da, db) = (t(), t(), t(), t(), t(), t());
+    let mut group = c.benchmark_group("pairwise/64x16x49x20");
+    configure(&mut group);
+    // Product: forward reads 2 and writes 1, backward reads 3 and writes 2.
+    group.throughput(Throughput::Bytes((8 * n * 4) as u64));
+    bench_gpu(&mut group, "product_forward_backward", |rec| {
+        product(rec, &a, &b, &out).unwrap();
+        product_backward(rec, &a, &b, &g, &da, &db, false).unwrap();
+    });
+    // Square: forward reads 1 and writes 1, backward reads 2 and writes 1.
+    group.throughput(Throughput::Bytes((5 * n * 4) as u64));
+    bench_gpu(&mut group, "square_forward_backward", |rec| {
+        square(rec, &a, &out).unwrap();
+        square_backward(rec, &a, &g, &da, false).unwrap();
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_mixed_edge,
+    bench_complex_dense,
+    bench_pairwise
+);
 criterion_main!(benches);
