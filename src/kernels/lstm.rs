@@ -14,6 +14,12 @@
 //! the hidden-state gradient to the step before; then the weight gradients as
 //! gemms over all steps at once, the bias gradient as a column sum, and the
 //! input gradient as one gemm.
+//!
+//! One dispatch walking the whole sequence (a workgroup per batch element,
+//! the recurrent product from workgroup memory, barriers between steps) was
+//! measured against this at 98 steps, batch 64, hidden 128 on llvmpipe: 2.9 s
+//! against 0.52 s for the forward, since the per-step gemm reuses registers
+//! far better and a dispatch costs little beside it; so the gemm form stays.
 
 use crate::gpu::{ensure, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
 use crate::kernels::gemm::{gemm, Gemm};
