@@ -1,9 +1,9 @@
 //! conv2d (`shaders/conv2d.wgsl`) in GFLOP/s (criterion reports elements/s,
 //! one element = one FLOP of the forward pass; each backward does as many
 //! useful FLOPs) at the layers of cnn-trad-fpool3 and DS-CNN, forward,
-//! backward to the input and backward to the weights (with the bias), each
-//! beside the gemm kernel at the same FLOPs: the product the convolution
-//! lowers to, as (M, N, K) per image. The CPU reference runs one image of the
+//! backward to the input and backward to the weights (with the bias), beside
+//! the gemm kernel at the same FLOPs: the product the forward lowers to, as
+//! (M, N, K) per image. The CPU reference runs one image of the
 //! same layer (whole batches take seconds per iteration in plain loops).
 //!
 //! `cargo bench --bench conv`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
@@ -110,26 +110,20 @@ fn bench_conv2d(c: &mut Criterion) {
             conv2d_backward_weight(rec, &spec, &tdy, &tx, &tdw, Some(&tdb)).unwrap()
         });
 
-        // gemm at the same FLOPs: the per-image products each pass lowers to.
+        // The yardstick: gemm at the same FLOPs, as the per-image product
+        // the forward lowers to (M, N, K); every pass does as many FLOPs.
         // One B serves every image so that the im2col-sized operand fits.
         let (m, n, k) = spec.gemm_shape();
-        let g = spec.groups;
-        let (in_c, oc) = (spec.in_channels / g, spec.out_channels / g);
-        let taps = spec.kernel_h * spec.kernel_w;
-        let equivalents = [
-            ("gemm_as_forward", Gemm::new(m, n, k)),
-            ("gemm_as_backward_input", Gemm::new(in_c, n, oc * taps)),
-            ("gemm_as_backward_weight", Gemm::new(oc, in_c * taps, n)),
-        ];
-        for (label, per_image) in equivalents {
-            let spec = per_image.batch(spec.batch * g).shared_b();
-            let a = gpu.full(&[spec.a_len()], 0.25).unwrap();
-            let b = gpu.full(&[spec.b_len()], 0.5).unwrap();
-            let c = gpu.zeros(&[spec.c_len()]).unwrap();
-            bench_gpu(&mut group, gpu, label, &|rec| {
-                gemm(rec, &spec, &a, &b, &c).unwrap()
-            });
-        }
+        let equivalent = Gemm::new(m, n, k)
+            .batch(spec.batch * spec.groups)
+            .shared_a()
+            .shared_b();
+        let a = gpu.full(&[equivalent.a_len()], 0.25).unwrap();
+        let b = gpu.full(&[equivalent.b_len()], 0.5).unwrap();
+        let c = gpu.zeros(&[equivalent.c_len()]).unwrap();
+        bench_gpu(&mut group, gpu, "gemm_same_flops", &|rec| {
+            gemm(rec, &equivalent, &a, &b, &c).unwrap()
+        });
 
         if !gpu_only {
             let one = Conv2d { batch: 1, ..spec };

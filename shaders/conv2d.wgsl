@@ -2,9 +2,9 @@
 // stride, zero padding, dilation and groups; weights [out_c, in_c/groups, KH, KW].
 //
 // The dense entry points are implicit gemms in the register-tiled shape of
-// gemm.wgsl: each invocation owns TM rows x 4 columns of the product and the
-// lanes of a workgroup share their TM rows, so the reads of the row operand
-// are one address across lanes (a broadcast). The column operand is gathered
+// gemm.wgsl: each invocation owns ROWS (at most TM) rows x 4 columns of the
+// product and the lanes of a workgroup share their rows, so the reads of the
+// row operand are one address across lanes (a broadcast). The column operand is gathered
 // through the convolution geometry instead of an im2col copy:
 //   forward          rows = output channels, columns = output positions,
 //                    k = (input channel, ky, kx); y = w * im2col(x) (+ bias)
@@ -32,9 +32,9 @@
 //   reduce_splits:                             1 partials, 2 dw (rw)
 //   backward_bias:                             1 dy, 2 db (rw)
 // Dispatch:
-//   forward          (ceil(out_h*out_w / (4 WG)), ceil((out_c/groups) / TM), batch*groups)
-//   backward_input   (ceil(in_h*in_w / (4 WG)), ceil((in_c/groups) / TM), batch*groups)
-//   backward_weight  (ceil(in_c/groups*KH*KW / (4 WG)), ceil((out_c/groups) / TM), splits*groups)
+//   forward          (ceil(out_h*out_w / (4 WG)), ceil((out_c/groups) / ROWS), batch*groups)
+//   backward_input   (ceil(in_h*in_w / (4 WG)), ceil((in_c/groups) / ROWS), batch*groups)
+//   backward_weight  (ceil(in_c/groups*KH*KW / (4 WG)), ceil((out_c/groups) / ROWS), splits*groups)
 //   depthwise_forward / depthwise_backward_input / reduce_splits: grid_1d(ceil(len / 64))
 //   depthwise_backward_weight (KH*KW, channels, 1); backward_bias (out_c, 1, 1); 64 lanes
 
@@ -65,6 +65,9 @@ override DH: u32 = 1u;
 override DW: u32 = 1u;
 override HAS_BIAS: bool = false;
 override WG: u32 = 64u;
+// Rows per invocation in use (at most TM): fewer when the product has fewer
+// rows, so that narrow layers (one input channel) do not compute idle rows.
+override ROWS: u32 = 8u;
 const TM: u32 = 8u;
 const LANES: u32 = 64u;
 
@@ -98,7 +101,7 @@ fn in_range(v: vec4<i32>, size: u32) -> vec4<bool> {
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let positions = p.out_h * p.out_w;
     let col0 = (wid.x * WG + lid.x) * 4u;
-    let row0 = wid.y * TM;
+    let row0 = wid.y * ROWS;
     if (col0 >= positions || row0 >= p.ocpg) {
         return;
     }
@@ -116,7 +119,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     // Rows past the end repeat the last one; they are not stored.
     var w_row: array<u32, TM>;
     var acc: array<vec4<f32>, TM>;
-    for (var r = 0u; r < TM; r++) {
+    for (var r = 0u; r < ROWS; r++) {
         w_row[r] = (g * p.ocpg + min(row0 + r, p.ocpg - 1u)) * kdim;
         acc[r] = vec4<f32>(0.0);
     }
@@ -133,7 +136,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
                 let ok = y_ok & in_range(ix, p.in_w);
                 let idx = select(vec4<i32>(0), row + ix, ok);
                 let xv = select(vec4<f32>(0.0), vec4<f32>(x[idx.x], x[idx.y], x[idx.z], x[idx.w]), ok);
-                for (var r = 0u; r < TM; r++) {
+                for (var r = 0u; r < ROWS; r++) {
                     acc[r] += w[w_row[r] + k] * xv;
                 }
                 k++;
@@ -141,7 +144,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         }
         x_plane += i32(plane);
     }
-    let rows = min(TM, p.ocpg - row0);
+    let rows = min(ROWS, p.ocpg - row0);
     let cols = min(4u, positions - col0);
     for (var r = 0u; r < rows; r++) {
         let oc = g * p.ocpg + row0 + r;
@@ -160,7 +163,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let positions = p.in_h * p.in_w;
     let col0 = (wid.x * WG + lid.x) * 4u;
-    let row0 = wid.y * TM;
+    let row0 = wid.y * ROWS;
     if (col0 >= positions || row0 >= p.icpg) {
         return;
     }
@@ -179,7 +182,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
     var w_row: array<u32, TM>;
     var acc: array<vec4<f32>, TM>;
-    for (var r = 0u; r < TM; r++) {
+    for (var r = 0u; r < ROWS; r++) {
         w_row[r] = min(row0 + r, p.icpg - 1u) * taps;
         acc[r] = vec4<f32>(0.0);
     }
@@ -199,7 +202,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
                 let idx = select(vec4<i32>(0), row + ox, ok);
                 let dv = select(vec4<f32>(0.0), vec4<f32>(dy[idx.x], dy[idx.y], dy[idx.z], dy[idx.w]), ok);
                 let t = w_oc + ky * KW + kx;
-                for (var r = 0u; r < TM; r++) {
+                for (var r = 0u; r < ROWS; r++) {
                     acc[r] += w[w_row[r] + t] * dv;
                 }
             }
@@ -207,7 +210,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         dy_plane += i32(out_plane);
         w_oc += kdim;
     }
-    let rows = min(TM, p.icpg - row0);
+    let rows = min(ROWS, p.icpg - row0);
     let cols = min(4u, positions - col0);
     for (var r = 0u; r < rows; r++) {
         let base = (n * p.in_c + g * p.icpg + row0 + r) * positions + col0;
@@ -222,7 +225,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let taps = KH * KW;
     let kdim = p.icpg * taps;
     let col0 = (wid.x * WG + lid.x) * 4u;
-    let row0 = wid.y * TM;
+    let row0 = wid.y * ROWS;
     if (col0 >= kdim || row0 >= p.ocpg) {
         return;
     }
@@ -243,7 +246,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     var dy_row: array<u32, TM>;
     var acc: array<vec4<f32>, TM>;
-    for (var r = 0u; r < TM; r++) {
+    for (var r = 0u; r < ROWS; r++) {
         dy_row[r] = (g * p.ocpg + min(row0 + r, p.ocpg - 1u)) * out_plane;
         acc[r] = vec4<f32>(0.0);
     }
@@ -262,13 +265,13 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
                 let ok = y_ok & in_range(ix, p.in_w);
                 let idx = select(vec4<i32>(0), row + ix, ok);
                 let xv = select(vec4<f32>(0.0), vec4<f32>(x_for_dw[idx.x], x_for_dw[idx.y], x_for_dw[idx.z], x_for_dw[idx.w]), ok);
-                for (var r = 0u; r < TM; r++) {
+                for (var r = 0u; r < ROWS; r++) {
                     acc[r] += dy[dy_row[r] + dy_at + ox] * xv;
                 }
             }
         }
     }
-    let rows = min(TM, p.ocpg - row0);
+    let rows = min(ROWS, p.ocpg - row0);
     let cols = min(4u, kdim - col0);
     let out_base = split * p.out_c * kdim;
     for (var r = 0u; r < rows; r++) {

@@ -18,8 +18,8 @@
 //   global_avg_forward:  1 x, 2 y (rw)    y is [batch, channels]
 //   global_avg_backward: 1 dy, 2 dx (rw)
 // Dispatch: grid_1d(ceil(len / 64)) with len the elements written (y for the
-// forward entries, dx for the backward ones), except global_avg_forward:
-// grid_1d(batch * channels), one workgroup per plane.
+// forward entries, dx for the backward ones; batch * channels for
+// global_avg_forward).
 
 struct Params {
     in_h: u32,
@@ -49,8 +49,6 @@ const LANES: u32 = 64u;
 @group(0) @binding(2) var<storage, read> argmax_in: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx_avg: array<f32>;
-
-var<workgroup> lane_sums: array<f32, LANES>;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * LANES + lid.x;
@@ -196,30 +194,21 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     dx_avg[i] = s;
 }
 
-// y[plane] = mean of x over the plane; one workgroup per plane.
+// y[plane] = mean of x over the plane; one invocation per plane (a
+// workgroup-memory tree costs more than it saves on planes this small).
 @compute @workgroup_size(LANES)
 fn global_avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let plane = wid.x + wid.y * nwg.x;
+    let plane = linear_index(wid, nwg, lid);
     if (plane >= p.planes) {
         return;
     }
     let size = p.in_h * p.in_w;
     let base = plane * size;
     var s = 0.0;
-    for (var i = lid.x; i < size; i += LANES) {
+    for (var i = 0u; i < size; i++) {
         s += x[base + i];
     }
-    lane_sums[lid.x] = s;
-    workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride >>= 1u) {
-        if (lid.x < stride) {
-            lane_sums[lid.x] += lane_sums[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
-    if (lid.x == 0u) {
-        y[plane] = lane_sums[0] / f32(size);
-    }
+    y[plane] = s / f32(size);
 }
 
 @compute @workgroup_size(LANES)

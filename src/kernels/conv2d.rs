@@ -250,7 +250,7 @@ impl Conv2d {
         }
     }
 
-    fn constants(&self, has_bias: bool, lanes: usize) -> [(&'static str, f64); 8] {
+    fn constants(&self, has_bias: bool, lanes: usize, rows: usize) -> [(&'static str, f64); 9] {
         let f = |v: usize| v as f64;
         [
             ("KH", f(self.kernel_h)),
@@ -261,6 +261,7 @@ impl Conv2d {
             ("DW", f(self.dilation_w)),
             ("HAS_BIAS", has_bias as u8 as f64),
             ("WG", f(lanes)),
+            ("ROWS", f(rows_per_invocation(rows))),
         ]
     }
 }
@@ -288,10 +289,16 @@ fn workgroup_lanes(columns: usize) -> usize {
     }
 }
 
+/// Rows per invocation of the implicit gemms (the shader's `ROWS`): all of
+/// its `TM` accumulators, or the power of two that covers fewer rows.
+fn rows_per_invocation(rows: usize) -> usize {
+    rows.next_power_of_two().min(ROWS_PER_INVOCATION)
+}
+
 fn implicit_gemm_groups(columns: usize, rows: usize, lanes: usize, z: usize) -> [u32; 3] {
     [
         columns.div_ceil(COLS_PER_INVOCATION * lanes) as u32,
-        rows.div_ceil(ROWS_PER_INVOCATION) as u32,
+        rows.div_ceil(rows_per_invocation(rows)) as u32,
         z as u32,
     ]
 }
@@ -322,7 +329,7 @@ pub fn conv2d_forward(
     if spec.is_depthwise() {
         params.len = spec.output_len() as u32;
         let groups = grid_1d(spec.output_len().div_ceil(LANES) as u32);
-        let constants = spec.constants(bias.is_some(), LANES);
+        let constants = spec.constants(bias.is_some(), LANES, 1);
         return rec.dispatch(
             &SHADER,
             "depthwise_forward",
@@ -338,7 +345,7 @@ pub fn conv2d_forward(
     rec.dispatch(
         &SHADER,
         "forward",
-        &spec.constants(bias.is_some(), lanes),
+        &spec.constants(bias.is_some(), lanes, rows),
         &params,
         &[x, w, y, bias_binding],
         groups,
@@ -367,7 +374,7 @@ pub fn conv2d_backward_input(
         return rec.dispatch(
             &SHADER,
             "depthwise_backward_input",
-            &spec.constants(false, LANES),
+            &spec.constants(false, LANES, 1),
             &params,
             &[dy, w, dx],
             groups,
@@ -380,7 +387,7 @@ pub fn conv2d_backward_input(
     rec.dispatch(
         &SHADER,
         "backward_input",
-        &spec.constants(false, lanes),
+        &spec.constants(false, lanes, rows),
         &params,
         &[dy, w, dx],
         groups,
@@ -430,7 +437,7 @@ pub fn conv2d_backward_weight(
         return rec.dispatch(
             &SHADER,
             "depthwise_backward_weight",
-            &spec.constants(false, LANES),
+            &spec.constants(false, LANES, 1),
             &params,
             &[dy, x, dw],
             [taps as u32, spec.in_channels as u32, 1],
@@ -447,7 +454,7 @@ pub fn conv2d_backward_weight(
     let splits = spec.batch.div_ceil(batch_per_split);
     params.batch_per_split = batch_per_split as u32;
     params.splits = splits as u32;
-    let constants = spec.constants(false, lanes);
+    let constants = spec.constants(false, lanes, rows);
     let groups = implicit_gemm_groups(columns, rows, lanes, splits * spec.groups);
     if splits == 1 {
         return rec.dispatch(

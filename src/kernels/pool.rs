@@ -281,14 +281,12 @@ pub fn global_avg_pool_forward(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Gp
         rec.clear(y);
         return Ok(());
     }
-    let planes = spec.batch * spec.channels;
-    rec.dispatch(
-        &SHADER,
+    dispatch_1d(
+        rec,
+        &spec,
         "global_avg_forward",
-        &[],
-        &spec.params(planes),
+        spec.batch * spec.channels,
         &[x, y],
-        grid_1d(planes as u32),
     )
 }
 
