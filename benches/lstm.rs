@@ -3,7 +3,8 @@
 //! products (criterion's elements/s, one element = one FLOP). Beside it the
 //! gemm kernel at the same FLOPs in one product (M = T * B, N = 4H,
 //! K = I + H: the forward's products side by side), for the ratio the target
-//! speaks of, and the CPU reference.
+//! speaks of, the recurrent products alone (98 gemms of 64 x 512 x 128), and
+//! the CPU reference.
 //!
 //! `cargo bench --bench lstm -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1` skips
 //! the CPU rows.
@@ -97,6 +98,19 @@ fn bench_lstm(c: &mut Criterion) {
     let cm = gpu.zeros(&[spec.c_len()]).unwrap();
     bench_gpu(&mut group, "gemm_same_flops_as_forward", |rec| {
         gemm(rec, &spec, &a, &bm, &cm).unwrap();
+    });
+    // The forward's recurrent products alone: one small gemm per step.
+    let step = Gemm::new(b, 4 * h, h).trans_b(true);
+    let (sa, sb, sc) = (
+        gpu.full(&[step.a_len()], 0.5).unwrap(),
+        gpu.full(&[step.b_len()], 0.5).unwrap(),
+        gpu.zeros(&[step.c_len()]).unwrap(),
+    );
+    group.throughput(Throughput::Elements((step.flops() * t as f64) as u64));
+    bench_gpu(&mut group, "gemm_recurrent_steps", |rec| {
+        for _ in 0..t {
+            gemm(rec, &step, &sa, &sb, &sc).unwrap();
+        }
     });
     group.throughput(Throughput::Elements(
         (shape.forward_flops() + shape.backward_flops()) as u64,
