@@ -95,6 +95,15 @@ fn bench_mixed_edge(c: &mut Criterion) {
         mixed_edge_alpha_backward(rec, EdgeWeighting::Softmax, &t_w, &t_dw, &t_dalpha, false)
             .unwrap();
     });
+    // A sampled sub-network: two of the eight candidates active, the rest
+    // neither read nor computed (throughput counts the full edge's bytes).
+    let mask = gpu
+        .upload(&[1, k], &[0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+        .unwrap();
+    bench_gpu(&mut group, "forward_backward_mask_2_of_8", |rec| {
+        mixed_edge_forward(rec, &mask, 0, &t_x, &t_y).unwrap();
+        mixed_edge_backward(rec, &mask, 0, &t_x, &t_dy, &t_dx, &t_dw, &scratch).unwrap();
+    });
     // The elementwise anchor: `scale` reads and writes each element once, so
     // it moves the same bytes over half as many elements.
     let t_same_bytes = gpu.zeros(&[both_bytes as usize / 8]).unwrap();
