@@ -1,6 +1,7 @@
 //! Mixed edge (`shaders/mixed_edge.wgsl`) in GB/s at K = 8 candidates over
-//! 64x16x49x20, beside an elementwise pass (`elementwise::scale`) moving the
-//! same bytes and the CPU reference; complex dense (`shaders/complex.wgsl`
+//! 64x16x49x20, beside elementwise passes (`elementwise::scale` in place,
+//! `elementwise::add` out of place) moving the same bytes and the CPU
+//! reference; complex dense (`shaders/complex.wgsl`
 //! plus gemm) 257 -> 128 complex over 64 x 98 frames in GFLOP/s (criterion's
 //! elements/s, one element = one FLOP), beside the four real gemms a planar
 //! formulation would run and the CPU reference; pairwise product and square
@@ -12,7 +13,7 @@
 use audionas::gpu::{Gpu, Recorder};
 use audionas::kernels::check::to_f64;
 use audionas::kernels::complex::{dense_backward_reference, dense_reference, ComplexDense};
-use audionas::kernels::elementwise::scale;
+use audionas::kernels::elementwise::{add, scale};
 use audionas::kernels::gemm::{gemm, Gemm};
 use audionas::kernels::mixed_edge::*;
 use audionas::kernels::pairwise::{product, product_backward, square, square_backward};
@@ -109,6 +110,17 @@ fn bench_mixed_edge(c: &mut Criterion) {
     let t_same_bytes = gpu.zeros(&[both_bytes as usize / 8]).unwrap();
     bench_gpu(&mut group, "elementwise_scale_same_bytes", |rec| {
         scale(rec, &t_same_bytes, 1.0).unwrap();
+    });
+    // `add` writes a fresh output as the mixed edge does (on a CPU adapter a
+    // store to a line not in cache reads it first); 12 bytes per element.
+    let add_len = both_bytes as usize / 12;
+    let (add_a, add_b, add_out) = (
+        gpu.zeros(&[add_len]).unwrap(),
+        gpu.zeros(&[add_len]).unwrap(),
+        gpu.zeros(&[add_len]).unwrap(),
+    );
+    bench_gpu(&mut group, "elementwise_add_same_bytes", |rec| {
+        add(rec, &add_a, &add_b, &add_out).unwrap();
     });
     if !gpu_only() {
         let w = weights_reference(EdgeWeighting::Softmax, &to_f64(&alpha), k);
