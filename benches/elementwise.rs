@@ -3,54 +3,30 @@
 //!
 //! `cargo bench --bench elementwise`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
 
-use audionas::gpu::{Gpu, Recorder};
+mod common;
+
+use common::{bench_gpu, cpu_rows, KERNELS_PER_SUBMIT};
+
+use audionas::gpu::Gpu;
 use audionas::kernels::elementwise::*;
 use audionas::util::rng::Rng;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use std::time::{Duration, Instant};
 
-/// Launches recorded into one submit, as a training step records many.
-const DISPATCHES_PER_SUBMIT: u64 = 16;
 const LEN: usize = 1 << 20;
 
-/// Times `record` on the GPU: one warm-up (pipeline compilation), then
-/// `iters` launches in submits of `DISPATCHES_PER_SUBMIT`.
-fn bench_gpu(group: &mut BenchmarkGroup<WallTime>, record: impl Fn(&mut Recorder)) {
-    let gpu = Gpu::shared();
-    let mut rec = gpu.recorder();
-    record(&mut rec);
-    rec.submit_and_wait().unwrap();
-    group.bench_function("wgpu", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(DISPATCHES_PER_SUBMIT);
-                let mut rec = gpu.recorder();
-                for _ in 0..n {
-                    record(&mut rec);
-                }
-                rec.submit_and_wait().unwrap();
-                left -= n;
-            }
-            start.elapsed()
-        })
-    });
-}
-
 fn group<'c>(c: &'c mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'c, WallTime> {
-    let mut group = c.benchmark_group(format!("elementwise/{name}"));
-    group.throughput(Throughput::Bytes(bytes as u64));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(2));
-    group
+    common::group(
+        c,
+        &format!("elementwise/{name}"),
+        Throughput::Bytes(bytes as u64),
+        2,
+    )
 }
 
 fn bench_elementwise(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let cpu = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_none();
+    let cpu = cpu_rows();
     let mut rng = Rng::new(3);
     let a = rng.vec_uniform(LEN, -2.0, 2.0);
     let b = rng.vec_uniform(LEN, -2.0, 2.0);
@@ -60,7 +36,9 @@ fn bench_elementwise(c: &mut Criterion) {
     let elt = 4 * LEN;
 
     let mut g = group(c, "add_1M", 3 * elt);
-    bench_gpu(&mut g, |rec| add(rec, &ta, &tb, &tout).unwrap());
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+        add(rec, &ta, &tb, &tout).unwrap()
+    });
     if cpu {
         g.bench_function("cpu_reference", |bench| {
             bench.iter(|| add_reference(&a, &b))
@@ -69,7 +47,9 @@ fn bench_elementwise(c: &mut Criterion) {
     g.finish();
 
     let mut g = group(c, "axpy_1M", 3 * elt);
-    bench_gpu(&mut g, |rec| axpy(rec, 1e-3, &ta, &tout).unwrap());
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+        axpy(rec, 1e-3, &ta, &tout).unwrap()
+    });
     if cpu {
         let mut y = b.clone();
         g.bench_function("cpu_reference", |bench| {
@@ -80,7 +60,9 @@ fn bench_elementwise(c: &mut Criterion) {
 
     for f in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
         let mut g = group(c, &format!("{f:?}_forward_1M"), 2 * elt);
-        bench_gpu(&mut g, |rec| activation(rec, f, &ta, &tout).unwrap());
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+            activation(rec, f, &ta, &tout).unwrap()
+        });
         if cpu {
             g.bench_function("cpu_reference", |bench| {
                 bench.iter(|| activation_reference(f, &a))
@@ -88,7 +70,7 @@ fn bench_elementwise(c: &mut Criterion) {
         }
         g.finish();
         let mut g = group(c, &format!("{f:?}_backward_1M"), 3 * elt);
-        bench_gpu(&mut g, |rec| {
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             activation_backward(rec, f, &ta, &tb, &tout).unwrap()
         });
         if cpu {
@@ -110,7 +92,9 @@ fn bench_elementwise(c: &mut Criterion) {
         let dy = rng.vec_uniform(layout.len(), -1.0, 1.0);
         let tdy = gpu.upload(&[layout.len()], &dy).unwrap();
         let mut g = group(c, &format!("bias_add_{name}"), 2 * 4 * layout.len());
-        bench_gpu(&mut g, |rec| bias_add(rec, &layout, &x, &bias).unwrap());
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+            bias_add(rec, &layout, &x, &bias).unwrap()
+        });
         if cpu {
             let mut xc = dy.clone();
             let bc = vec![0.5f32; layout.channels];
@@ -120,7 +104,7 @@ fn bench_elementwise(c: &mut Criterion) {
         }
         g.finish();
         let mut g = group(c, &format!("bias_backward_{name}"), 4 * layout.len());
-        bench_gpu(&mut g, |rec| {
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             bias_backward(rec, &layout, &tdy, &bias).unwrap()
         });
         if cpu {

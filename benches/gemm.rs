@@ -4,14 +4,14 @@
 //!
 //! `cargo bench --bench gemm`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
 
+mod common;
+
+use common::{bench_gpu, cpu_rows, KERNELS_PER_SUBMIT};
+
 use audionas::gpu::Gpu;
 use audionas::kernels::gemm::{gemm, gemm_reference, Gemm};
 use audionas::util::rng::Rng;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::time::{Duration, Instant};
-
-/// Dispatches recorded into one submit, as a training step records many.
-const DISPATCHES_PER_SUBMIT: u64 = 16;
 
 struct Shape {
     name: &'static str,
@@ -54,7 +54,7 @@ fn shapes() -> Vec<Shape> {
 
 fn bench_gemm(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let gpu_only = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_some();
+    let gpu_only = !cpu_rows();
     for Shape { name, spec } in shapes() {
         let mut rng = Rng::new(7);
         let a = rng.vec_uniform(spec.a_len(), -1.0, 1.0);
@@ -63,32 +63,15 @@ fn bench_gemm(c: &mut Criterion) {
         let tb = gpu.upload(&[spec.b_len()], &b).unwrap();
         let tc = gpu.zeros(&[spec.c_len()]).unwrap();
 
-        let mut group = c.benchmark_group(format!("gemm/{name}"));
-        group.throughput(Throughput::Elements(spec.flops() as u64));
-        group.sample_size(10);
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(3));
+        let mut group = common::group(
+            c,
+            &format!("gemm/{name}"),
+            Throughput::Elements(spec.flops() as u64),
+            3,
+        );
 
-        // Warm-up outside the timing: compiles the pipeline.
-        let mut rec = gpu.recorder();
-        gemm(&mut rec, &spec, &ta, &tb, &tc).unwrap();
-        rec.submit_and_wait().unwrap();
-
-        group.bench_function("wgpu", |bench| {
-            bench.iter_custom(|iters| {
-                let start = Instant::now();
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(DISPATCHES_PER_SUBMIT);
-                    let mut rec = gpu.recorder();
-                    for _ in 0..n {
-                        gemm(&mut rec, &spec, &ta, &tb, &tc).unwrap();
-                    }
-                    rec.submit_and_wait().unwrap();
-                    left -= n;
-                }
-                start.elapsed()
-            })
+        bench_gpu(&mut group, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+            gemm(rec, &spec, &ta, &tb, &tc).unwrap()
         });
         if !gpu_only {
             let mut c_cpu = vec![0.0f32; spec.c_len()];

@@ -4,56 +4,27 @@
 //!
 //! `cargo bench --bench loss_optim`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
 
-use audionas::gpu::{Gpu, Recorder};
+mod common;
+
+use common::{bench_gpu, cpu_rows, KERNELS_PER_SUBMIT};
+
+use audionas::gpu::Gpu;
 use audionas::kernels::check::to_f64;
 use audionas::kernels::optimizers::*;
 use audionas::kernels::softmax_xent::*;
 use audionas::util::rng::Rng;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use std::time::{Duration, Instant};
 
-/// Launches recorded into one submit, as a training step records many.
-const DISPATCHES_PER_SUBMIT: u64 = 16;
 const PARAMS: usize = 1 << 20;
 
-/// Times `record` on the GPU: one warm-up (pipeline compilation), then
-/// `iters` launches in submits of `DISPATCHES_PER_SUBMIT`.
-fn bench_gpu(group: &mut BenchmarkGroup<WallTime>, record: impl Fn(&mut Recorder)) {
-    let gpu = Gpu::shared();
-    let mut rec = gpu.recorder();
-    record(&mut rec);
-    rec.submit_and_wait().unwrap();
-    group.bench_function("wgpu", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(DISPATCHES_PER_SUBMIT);
-                let mut rec = gpu.recorder();
-                for _ in 0..n {
-                    record(&mut rec);
-                }
-                rec.submit_and_wait().unwrap();
-                left -= n;
-            }
-            start.elapsed()
-        })
-    });
-}
-
 fn group<'c>(c: &'c mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'c, WallTime> {
-    let mut group = c.benchmark_group(name.to_string());
-    group.throughput(Throughput::Bytes(bytes as u64));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(2));
-    group
+    common::group(c, name, Throughput::Bytes(bytes as u64), 2)
 }
 
 fn bench_softmax_xent(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let cpu = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_none();
+    let cpu = cpu_rows();
     for (batch, classes) in [(64, 12), (64, 1000)] {
         let spec = SoftmaxXent::new(batch, classes).label_smoothing(0.1);
         let mut rng = Rng::new(11);
@@ -74,7 +45,7 @@ fn bench_softmax_xent(c: &mut Criterion) {
         // Logits read, gradient written, labels and losses.
         let bytes = 4 * (2 * spec.logits_len() + 2 * batch);
         let mut g = group(c, &format!("softmax_xent/{batch}x{classes}"), bytes);
-        bench_gpu(&mut g, |rec| {
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             softmax_cross_entropy(rec, &spec, &t_logits, &t_labels, &out).unwrap()
         });
         if cpu {
@@ -89,7 +60,7 @@ fn bench_softmax_xent(c: &mut Criterion) {
 
 fn bench_optimizers(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let cpu = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_none();
+    let cpu = cpu_rows();
     let mut rng = Rng::new(13);
     let param = rng.vec_uniform(PARAMS, -1.0, 1.0);
     let grad = rng.vec_uniform(PARAMS, -1.0, 1.0);
@@ -112,7 +83,7 @@ fn bench_optimizers(c: &mut Criterion) {
     };
     // param, grad, momentum read; param and momentum written.
     let mut g = group(c, "optimizers/sgd_nesterov_1M", 5 * elt);
-    bench_gpu(&mut g, |rec| {
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
         sgd_step(rec, &sgd_cfg, 2, &t_param, &t_grad, &s1, None).unwrap()
     });
     if cpu {
@@ -127,7 +98,7 @@ fn bench_optimizers(c: &mut Criterion) {
     for (name, clipped) in [("adamw_1M", false), ("adamw_clipped_1M", true)] {
         // param, grad, m, v read; param, m, v written.
         let mut g = group(c, &format!("optimizers/{name}"), 7 * elt);
-        bench_gpu(&mut g, |rec| {
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             adam_step(
                 rec,
                 &adam_cfg,

@@ -9,38 +9,17 @@
 //! `cargo bench --bench lstm -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1` skips
 //! the CPU rows.
 
-use audionas::gpu::{Gpu, Recorder};
+mod common;
+
+use common::{bench_gpu, cpu_rows};
+
+use audionas::gpu::Gpu;
 use audionas::kernels::check::to_f64;
 use audionas::kernels::gemm::{gemm, Gemm};
 use audionas::kernels::lstm::*;
 use audionas::util::rng::Rng;
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use std::time::{Duration, Instant};
-
-/// Times `record` on the GPU: one recording and one submit per iteration,
-/// after a warm-up run that compiles the pipelines.
-fn bench_gpu(
-    group: &mut BenchmarkGroup<WallTime>,
-    name: &str,
-    mut record: impl FnMut(&mut Recorder),
-) {
-    let gpu = Gpu::shared();
-    let mut rec = gpu.recorder();
-    record(&mut rec);
-    rec.submit_and_wait().unwrap();
-    group.bench_function(name, |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let mut rec = gpu.recorder();
-                record(&mut rec);
-                rec.submit_and_wait().unwrap();
-            }
-            start.elapsed()
-        })
-    });
-}
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
 
 fn bench_lstm(c: &mut Criterion) {
     let gpu = Gpu::shared();
@@ -88,7 +67,7 @@ fn bench_lstm(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
 
     group.throughput(Throughput::Elements(shape.forward_flops() as u64));
-    bench_gpu(&mut group, "forward", |rec| {
+    bench_gpu(&mut group, "forward", 1, |rec| {
         lstm_forward(rec, &state, &weights, &x, None, all, &out).unwrap();
     });
     // The gemm kernel on the forward's FLOPs in one product.
@@ -96,7 +75,7 @@ fn bench_lstm(c: &mut Criterion) {
     let a = gpu.full(&[spec.a_len()], 0.5).unwrap();
     let bm = gpu.full(&[spec.b_len()], 0.5).unwrap();
     let cm = gpu.zeros(&[spec.c_len()]).unwrap();
-    bench_gpu(&mut group, "gemm_same_flops_as_forward", |rec| {
+    bench_gpu(&mut group, "gemm_same_flops_as_forward", 1, |rec| {
         gemm(rec, &spec, &a, &bm, &cm).unwrap();
     });
     // The forward's recurrent products alone: one small gemm per step.
@@ -107,7 +86,7 @@ fn bench_lstm(c: &mut Criterion) {
         gpu.zeros(&[step.c_len()]).unwrap(),
     );
     group.throughput(Throughput::Elements((step.flops() * t as f64) as u64));
-    bench_gpu(&mut group, "gemm_recurrent_steps", |rec| {
+    bench_gpu(&mut group, "gemm_recurrent_steps", 1, |rec| {
         for _ in 0..t {
             gemm(rec, &step, &sa, &sb, &sc).unwrap();
         }
@@ -115,11 +94,11 @@ fn bench_lstm(c: &mut Criterion) {
     group.throughput(Throughput::Elements(
         (shape.forward_flops() + shape.backward_flops()) as u64,
     ));
-    bench_gpu(&mut group, "forward_backward", |rec| {
+    bench_gpu(&mut group, "forward_backward", 1, |rec| {
         lstm_forward(rec, &state, &weights, &x, None, all, &out).unwrap();
         lstm_backward(rec, &state, &weights, &x, all, &dout, &grads).unwrap();
     });
-    if std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_none() {
+    if cpu_rows() {
         group.throughput(Throughput::Elements(shape.forward_flops() as u64));
         let w = LstmReferenceWeights {
             w_ih: to_f64(&w_ih_data),

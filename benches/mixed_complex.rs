@@ -10,7 +10,11 @@
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
 
-use audionas::gpu::{Gpu, Recorder};
+mod common;
+
+use common::{bench_gpu, cpu_rows};
+
+use audionas::gpu::Gpu;
 use audionas::kernels::check::to_f64;
 use audionas::kernels::complex::{dense_backward_reference, dense_reference, ComplexDense};
 use audionas::kernels::elementwise::{add, scale};
@@ -20,40 +24,16 @@ use audionas::kernels::pairwise::{product, product_backward, square, square_back
 use audionas::util::rng::Rng;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn gpu_only() -> bool {
-    std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_some()
+    !cpu_rows()
 }
 
 fn configure(group: &mut BenchmarkGroup<WallTime>) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(3));
-}
-
-/// Times `record` on the GPU: one recording and one submit per iteration,
-/// after a warm-up run that compiles the pipelines.
-fn bench_gpu(
-    group: &mut BenchmarkGroup<WallTime>,
-    name: &str,
-    mut record: impl FnMut(&mut Recorder),
-) {
-    let gpu = Gpu::shared();
-    let mut rec = gpu.recorder();
-    record(&mut rec);
-    rec.submit_and_wait().unwrap();
-    group.bench_function(name, |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let mut rec = gpu.recorder();
-                record(&mut rec);
-                rec.submit_and_wait().unwrap();
-            }
-            start.elapsed()
-        })
-    });
 }
 
 fn bench_mixed_edge(c: &mut Criterion) {
@@ -84,12 +64,12 @@ fn bench_mixed_edge(c: &mut Criterion) {
     let mut group = c.benchmark_group("mixed_edge/K8_64x16x49x20");
     configure(&mut group);
     group.throughput(Throughput::Bytes(forward_bytes));
-    bench_gpu(&mut group, "forward", |rec| {
+    bench_gpu(&mut group, "forward", 1, |rec| {
         mixed_edge_weights(rec, EdgeWeighting::Softmax, &t_alpha, &t_w).unwrap();
         mixed_edge_forward(rec, &t_w, 0, &t_x, &t_y).unwrap();
     });
     group.throughput(Throughput::Bytes(both_bytes));
-    bench_gpu(&mut group, "forward_backward", |rec| {
+    bench_gpu(&mut group, "forward_backward", 1, |rec| {
         mixed_edge_weights(rec, EdgeWeighting::Softmax, &t_alpha, &t_w).unwrap();
         mixed_edge_forward(rec, &t_w, 0, &t_x, &t_y).unwrap();
         mixed_edge_backward(rec, &t_w, 0, &t_x, &t_dy, &t_dx, &t_dw, &scratch).unwrap();
@@ -101,14 +81,14 @@ fn bench_mixed_edge(c: &mut Criterion) {
     let mask = gpu
         .upload(&[1, k], &[0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
         .unwrap();
-    bench_gpu(&mut group, "forward_backward_mask_2_of_8", |rec| {
+    bench_gpu(&mut group, "forward_backward_mask_2_of_8", 1, |rec| {
         mixed_edge_forward(rec, &mask, 0, &t_x, &t_y).unwrap();
         mixed_edge_backward(rec, &mask, 0, &t_x, &t_dy, &t_dx, &t_dw, &scratch).unwrap();
     });
     // The elementwise anchor: `scale` reads and writes each element once, so
     // it moves the same bytes over half as many elements.
     let t_same_bytes = gpu.zeros(&[both_bytes as usize / 8]).unwrap();
-    bench_gpu(&mut group, "elementwise_scale_same_bytes", |rec| {
+    bench_gpu(&mut group, "elementwise_scale_same_bytes", 1, |rec| {
         scale(rec, &t_same_bytes, 1.0).unwrap();
     });
     // `add` writes a fresh output as the mixed edge does (on a CPU adapter a
@@ -119,7 +99,7 @@ fn bench_mixed_edge(c: &mut Criterion) {
         gpu.zeros(&[add_len]).unwrap(),
         gpu.zeros(&[add_len]).unwrap(),
     );
-    bench_gpu(&mut group, "elementwise_add_same_bytes", |rec| {
+    bench_gpu(&mut group, "elementwise_add_same_bytes", 1, |rec| {
         add(rec, &add_a, &add_b, &add_out).unwrap();
     });
     if !gpu_only() {
@@ -155,7 +135,7 @@ fn bench_complex_dense(c: &mut Criterion) {
     configure(&mut group);
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(layer.flops() as u64));
-    bench_gpu(&mut group, "forward", |rec| {
+    bench_gpu(&mut group, "forward", 1, |rec| {
         layer.forward(rec, &tx, &tw, &ty).unwrap();
     });
     // A planar layout would run four real products of this shape.
@@ -165,13 +145,13 @@ fn bench_complex_dense(c: &mut Criterion) {
         gpu.zeros(&[real.b_len()]).unwrap(),
         gpu.zeros(&[real.c_len()]).unwrap(),
     );
-    bench_gpu(&mut group, "four_real_gemms", |rec| {
+    bench_gpu(&mut group, "four_real_gemms", 1, |rec| {
         for _ in 0..4 {
             gemm(rec, &real, &a, &b, &out).unwrap();
         }
     });
     group.throughput(Throughput::Elements(3 * layer.flops() as u64));
-    bench_gpu(&mut group, "forward_backward", |rec| {
+    bench_gpu(&mut group, "forward_backward", 1, |rec| {
         layer.forward(rec, &tx, &tw, &ty).unwrap();
         layer.backward(rec, &tx, &tdy, Some(&tdx), &tdw).unwrap();
     });
@@ -199,13 +179,13 @@ fn bench_pairwise(c: &mut Criterion) {
     configure(&mut group);
     // Product: forward reads 2 and writes 1, backward reads 3 and writes 2.
     group.throughput(Throughput::Bytes((8 * n * 4) as u64));
-    bench_gpu(&mut group, "product_forward_backward", |rec| {
+    bench_gpu(&mut group, "product_forward_backward", 1, |rec| {
         product(rec, &a, &b, &out).unwrap();
         product_backward(rec, &a, &b, &g, &da, &db, false).unwrap();
     });
     // Square: forward reads 1 and writes 1, backward reads 2 and writes 1.
     group.throughput(Throughput::Bytes((5 * n * 4) as u64));
-    bench_gpu(&mut group, "square_forward_backward", |rec| {
+    bench_gpu(&mut group, "square_forward_backward", 1, |rec| {
         square(rec, &a, &out).unwrap();
         square_backward(rec, &a, &g, &da, false).unwrap();
     });

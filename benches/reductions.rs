@@ -4,53 +4,28 @@
 //!
 //! `cargo bench --bench reductions`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
 
-use audionas::gpu::{Gpu, Recorder};
+mod common;
+
+use common::{bench_gpu, cpu_rows, KERNELS_PER_SUBMIT};
+
+use audionas::gpu::Gpu;
 use audionas::kernels::reductions::*;
 use audionas::util::rng::Rng;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use std::time::{Duration, Instant};
-
-/// Launches recorded into one submit, as a training step records many.
-const DISPATCHES_PER_SUBMIT: u64 = 16;
-
-/// Times `record` on the GPU: one warm-up (pipeline compilation), then
-/// `iters` launches in submits of `DISPATCHES_PER_SUBMIT`.
-fn bench_gpu(group: &mut BenchmarkGroup<WallTime>, record: impl Fn(&mut Recorder)) {
-    let gpu = Gpu::shared();
-    let mut rec = gpu.recorder();
-    record(&mut rec);
-    rec.submit_and_wait().unwrap();
-    group.bench_function("wgpu", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(DISPATCHES_PER_SUBMIT);
-                let mut rec = gpu.recorder();
-                for _ in 0..n {
-                    record(&mut rec);
-                }
-                rec.submit_and_wait().unwrap();
-                left -= n;
-            }
-            start.elapsed()
-        })
-    });
-}
 
 fn group<'c>(c: &'c mut Criterion, name: &str, bytes: usize) -> BenchmarkGroup<'c, WallTime> {
-    let mut group = c.benchmark_group(format!("reductions/{name}"));
-    group.throughput(Throughput::Bytes(bytes as u64));
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(2));
-    group
+    common::group(
+        c,
+        &format!("reductions/{name}"),
+        Throughput::Bytes(bytes as u64),
+        2,
+    )
 }
 
 fn bench_reductions(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let cpu = std::env::var_os("AUDIONAS_BENCH_GPU_ONLY").is_none();
+    let cpu = cpu_rows();
     let mut rng = Rng::new(5);
 
     for (name, spec) in [
@@ -62,7 +37,9 @@ fn bench_reductions(c: &mut Criterion) {
         let tx = gpu.upload(&[spec.in_len()], &x).unwrap();
         let out = gpu.zeros(&[spec.out_len()]).unwrap();
         let mut g = group(c, &format!("sum_axis_{name}"), 4 * spec.in_len());
-        bench_gpu(&mut g, |rec| sum_axis(rec, &spec, &tx, &out).unwrap());
+        bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+            sum_axis(rec, &spec, &tx, &out).unwrap()
+        });
         if cpu {
             g.bench_function("cpu_reference", |bench| {
                 bench.iter(|| sum_axis_reference(&spec, &x))
@@ -100,7 +77,9 @@ fn bench_reductions(c: &mut Criterion) {
     let norm = gpu.zeros(&[1]).unwrap();
     let total: usize = lens.iter().sum();
     let mut g = group(c, "global_norm_12_tensors_1.1M", 4 * total);
-    bench_gpu(&mut g, |rec| plan.global_norm(rec, &refs, &norm).unwrap());
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+        plan.global_norm(rec, &refs, &norm).unwrap()
+    });
     if cpu {
         let slices: Vec<&[f32]> = data.iter().map(|d| d.as_slice()).collect();
         g.bench_function("cpu_reference", |bench| {
