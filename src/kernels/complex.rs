@@ -214,16 +214,7 @@ fn expand(
     dims: [usize; 3],
     transposed: bool,
 ) -> GpuResult<()> {
-    let params = Params {
-        len: (dims[0] * dims[1] * dims[2]) as u32,
-        inner: dims[2] as u32,
-        rows: dims[0] as u32,
-        cols: dims[1] as u32,
-        transposed: transposed as u32,
-        ..Params::default()
-    };
-    let g = groups(params.len as usize);
-    rec.dispatch(&SHADER, "expand", &[], &params, &[w, out], g)
+    block_weights(rec, "expand", w, out, dims, transposed)
 }
 
 /// The gradient of `expand`: real `[2 rows][2 cols][inner]` into complex.
@@ -231,6 +222,18 @@ fn fold(
     rec: &mut Recorder,
     dw_real: &Tensor,
     dw: &Tensor,
+    dims: [usize; 3],
+    transposed: bool,
+) -> GpuResult<()> {
+    block_weights(rec, "fold", dw_real, dw, dims, transposed)
+}
+
+/// One pass between complex weights and their real 2x2-block form.
+fn block_weights(
+    rec: &mut Recorder,
+    entry: &str,
+    from: &Tensor,
+    to: &Tensor,
     dims: [usize; 3],
     transposed: bool,
 ) -> GpuResult<()> {
@@ -243,7 +246,7 @@ fn fold(
         ..Params::default()
     };
     let g = groups(params.len as usize);
-    rec.dispatch(&SHADER, "fold", &[], &params, &[dw_real, dw], g)
+    rec.dispatch(&SHADER, entry, &[], &params, &[from, to], g)
 }
 
 /// Complex `[outer][inner]` into real planes `[outer][2][inner]`, or back.
