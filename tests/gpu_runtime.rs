@@ -145,3 +145,17 @@ fn timed_recording_reports_every_dispatch() {
     );
     assert_eq!(gpu.download(&x).unwrap()[0], 0.125);
 }
+
+#[test]
+fn a_tensor_dropped_while_recording_is_not_handed_out_before_submit() {
+    let gpu = Gpu::shared();
+    // An unusual size, so no other test's buffers are in play.
+    let len = 12_345;
+    let mut rec = gpu.recorder();
+    let scratch = gpu.full(&[len], 1.0).unwrap();
+    scale(&mut rec, &scratch, 2.0).unwrap();
+    drop(scratch);
+    let fresh = gpu.full(&[len], 5.0).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(gpu.download(&fresh).unwrap(), vec![5.0; len]);
+}

@@ -47,6 +47,10 @@ pub struct Recorder<'g> {
     chunks: Vec<UniformChunk>,
     timing: Option<Timing>,
     dispatches: usize,
+    /// Every tensor a recorded command uses, held until submit, so that a
+    /// scratch tensor a launcher drops early cannot go back to the pool and
+    /// be handed to another tensor while this recording still uses it.
+    in_use: Vec<Tensor>,
 }
 
 impl<'g> Recorder<'g> {
@@ -70,6 +74,7 @@ impl<'g> Recorder<'g> {
             chunks: Vec::new(),
             timing,
             dispatches: 0,
+            in_use: Vec::new(),
         }
     }
 
@@ -174,6 +179,7 @@ impl<'g> Recorder<'g> {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         drop(pass);
         self.dispatches += 1;
+        self.in_use.extend(tensors.iter().map(|&t| t.clone()));
         Ok(())
     }
 
@@ -181,6 +187,7 @@ impl<'g> Recorder<'g> {
     pub fn clear(&mut self, t: &Tensor) {
         if !t.is_empty() {
             self.encoder.clear_buffer(t.buffer(), 0, Some(t.bytes()));
+            self.in_use.push(t.clone());
         }
     }
 
@@ -191,43 +198,53 @@ impl<'g> Recorder<'g> {
         if !src.is_empty() {
             self.encoder
                 .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
+            self.in_use.extend([src.clone(), dst.clone()]);
         }
         Ok(())
     }
 
-    fn finish(
+    /// Writes the staged parameters, lets `last` record its final commands,
+    /// submits, and recycles the uniform chunks. The tensors in use are
+    /// released only once the submit has been made.
+    fn submit_with(
         self,
-    ) -> (
-        Vec<UniformChunk>,
-        wgpu::CommandEncoder,
-        Option<Timing>,
-        &'g Gpu,
-    ) {
-        for chunk in &self.chunks {
-            self.gpu.queue.write_buffer(&chunk.buffer, 0, &chunk.staged);
+        last: impl FnOnce(&mut wgpu::CommandEncoder, Option<&Timing>),
+    ) -> (&'g Gpu, Option<Timing>) {
+        let Recorder {
+            gpu,
+            mut encoder,
+            chunks,
+            timing,
+            in_use,
+            ..
+        } = self;
+        for chunk in &chunks {
+            gpu.queue.write_buffer(&chunk.buffer, 0, &chunk.staged);
         }
-        (self.chunks, self.encoder, self.timing, self.gpu)
+        last(&mut encoder, timing.as_ref());
+        gpu.queue.submit([encoder.finish()]);
+        gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        drop(in_use);
+        (gpu, timing)
     }
 
     /// Submits everything recorded, without waiting for it.
     pub fn submit(self) -> GpuResult<()> {
-        let (chunks, encoder, _, gpu) = self.finish();
-        gpu.queue.submit([encoder.finish()]);
-        gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        let (gpu, _) = self.submit_with(|_, _| {});
         gpu.take_error()
     }
 
     /// Submits, waits, and returns the GPU time of every dispatch (empty when
     /// the adapter has no timestamp queries).
     pub fn submit_timed(self) -> GpuResult<Vec<KernelTime>> {
-        let (chunks, mut encoder, timing, gpu) = self.finish();
-        let Some(timing) = timing.filter(|t| !t.labels.is_empty()) else {
-            gpu.queue.submit([encoder.finish()]);
-            gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        let gpu = self.gpu;
+        let timed = self.timing.as_ref().map_or(0, |t| t.labels.len());
+        if timed == 0 {
+            self.submit()?;
             gpu.wait()?;
             return Ok(Vec::new());
-        };
-        let count = timing.labels.len() as u32 * 2;
+        }
+        let count = timed as u32 * 2;
         let bytes = count as u64 * 8;
         let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("timestamps"),
@@ -241,10 +258,12 @@ impl<'g> Recorder<'g> {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        encoder.resolve_query_set(&timing.query_set, 0..count, &resolve, 0);
-        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
-        gpu.queue.submit([encoder.finish()]);
-        gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        let (_, timing) = self.submit_with(|encoder, timing| {
+            let timing = timing.expect("checked above");
+            encoder.resolve_query_set(&timing.query_set, 0..count, &resolve, 0);
+            encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        });
+        let timing = timing.expect("checked above");
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = sender.send(r);
