@@ -27,7 +27,11 @@ struct Params {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    offset_a: u32,    // where the first matrix starts in its tensor
+    offset_b: u32,
+    offset_c: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override TRANS_A: bool = false;
@@ -118,8 +122,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (col >= p.n) {
         return;
     }
-    a_base = wid.z * p.stride_a;
-    b_base = wid.z * p.stride_b;
+    a_base = p.offset_a + wid.z * p.stride_a;
+    b_base = p.offset_b + wid.z * p.stride_b;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -185,7 +189,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         acc15 += a_scalar(row + 15u, kk) * bv;
     }
 
-    let c_base = wid.z * p.stride_c;
+    let c_base = p.offset_c + wid.z * p.stride_c;
     store_row(c_base, row, col, acc0);
     store_row(c_base, row + 1u, col, acc1);
     store_row(c_base, row + 2u, col, acc2);

@@ -9,14 +9,24 @@ use audionas::util::rng::Rng;
 fn run(spec: Gemm, seed: u64) {
     let gpu = Gpu::shared();
     let mut rng = Rng::new(seed);
-    let a = rng.vec_uniform(spec.a_len(), -1.0, 1.0);
-    let b = rng.vec_uniform(spec.b_len(), -1.0, 1.0);
-    let c0 = rng.vec_uniform(spec.c_len(), -1.0, 1.0);
+    // Operands at offsets live in larger tensors, with elements after them too.
+    let [len_a, len_b, len_c] = if spec.offsets == [0; 3] {
+        [spec.a_len(), spec.b_len(), spec.c_len()]
+    } else {
+        [
+            spec.offsets[0] + spec.a_len() + 3,
+            spec.offsets[1] + spec.b_len() + 5,
+            spec.offsets[2] + spec.c_len() + 7,
+        ]
+    };
+    let a = rng.vec_uniform(len_a, -1.0, 1.0);
+    let b = rng.vec_uniform(len_b, -1.0, 1.0);
+    let c0 = rng.vec_uniform(len_c, -1.0, 1.0);
     let mut want = c0.clone();
     gemm_reference(&spec, &a, &b, &mut want);
-    let ta = gpu.upload(&[spec.a_len()], &a).unwrap();
-    let tb = gpu.upload(&[spec.b_len()], &b).unwrap();
-    let tc = gpu.upload(&[spec.c_len()], &c0).unwrap();
+    let ta = gpu.upload(&[len_a], &a).unwrap();
+    let tb = gpu.upload(&[len_b], &b).unwrap();
+    let tc = gpu.upload(&[len_c], &c0).unwrap();
     let mut rec = gpu.recorder();
     gemm(&mut rec, &spec, &ta, &tb, &tc).unwrap();
     rec.submit().unwrap();
@@ -81,6 +91,31 @@ fn gemm_batched_and_shared_operands() {
             .beta(1.0),
         6,
     );
+}
+
+#[test]
+fn gemm_on_parts_of_larger_tensors() {
+    // Aligned offsets keep the vec4 path; odd ones take the scalar path.
+    run(Gemm::new(32, 16, 8).offsets(64, 32, 16), 9);
+    run(
+        Gemm::new(32, 16, 8)
+            .batch(2)
+            .shared_a()
+            .offsets(0, 4 * 16 * 8, 3),
+        10,
+    );
+    run(
+        Gemm::new(17, 9, 12)
+            .trans_a(true)
+            .offsets(5, 7, 11)
+            .beta(1.0),
+        11,
+    );
+    let gpu = Gpu::shared();
+    let spec = Gemm::new(4, 4, 4).offsets(0, 0, 1);
+    let t = gpu.zeros(&[16]).unwrap();
+    let err = gemm(&mut gpu.recorder(), &spec, &t, &t, &t).unwrap_err();
+    assert!(err.to_string().contains("C has shape [16]"), "{err}");
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub struct Gemm {
     pub shared_b: bool,
     pub alpha: f32,
     pub beta: f32,
+    /// Where A, B and C start in their tensors (elements); with any of them
+    /// set, the operands may be parts of larger tensors.
+    pub offsets: [usize; 3],
 }
 
 #[repr(C)]
@@ -42,7 +45,10 @@ struct Params {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    offset_a: u32,
+    offset_b: u32,
+    offset_c: u32,
+    _pad: [u32; 2],
 }
 
 impl Gemm {
@@ -58,6 +64,7 @@ impl Gemm {
             shared_b: false,
             alpha: 1.0,
             beta: 0.0,
+            offsets: [0; 3],
         }
     }
 
@@ -104,6 +111,14 @@ impl Gemm {
         Gemm { beta, ..self }
     }
 
+    /// Operates on A, B and C starting at these elements of their tensors.
+    pub fn offsets(self, a: usize, b: usize, c: usize) -> Self {
+        Gemm {
+            offsets: [a, b, c],
+            ..self
+        }
+    }
+
     pub fn a_len(&self) -> usize {
         self.m * self.k * if self.shared_a { 1 } else { self.batch }
     }
@@ -122,11 +137,12 @@ impl Gemm {
     }
 
     fn a_at(&self, a: &[f32], batch: usize, row: usize, kk: usize) -> f32 {
-        let base = if self.shared_a {
-            0
-        } else {
-            batch * self.m * self.k
-        };
+        let base = self.offsets[0]
+            + if self.shared_a {
+                0
+            } else {
+                batch * self.m * self.k
+            };
         if self.trans_a {
             a[base + kk * self.m + row]
         } else {
@@ -135,11 +151,12 @@ impl Gemm {
     }
 
     fn b_at(&self, b: &[f32], batch: usize, kk: usize, col: usize) -> f32 {
-        let base = if self.shared_b {
-            0
-        } else {
-            batch * self.k * self.n
-        };
+        let base = self.offsets[1]
+            + if self.shared_b {
+                0
+            } else {
+                batch * self.k * self.n
+            };
         if self.trans_b {
             b[base + col * self.k + kk]
         } else {
@@ -150,14 +167,23 @@ impl Gemm {
 
 /// Records the product into `rec`. C must not alias A or B.
 pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> GpuResult<()> {
-    for (name, t, want) in [
+    let parts = spec.offsets != [0; 3];
+    for ((name, t, want), offset) in [
         ("A", a, spec.a_len()),
         ("B", b, spec.b_len()),
         ("C", c, spec.c_len()),
-    ] {
-        ensure(t.len() == want, || {
+    ]
+    .into_iter()
+    .zip(spec.offsets)
+    {
+        let fits = if parts {
+            t.len() >= offset + want
+        } else {
+            t.len() == want
+        };
+        ensure(fits, || {
             format!(
-                "gemm {spec:?}: {name} has shape {:?} ({} elements), expected {want} elements",
+                "gemm {spec:?}: {name} has shape {:?} ({} elements), expected {want} elements from element {offset}",
                 t.shape(),
                 t.len()
             )
@@ -165,10 +191,6 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
     }
     if spec.c_len() == 0 {
         return Ok(());
-    }
-    if spec.k == 0 {
-        // An empty sum: C = beta * C.
-        return crate::kernels::elementwise::scale(rec, c, spec.beta);
     }
     let u = |x: usize| x as u32;
     let params = Params {
@@ -183,7 +205,10 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         stride_c: u(spec.m * spec.n),
         alpha: spec.alpha,
         beta: spec.beta,
-        _pad: 0,
+        offset_a: u(spec.offsets[0]),
+        offset_b: u(spec.offsets[1]),
+        offset_c: u(spec.offsets[2]),
+        _pad: [0; 2],
     };
     let lanes = workgroup_lanes(rec.gpu(), spec.n);
     let groups = [
@@ -192,17 +217,19 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         u(spec.batch),
     ];
     // vec4 loads need every row of the operand to start on a vec4 boundary.
-    let aligned = |ld: u32, stride: u32| ld.is_multiple_of(4) && stride.is_multiple_of(4);
+    let aligned = |ld: u32, stride: u32, offset: u32| {
+        ld.is_multiple_of(4) && stride.is_multiple_of(4) && offset.is_multiple_of(4)
+    };
     let constants = [
         ("TRANS_A", spec.trans_a as u8 as f64),
         ("TRANS_B", spec.trans_b as u8 as f64),
         (
             "ALIGNED_A",
-            aligned(params.lda, params.stride_a) as u8 as f64,
+            aligned(params.lda, params.stride_a, params.offset_a) as u8 as f64,
         ),
         (
             "ALIGNED_B",
-            aligned(params.ldb, params.stride_b) as u8 as f64,
+            aligned(params.ldb, params.stride_b, params.offset_b) as u8 as f64,
         ),
         ("WG", lanes as f64),
     ];
@@ -231,7 +258,7 @@ pub fn gemm_reference(spec: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
                     sum +=
                         spec.a_at(a, batch, row, kk) as f64 * spec.b_at(b, batch, kk, col) as f64;
                 }
-                let out = &mut c[(batch * spec.m + row) * spec.n + col];
+                let out = &mut c[spec.offsets[2] + (batch * spec.m + row) * spec.n + col];
                 let old = if spec.beta == 0.0 {
                     0.0
                 } else {
