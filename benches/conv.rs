@@ -1,4 +1,5 @@
-//! conv2d (`shaders/conv2d.wgsl`) in GFLOP/s (criterion reports elements/s,
+//! conv2d (`shaders/conv2d.wgsl`, one-group layers through `shaders/im2col.wgsl`
+//! and the gemm kernel) in GFLOP/s (criterion reports elements/s,
 //! one element = one FLOP of the forward pass; each backward does as many
 //! useful FLOPs) at the layers of cnn-trad-fpool3 and DS-CNN, forward,
 //! backward to the input and backward to the weights (with the bias), beside

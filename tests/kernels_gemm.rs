@@ -10,14 +10,13 @@ fn run(spec: Gemm, seed: u64) {
     let gpu = Gpu::shared();
     let mut rng = Rng::new(seed);
     // Operands at offsets live in larger tensors, with elements after them too.
-    let [len_a, len_b, len_c] = if spec.offsets == [0; 3] {
-        [spec.a_len(), spec.b_len(), spec.c_len()]
-    } else {
-        [
-            spec.offsets[0] + spec.a_len() + 3,
-            spec.offsets[1] + spec.b_len() + 5,
-            spec.offsets[2] + spec.c_len() + 7,
-        ]
+    let [len_a, len_b, len_c] = match spec.offsets {
+        None => [spec.a_len(), spec.b_len(), spec.c_len()],
+        Some(o) => [
+            o[0] + spec.a_len() + 3,
+            o[1] + spec.b_len() + 5,
+            o[2] + spec.c_len() + 7,
+        ],
     };
     let a = rng.vec_uniform(len_a, -1.0, 1.0);
     let b = rng.vec_uniform(len_b, -1.0, 1.0);
@@ -97,6 +96,7 @@ fn gemm_batched_and_shared_operands() {
 fn gemm_on_parts_of_larger_tensors() {
     // Aligned offsets keep the vec4 path; odd ones take the scalar path.
     run(Gemm::new(32, 16, 8).offsets(64, 32, 16), 9);
+    run(Gemm::new(8, 8, 4).offsets(0, 0, 0), 12);
     run(
         Gemm::new(32, 16, 8)
             .batch(2)

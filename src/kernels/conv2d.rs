@@ -5,6 +5,9 @@
 //! Weights are `[out_channels, in_channels / groups, kernel_h, kernel_w]`.
 //! Shader: `shaders/conv2d.wgsl`.
 
+use super::elementwise::{bias_add, BiasLayout};
+use super::gemm::{gemm, Gemm};
+use super::im2col::{col2im, col_len, im2col};
 use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("conv2d", trusted);
@@ -18,6 +21,10 @@ const LANES: usize = 64;
 /// backward_weight splits the batch until it has about this many workgroups,
 /// so that wide GPUs have enough of them in flight.
 const WEIGHT_GRADIENT_WORKGROUPS: usize = 256;
+
+/// Bound on the im2col scratch tensor; batches whose columns need more are
+/// unfolded a chunk of images at a time.
+const COL_BUDGET_BYTES: u64 = 64 << 20;
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,6 +346,10 @@ pub fn conv2d_forward(
             groups,
         );
     }
+    if lowers_to_gemm(spec) {
+        let budget = col_budget(rec);
+        return forward_lowered(rec, spec, x, w, bias, y, budget);
+    }
     let (rows, columns, _) = spec.gemm_shape();
     let lanes = workgroup_lanes(columns);
     let groups = implicit_gemm_groups(columns, rows, lanes, spec.batch * spec.groups);
@@ -379,6 +390,10 @@ pub fn conv2d_backward_input(
             &[dy, w, dx],
             groups,
         );
+    }
+    if lowers_to_gemm(spec) {
+        let budget = col_budget(rec);
+        return backward_input_lowered(rec, spec, dy, w, dx, budget);
     }
     let columns = spec.in_h * spec.in_w;
     let lanes = workgroup_lanes(columns);
@@ -432,6 +447,10 @@ pub fn conv2d_backward_weight(
             [spec.out_channels as u32, 1, 1],
         )?;
     }
+    if lowers_to_gemm(spec) {
+        let budget = col_budget(rec);
+        return backward_weight_lowered(rec, spec, dy, x, dw, budget);
+    }
     if spec.is_depthwise() {
         let taps = spec.kernel_h * spec.kernel_w;
         return rec.dispatch(
@@ -484,6 +503,155 @@ pub fn conv2d_backward_weight(
         &[&partials, dw],
         grid_1d(spec.weight_len().div_ceil(LANES) as u32),
     )
+}
+
+/// One-group convolutions are lowered to im2col and the gemm kernel, whose
+/// register tiling the direct kernels do not match; grouped and depthwise
+/// ones use the direct kernels.
+fn lowers_to_gemm(spec: &Conv2d) -> bool {
+    spec.groups == 1 && !spec.is_depthwise()
+}
+
+/// A 1x1 convolution with stride 1 and no padding reads its input as the
+/// column matrix itself.
+fn input_is_col(spec: &Conv2d) -> bool {
+    (
+        spec.kernel_h,
+        spec.kernel_w,
+        spec.stride_h,
+        spec.stride_w,
+        spec.pad_h,
+        spec.pad_w,
+    ) == (1, 1, 1, 1, 0, 0)
+}
+
+/// The im2col scratch budget on this adapter, in bytes.
+fn col_budget(rec: &Recorder) -> usize {
+    let limit = rec.gpu().limits().max_storage_buffer_binding_size;
+    limit.min(COL_BUDGET_BYTES) as usize
+}
+
+/// `(first image, images)` of each chunk whose columns fit `budget` bytes
+/// (at least one image per chunk).
+fn chunks(spec: &Conv2d, budget: usize) -> Vec<(usize, usize)> {
+    let per_chunk = (budget / (4 * col_len(spec)).max(1)).clamp(1, spec.batch.max(1));
+    (0..spec.batch)
+        .step_by(per_chunk)
+        .map(|first| (first, per_chunk.min(spec.batch - first)))
+        .collect()
+}
+
+/// Scratch for one chunk's columns, or `None` when the input serves.
+fn col_scratch(
+    rec: &Recorder,
+    spec: &Conv2d,
+    chunks: &[(usize, usize)],
+) -> GpuResult<Option<Tensor>> {
+    if input_is_col(spec) {
+        return Ok(None);
+    }
+    let images = chunks.iter().map(|c| c.1).max().unwrap_or(1);
+    rec.gpu().empty(&[images * col_len(spec)]).map(Some)
+}
+
+/// The column matrix of a chunk (unfolding it into `col` when needed) and
+/// where in that tensor the chunk's first image starts.
+fn columns<'t>(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    x: &'t Tensor,
+    col: &'t Option<Tensor>,
+    (first, images): (usize, usize),
+) -> GpuResult<(&'t Tensor, usize)> {
+    match col {
+        Some(col) => {
+            im2col(rec, spec, x, col, first, images)?;
+            Ok((col, 0))
+        }
+        None => Ok((x, first * col_len(spec))),
+    }
+}
+
+/// y[n] = W [O x K] * col[n] [K x P] per chunk, then the bias.
+fn forward_lowered(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    budget: usize,
+) -> GpuResult<()> {
+    let (o, p, k) = spec.gemm_shape();
+    let chunks = chunks(spec, budget);
+    let col = col_scratch(rec, spec, &chunks)?;
+    for &(first, images) in &chunks {
+        let (b, b_offset) = columns(rec, spec, x, &col, (first, images))?;
+        let product =
+            Gemm::new(o, p, k)
+                .batch(images)
+                .shared_a()
+                .offsets(0, b_offset, first * o * p);
+        gemm(rec, &product, w, b, y)?;
+    }
+    match bias {
+        Some(bias) => bias_add(rec, &BiasLayout::channels(spec.batch, o, p), y, bias),
+        None => Ok(()),
+    }
+}
+
+/// dcol[n] = W^T [K x O] * dy[n] [O x P] per chunk, folded back by col2im
+/// (or written straight into dx when the input is its own column matrix).
+fn backward_input_lowered(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    budget: usize,
+) -> GpuResult<()> {
+    let (o, p, k) = spec.gemm_shape();
+    let chunks = chunks(spec, budget);
+    let dcol = col_scratch(rec, spec, &chunks)?;
+    for &(first, images) in &chunks {
+        let product = Gemm::new(k, p, o).trans_a(true).batch(images).shared_a();
+        match &dcol {
+            Some(dcol) => {
+                gemm(rec, &product.offsets(0, first * o * p, 0), w, dy, dcol)?;
+                col2im(rec, spec, dcol, dx, first, images)?;
+            }
+            None => {
+                let product = product.offsets(0, first * o * p, first * k * p);
+                gemm(rec, &product, w, dy, dx)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// dW [O x K] = sum over images of dy[n] [O x P] * col[n]^T [P x K].
+fn backward_weight_lowered(
+    rec: &mut Recorder,
+    spec: &Conv2d,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+    budget: usize,
+) -> GpuResult<()> {
+    let (o, p, k) = spec.gemm_shape();
+    let chunks = chunks(spec, budget);
+    let col = col_scratch(rec, spec, &chunks)?;
+    for &(first, images) in &chunks {
+        let (b, b_offset) = columns(rec, spec, x, &col, (first, images))?;
+        for image in first..first + images {
+            let product = Gemm::new(o, k, p)
+                .trans_b(true)
+                .beta(if image == 0 { 0.0 } else { 1.0 })
+                .offsets(image * o * p, b_offset + (image - first) * k * p, 0);
+            gemm(rec, &product, dy, b, dw)?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls `visit(y_index, x_index, w_index)` for every product term of the
@@ -567,4 +735,49 @@ pub fn conv2d_backward_bias_reference(spec: &Conv2d, dy: &[f64]) -> Vec<f64> {
         db[(i / plane) % spec.out_channels] += v;
     }
     db
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::Gpu;
+    use crate::kernels::check::{assert_close, to_f32, to_f64};
+    use crate::util::rng::Rng;
+
+    /// A budget of two images' columns splits a batch of five into chunks
+    /// of 2, 2 and 1; each pass must match the reference across them.
+    #[test]
+    fn lowered_passes_match_reference_across_chunks() {
+        let gpu = Gpu::shared();
+        let mut rng = Rng::new(21);
+        for spec in [
+            Conv2d::new(5, 3, 4, [7, 6], [3, 2])
+                .stride(2, 1)
+                .padding(1, 1),
+            Conv2d::new(5, 3, 4, [4, 5], [1, 1]),
+        ] {
+            let budget = 2 * 4 * col_len(&spec);
+            assert_eq!(chunks(&spec, budget), vec![(0, 2), (2, 2), (4, 1)]);
+            let x = rng.vec_uniform(spec.input_len(), -1.0, 1.0);
+            let w = rng.vec_uniform(spec.weight_len(), -1.0, 1.0);
+            let dy = rng.vec_uniform(spec.output_len(), -1.0, 1.0);
+            let [tx, tw, tdy] = [&x, &w, &dy].map(|v| gpu.upload(&[v.len()], v).unwrap());
+            let ty = gpu.zeros(&[spec.output_len()]).unwrap();
+            let tdx = gpu.zeros(&[spec.input_len()]).unwrap();
+            let tdw = gpu.zeros(&[spec.weight_len()]).unwrap();
+            let mut rec = gpu.recorder();
+            forward_lowered(&mut rec, &spec, &tx, &tw, None, &ty, budget).unwrap();
+            backward_input_lowered(&mut rec, &spec, &tdy, &tw, &tdx, budget).unwrap();
+            backward_weight_lowered(&mut rec, &spec, &tdy, &tx, &tdw, budget).unwrap();
+            rec.submit().unwrap();
+            let [x64, w64, dy64] = [&x, &w, &dy].map(|v| to_f64(v));
+            let what = format!("{spec:?}");
+            let want_y = to_f32(&conv2d_forward_reference(&spec, &x64, &w64, None));
+            assert_close(&what, &gpu.download(&ty).unwrap(), &want_y, 1e-4, 1e-4);
+            let want_dx = to_f32(&conv2d_backward_input_reference(&spec, &dy64, &w64));
+            assert_close(&what, &gpu.download(&tdx).unwrap(), &want_dx, 1e-4, 1e-4);
+            let want_dw = to_f32(&conv2d_backward_weight_reference(&spec, &dy64, &x64));
+            assert_close(&what, &gpu.download(&tdw).unwrap(), &want_dw, 1e-4, 1e-4);
+        }
+    }
 }

@@ -26,9 +26,9 @@ pub struct Gemm {
     pub shared_b: bool,
     pub alpha: f32,
     pub beta: f32,
-    /// Where A, B and C start in their tensors (elements); with any of them
-    /// set, the operands may be parts of larger tensors.
-    pub offsets: [usize; 3],
+    /// Where A, B and C start in their tensors (elements), when they are
+    /// parts of larger tensors; `None` when each is a whole tensor.
+    pub offsets: Option<[usize; 3]>,
 }
 
 #[repr(C)]
@@ -64,7 +64,7 @@ impl Gemm {
             shared_b: false,
             alpha: 1.0,
             beta: 0.0,
-            offsets: [0; 3],
+            offsets: None,
         }
     }
 
@@ -114,7 +114,7 @@ impl Gemm {
     /// Operates on A, B and C starting at these elements of their tensors.
     pub fn offsets(self, a: usize, b: usize, c: usize) -> Self {
         Gemm {
-            offsets: [a, b, c],
+            offsets: Some([a, b, c]),
             ..self
         }
     }
@@ -136,8 +136,12 @@ impl Gemm {
         2.0 * (self.m * self.n * self.k * self.batch) as f64
     }
 
+    fn offset(&self, operand: usize) -> usize {
+        self.offsets.map_or(0, |o| o[operand])
+    }
+
     fn a_at(&self, a: &[f32], batch: usize, row: usize, kk: usize) -> f32 {
-        let base = self.offsets[0]
+        let base = self.offset(0)
             + if self.shared_a {
                 0
             } else {
@@ -151,7 +155,7 @@ impl Gemm {
     }
 
     fn b_at(&self, b: &[f32], batch: usize, kk: usize, col: usize) -> f32 {
-        let base = self.offsets[1]
+        let base = self.offset(1)
             + if self.shared_b {
                 0
             } else {
@@ -167,16 +171,15 @@ impl Gemm {
 
 /// Records the product into `rec`. C must not alias A or B.
 pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> GpuResult<()> {
-    let parts = spec.offsets != [0; 3];
     for ((name, t, want), offset) in [
         ("A", a, spec.a_len()),
         ("B", b, spec.b_len()),
         ("C", c, spec.c_len()),
     ]
     .into_iter()
-    .zip(spec.offsets)
+    .zip(spec.offsets.unwrap_or_default())
     {
-        let fits = if parts {
+        let fits = if spec.offsets.is_some() {
             t.len() >= offset + want
         } else {
             t.len() == want
@@ -205,9 +208,9 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         stride_c: u(spec.m * spec.n),
         alpha: spec.alpha,
         beta: spec.beta,
-        offset_a: u(spec.offsets[0]),
-        offset_b: u(spec.offsets[1]),
-        offset_c: u(spec.offsets[2]),
+        offset_a: u(spec.offset(0)),
+        offset_b: u(spec.offset(1)),
+        offset_c: u(spec.offset(2)),
         _pad: [0; 2],
     };
     let lanes = workgroup_lanes(rec.gpu(), spec.n);
@@ -258,7 +261,7 @@ pub fn gemm_reference(spec: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
                     sum +=
                         spec.a_at(a, batch, row, kk) as f64 * spec.b_at(b, batch, kk, col) as f64;
                 }
-                let out = &mut c[spec.offsets[2] + (batch * spec.m + row) * spec.n + col];
+                let out = &mut c[spec.offset(2) + (batch * spec.m + row) * spec.n + col];
                 let old = if spec.beta == 0.0 {
                     0.0
                 } else {

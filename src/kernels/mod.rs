@@ -7,6 +7,7 @@ pub mod complex;
 pub mod conv2d;
 pub mod elementwise;
 pub mod gemm;
+pub mod im2col;
 pub mod lstm;
 pub mod mixed_edge;
 pub mod optimizers;
