@@ -7,8 +7,9 @@
 // the input positions each entry came from (a gather over taps, so no atomics).
 //
 // Bindings: 0 params, 1 source (read), 2 destination (written).
-// Dispatch: grid_1d(ceil(len / 64)) workgroups of 64; one invocation per
-// destination element (im2col: images*K*P; col2im: images*C*H*W).
+// Dispatch: workgroups of 64 lanes along one row of the destination, so the
+// row's image, channel and tap are the same in every lane:
+// im2col (ceil(P / 64), K, images); col2im (ceil(H*W / 64), C, images).
 
 struct Params {
     channels: u32,
@@ -25,30 +26,24 @@ struct Params {
     dilation_h: u32,
     dilation_w: u32,
     x_offset: u32,
-    len: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 64u + lid.x;
-}
-
 @compute @workgroup_size(64)
-fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.len) {
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let positions = p.out_h * p.out_w;
+    let pos = wid.x * 64u + lid.x;
+    if (pos >= positions) {
         return;
     }
-    let positions = p.out_h * p.out_w;
+    let k = wid.y;
+    let image = wid.z;
     let taps = p.kernel_h * p.kernel_w;
-    let pos = i % positions;
-    let row = i / positions;
-    let k = row % (p.channels * taps);
-    let image = row / (p.channels * taps);
     let c = k / taps;
     let tap = k % taps;
     // Signed, so that taps in the top/left padding compare below zero.
@@ -58,19 +53,20 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (h >= 0 && h < i32(p.in_h) && w >= 0 && w < i32(p.in_w)) {
         v = src[p.x_offset + ((image * p.channels + c) * p.in_h + u32(h)) * p.in_w + u32(w)];
     }
-    dst[i] = v;
+    dst[(image * p.channels * taps + k) * positions + pos] = v;
 }
 
 @compute @workgroup_size(64)
-fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.len) {
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let plane = p.in_h * p.in_w;
+    let i = wid.x * 64u + lid.x;
+    if (i >= plane) {
         return;
     }
     let w = i % p.in_w;
-    let h = (i / p.in_w) % p.in_h;
-    let c = (i / (p.in_w * p.in_h)) % p.channels;
-    let image = i / (p.in_w * p.in_h * p.channels);
+    let h = i / p.in_w;
+    let c = wid.y;
+    let image = wid.z;
     let positions = p.out_h * p.out_w;
     let k_rows = p.channels * p.kernel_h * p.kernel_w;
     var sum = 0.0;
@@ -97,5 +93,5 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             sum += src[(image * k_rows + k) * positions + oh * p.out_w + ow];
         }
     }
-    dst[p.x_offset + i] = sum;
+    dst[p.x_offset + (image * p.channels + c) * plane + i] = sum;
 }

@@ -4,10 +4,11 @@
 //! Shader: `shaders/im2col.wgsl`.
 
 use super::conv2d::Conv2d;
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("im2col");
 
+/// Lanes of a workgroup, along one row of the destination.
 const WORKGROUP: usize = 64;
 
 #[repr(C)]
@@ -27,8 +28,7 @@ struct Params {
     dilation_h: u32,
     dilation_w: u32,
     x_offset: u32,
-    len: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 /// Rows of one image's column matrix: input channels x taps.
@@ -41,7 +41,7 @@ pub fn col_len(spec: &Conv2d) -> usize {
     col_rows(spec) * spec.out_h() * spec.out_w()
 }
 
-fn params(spec: &Conv2d, first_image: usize, len: usize) -> Params {
+fn params(spec: &Conv2d, first_image: usize) -> Params {
     let u = |x: usize| x as u32;
     Params {
         channels: u(spec.in_channels),
@@ -58,8 +58,7 @@ fn params(spec: &Conv2d, first_image: usize, len: usize) -> Params {
         dilation_h: u(spec.dilation_h),
         dilation_w: u(spec.dilation_w),
         x_offset: u(first_image * spec.in_channels * spec.in_h * spec.in_w),
-        len: u(len),
-        _pad: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -100,13 +99,17 @@ pub fn im2col(
     images: usize,
 ) -> GpuResult<()> {
     check_chunk(spec, x, col, first_image, images)?;
-    let len = images * col_len(spec);
-    let groups = grid_1d(len.div_ceil(WORKGROUP) as u32);
+    let positions = spec.out_h() * spec.out_w();
+    let groups = [
+        positions.div_ceil(WORKGROUP) as u32,
+        col_rows(spec) as u32,
+        images as u32,
+    ];
     rec.dispatch(
         &SHADER,
         "im2col",
         &[],
-        &params(spec, first_image, len),
+        &params(spec, first_image),
         &[x, col],
         groups,
     )
@@ -123,13 +126,16 @@ pub fn col2im(
     images: usize,
 ) -> GpuResult<()> {
     check_chunk(spec, dx, dcol, first_image, images)?;
-    let len = images * spec.in_channels * spec.in_h * spec.in_w;
-    let groups = grid_1d(len.div_ceil(WORKGROUP) as u32);
+    let groups = [
+        (spec.in_h * spec.in_w).div_ceil(WORKGROUP) as u32,
+        spec.in_channels as u32,
+        images as u32,
+    ];
     rec.dispatch(
         &SHADER,
         "col2im",
         &[],
-        &params(spec, first_image, len),
+        &params(spec, first_image),
         &[dcol, dx],
         groups,
     )
