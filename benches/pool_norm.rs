@@ -8,8 +8,9 @@
 
 use audionas::gpu::{Gpu, Recorder};
 use audionas::kernels::batchnorm::{
-    batch_norm_infer_forward, batch_norm_train_backward, batch_norm_train_forward,
-    batch_norm_train_forward_reference, Affine, AffineGrads, BatchNorm, Running,
+    batch_norm_infer_backward, batch_norm_infer_forward, batch_norm_train_backward,
+    batch_norm_train_forward, batch_norm_train_forward_reference, Affine, AffineGrads, BatchNorm,
+    Running,
 };
 use audionas::kernels::check::to_f64;
 use audionas::kernels::pool::{
@@ -181,6 +182,9 @@ fn bench_batchnorm(c: &mut Criterion) {
         });
         bench_gpu(&mut group, gpu, "train_backward", 3 * bytes, &|rec| {
             batch_norm_train_backward(rec, &spec, &tx, &ty, &tsaved, grads, &tdx).unwrap()
+        });
+        bench_gpu(&mut group, gpu, "infer_backward", 3 * bytes, &|rec| {
+            batch_norm_infer_backward(rec, &spec, &tx, &ty, running, grads, &tdx).unwrap()
         });
         if !gpu_only {
             let x64 = to_f64(&x);

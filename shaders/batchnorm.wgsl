@@ -9,6 +9,9 @@
 // train_backward: one workgroup per channel reduces sum(dy) (= dbeta) and
 //   sum(dy * xhat) (= dgamma), then writes
 //   dx = gamma * invstd / N * (N dy - sum(dy) - xhat sum(dy * xhat)).
+// infer_backward: the backward of infer_forward (statistics held fixed): one
+//   workgroup per channel writes dx = gamma * invstd * dy and reduces
+//   sum(dy) (= dbeta) and sum(dy * xhat) (= dgamma).
 // AFFINE = false is the non-affine norm (gamma = 1, beta = 0; the launcher
 // binds stand-ins that are not read).
 //
@@ -17,7 +20,9 @@
 //                   6 running_mean (rw), 7 running_var (rw)
 //   infer_forward:  1 x, 2 gamma, 3 beta, 4 y (rw), 5 running_mean, 6 running_var
 //   train_backward: 1 x, 2 dy, 3 saved, 4 gamma, 5 dx (rw), 6 dgamma (rw), 7 dbeta (rw)
-// Dispatch: train_forward and train_backward grid_1d(channels), 64 lanes;
+//   infer_backward: 1 x, 2 dy, 3 running_mean, 4 gamma, 5 dx (rw), 6 dgamma (rw),
+//                   7 dbeta (rw), 8 running_var
+// Dispatch: train_forward, train_backward and infer_backward grid_1d(channels), 64 lanes;
 // infer_forward grid_1d(ceil(len / 64)).
 
 struct Params {
@@ -53,6 +58,9 @@ const LANES: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dbeta: array<f32>;
+
+@group(0) @binding(3) var<storage, read> frozen_mean: array<f32>;
+@group(0) @binding(8) var<storage, read> frozen_var: array<f32>;
 
 var<workgroup> lane_sums: array<vec2<f32>, LANES>;
 
@@ -162,6 +170,33 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let xhat = (x[i] - mean) * invstd;
         dx[i] = g_scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
     }
+    if (lid.x == 0u) {
+        dgamma[c] = total.y;
+        dbeta[c] = total.x;
+    }
+}
+
+@compute @workgroup_size(LANES)
+fn infer_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = channel_index(wid, nwg);
+    if (c >= p.channels) {
+        return;
+    }
+    let count = p.batch * p.spatial;
+    let mean = frozen_mean[c];
+    let invstd = inverseSqrt(frozen_var[c] + p.eps);
+    var g_scale = invstd;
+    if (AFFINE) {
+        g_scale *= gamma_for_dx[c];
+    }
+    var sums = vec2<f32>(0.0);
+    for (var m = lid.x; m < count; m += LANES) {
+        let i = element(c, m);
+        let g = dy[i];
+        sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
+        dx[i] = g_scale * g;
+    }
+    let total = workgroup_sum(lid.x, sums);
     if (lid.x == 0u) {
         dgamma[c] = total.y;
         dbeta[c] = total.x;

@@ -1,10 +1,11 @@
 //! Batch norm on the GPU against its CPU reference (training forward with
-//! running statistics, inference forward, training backward; affine and
-//! not), and the reference backward against finite differences.
+//! running statistics, inference forward, training and inference backward;
+//! affine and not), and the reference backwards against finite differences.
 
 use audionas::gpu::Gpu;
 use audionas::kernels::batchnorm::{
-    batch_norm_infer_forward, batch_norm_infer_forward_reference, batch_norm_train_backward,
+    batch_norm_infer_backward, batch_norm_infer_backward_reference, batch_norm_infer_forward,
+    batch_norm_infer_forward_reference, batch_norm_train_backward,
     batch_norm_train_backward_reference, batch_norm_train_forward,
     batch_norm_train_forward_reference, Affine, AffineGrads, BatchNorm, Running,
 };
@@ -153,6 +154,116 @@ fn batch_norm_matches_reference() {
             check_against_reference(spec, affine, 500 + i as u64);
         }
     }
+}
+
+#[test]
+fn inference_backward_matches_reference() {
+    let gpu = Gpu::shared();
+    for (i, spec) in [
+        BatchNorm::new(1, 1, 1),
+        BatchNorm::new(3, 5, 7),
+        BatchNorm::new(2, 3, 130),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(700 + i as u64);
+        let c = spec.channels;
+        let x = rng.vec_uniform(spec.len(), -2.0, 2.0);
+        let dy = rng.vec_uniform(spec.len(), -1.0, 1.0);
+        let gamma = rng.vec_uniform(c, 0.5, 1.5);
+        let mean = rng.vec_uniform(c, -0.5, 0.5);
+        let var = rng.vec_uniform(c, 0.5, 1.5);
+        let [tx, tdy] = [&x, &dy].map(|v| gpu.upload(&[v.len()], v).unwrap());
+        let [tg, tm, tv] = [&gamma, &mean, &var].map(|v| gpu.upload(&[c], v).unwrap());
+        for affine in [true, false] {
+            let tdx = gpu.full(&[spec.len()], f32::NAN).unwrap();
+            let [tdg, tdb] = [(); 2].map(|_| gpu.full(&[c], f32::NAN).unwrap());
+            let grads = affine.then_some(AffineGrads {
+                gamma: &tg,
+                dgamma: &tdg,
+                dbeta: &tdb,
+            });
+            let running = Running {
+                mean: &tm,
+                var: &tv,
+            };
+            let mut rec = gpu.recorder();
+            batch_norm_infer_backward(&mut rec, spec, &tx, &tdy, running, grads, &tdx).unwrap();
+            rec.submit().unwrap();
+            let g64 = to_f64(&gamma);
+            let want = batch_norm_infer_backward_reference(
+                spec,
+                &to_f64(&x),
+                &to_f64(&dy),
+                &to_f64(&mean),
+                &to_f64(&var),
+                affine.then_some(&g64[..]),
+            );
+            let what = format!("{spec:?} affine {affine}");
+            assert_close(
+                &what,
+                &gpu.download(&tdx).unwrap(),
+                &to_f32(&want.dx),
+                1e-5,
+                1e-4,
+            );
+            if affine {
+                assert_close(
+                    &what,
+                    &gpu.download(&tdg).unwrap(),
+                    &to_f32(&want.dgamma),
+                    1e-4,
+                    1e-4,
+                );
+                assert_close(
+                    &what,
+                    &gpu.download(&tdb).unwrap(),
+                    &to_f32(&want.dbeta),
+                    1e-4,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn inference_backward_reference_matches_finite_differences() {
+    let spec = BatchNorm::new(3, 2, 5);
+    let mut rng = Rng::new(800);
+    let c = spec.channels;
+    let x = to_f64(&rng.vec_uniform(spec.len(), -1.0, 1.0));
+    let gamma = to_f64(&rng.vec_uniform(c, 0.5, 1.5));
+    let beta = to_f64(&rng.vec_uniform(c, -0.5, 0.5));
+    let mean = to_f64(&rng.vec_uniform(c, -0.5, 0.5));
+    let var = to_f64(&rng.vec_uniform(c, 0.5, 1.5));
+    let r = to_f64(&rng.vec_uniform(spec.len(), -1.0, 1.0));
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| {
+        batch_norm_infer_forward_reference(&spec, x, Some((g, b)), &mean, &var)
+            .iter()
+            .zip(&r)
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+    };
+    let bwd = batch_norm_infer_backward_reference(&spec, &x, &r, &mean, &var, Some(&gamma));
+    assert_gradient("d/dx", &x, &bwd.dx, |x| loss(x, &gamma, &beta), 1e-6, 1e-5);
+    assert_gradient(
+        "d/dgamma",
+        &gamma,
+        &bwd.dgamma,
+        |g| loss(&x, g, &beta),
+        1e-6,
+        1e-5,
+    );
+    assert_gradient(
+        "d/dbeta",
+        &beta,
+        &bwd.dbeta,
+        |b| loss(&x, &gamma, b),
+        1e-6,
+        1e-5,
+    );
 }
 
 #[test]

@@ -211,27 +211,78 @@ pub fn batch_norm_train_backward(
     if spec.batch * spec.spatial == 0 {
         return Ok(());
     }
-    // A non-affine norm still reduces both sums; they land in scratch, and
-    // `saved` stands in for gamma, unread.
-    let scratch;
-    let (gamma, dgamma, dbeta) = match affine {
-        Some(a) => (a.gamma, a.dgamma, a.dbeta),
-        None => {
-            scratch = [
-                rec.gpu().empty(&[spec.channels])?,
-                rec.gpu().empty(&[spec.channels])?,
-            ];
-            (saved, &scratch[0], &scratch[1])
-        }
-    };
+    let (gamma, dgamma, dbeta) = affine_grads_or_scratch(rec, spec, affine, saved)?;
     rec.dispatch(
         &SHADER,
         "train_backward",
         &affine_constant(affine.is_some()),
         &spec.params(),
-        &[x, dy, saved, gamma, dx, dgamma, dbeta],
+        &[x, dy, saved, &gamma, dx, &dgamma, &dbeta],
         grid_1d(spec.channels as u32),
     )
+}
+
+/// Inference backward (the running statistics held fixed, as when a
+/// trained network is fine-tuned): dx (overwritten) from dy, and for an
+/// affine norm dgamma and dbeta (overwritten).
+pub fn batch_norm_infer_backward(
+    rec: &mut Recorder,
+    spec: &BatchNorm,
+    x: &Tensor,
+    dy: &Tensor,
+    running: Running,
+    affine: Option<AffineGrads>,
+    dx: &Tensor,
+) -> GpuResult<()> {
+    check_len(spec, "x", x, spec.len())?;
+    check_len(spec, "dy", dy, spec.len())?;
+    check_len(spec, "dx", dx, spec.len())?;
+    check_len(spec, "running_mean", running.mean, spec.channels)?;
+    check_len(spec, "running_var", running.var, spec.channels)?;
+    if let Some(a) = affine {
+        check_len(spec, "gamma", a.gamma, spec.channels)?;
+        check_len(spec, "dgamma", a.dgamma, spec.channels)?;
+        check_len(spec, "dbeta", a.dbeta, spec.channels)?;
+    }
+    if spec.batch * spec.spatial == 0 {
+        return Ok(());
+    }
+    let (gamma, dgamma, dbeta) = affine_grads_or_scratch(rec, spec, affine, running.mean)?;
+    rec.dispatch(
+        &SHADER,
+        "infer_backward",
+        &affine_constant(affine.is_some()),
+        &spec.params(),
+        &[
+            x,
+            dy,
+            running.mean,
+            &gamma,
+            dx,
+            &dgamma,
+            &dbeta,
+            running.var,
+        ],
+        grid_1d(spec.channels as u32),
+    )
+}
+
+/// gamma, dgamma and dbeta of an affine norm; a non-affine norm still
+/// reduces both sums, into scratch, with `stand_in` bound for gamma, unread.
+fn affine_grads_or_scratch(
+    rec: &Recorder,
+    spec: &BatchNorm,
+    affine: Option<AffineGrads>,
+    stand_in: &Tensor,
+) -> GpuResult<(Tensor, Tensor, Tensor)> {
+    Ok(match affine {
+        Some(a) => (a.gamma.clone(), a.dgamma.clone(), a.dbeta.clone()),
+        None => (
+            stand_in.clone(),
+            rec.gpu().empty(&[spec.channels])?,
+            rec.gpu().empty(&[spec.channels])?,
+        ),
+    })
 }
 
 /// Element `(n, c, s)` of a `[batch, channels, spatial]` array.
@@ -321,8 +372,8 @@ pub fn batch_norm_infer_forward_reference(
     normalize(spec, x, running_mean, &invstd, affine)
 }
 
-/// Gradients of the training forward.
-pub struct TrainBackward {
+/// Gradients of a batch norm forward (training or inference).
+pub struct Gradients {
     pub dx: Vec<f64>,
     pub dgamma: Vec<f64>,
     pub dbeta: Vec<f64>,
@@ -338,7 +389,7 @@ pub fn batch_norm_train_backward_reference(
     mean: &[f64],
     invstd: &[f64],
     gamma: Option<&[f64]>,
-) -> TrainBackward {
+) -> Gradients {
     let count = (spec.batch * spec.spatial) as f64;
     let mut dx = vec![0.0; spec.len()];
     let mut dgamma = vec![0.0; spec.channels];
@@ -356,5 +407,34 @@ pub fn batch_norm_train_backward_reference(
             dx[i] = g * invstd[c] / count * (count * dy[i] - dbeta[c] - xhat(i) * dgamma[c]);
         }
     }
-    TrainBackward { dx, dgamma, dbeta }
+    Gradients { dx, dgamma, dbeta }
+}
+
+/// CPU reference of the inference backward, in f64 (dgamma and dbeta are
+/// what a gamma of ones and a beta of zeros would get when `gamma` is None).
+pub fn batch_norm_infer_backward_reference(
+    spec: &BatchNorm,
+    x: &[f64],
+    dy: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+    gamma: Option<&[f64]>,
+) -> Gradients {
+    let eps = spec.eps as f64;
+    let mut dx = vec![0.0; spec.len()];
+    let mut dgamma = vec![0.0; spec.channels];
+    let mut dbeta = vec![0.0; spec.channels];
+    for n in 0..spec.batch {
+        for c in 0..spec.channels {
+            let invstd = 1.0 / (running_var[c] + eps).sqrt();
+            let g = gamma.map_or(1.0, |g| g[c]);
+            for s in 0..spec.spatial {
+                let i = at(spec, n, c, s);
+                dx[i] = g * invstd * dy[i];
+                dbeta[c] += dy[i];
+                dgamma[c] += dy[i] * (x[i] - running_mean[c]) * invstd;
+            }
+        }
+    }
+    Gradients { dx, dgamma, dbeta }
 }
