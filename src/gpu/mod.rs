@@ -16,7 +16,7 @@ pub use error::{ensure, GpuError, GpuResult, INSTALL_HINT};
 pub use pipeline::Shader;
 pub use pool::MemoryStats;
 pub use recorder::{grid_1d, KernelTime, Recorder};
-pub use tensor::Tensor;
+pub use tensor::{ensure_len, Tensor};
 
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -64,6 +64,24 @@ impl Tensor {
     }
 }
 
+/// Fails with a `Shape` error naming the kernel call (`context`, formatted
+/// only on failure), the argument and both sizes when `t` does not hold
+/// exactly `want` elements.
+pub fn ensure_len(
+    context: std::fmt::Arguments,
+    name: &str,
+    t: &Tensor,
+    want: usize,
+) -> GpuResult<()> {
+    super::ensure(t.len() == want, || {
+        format!(
+            "{context}: {name} has shape {:?} ({} elements), expected {want} elements",
+            t.shape(),
+            t.len()
+        )
+    })
+}
+
 impl Gpu {
     /// A tensor whose contents are whatever its pooled buffer held.
     pub fn empty(&self, shape: &[usize]) -> GpuResult<Tensor> {

@@ -6,7 +6,7 @@
 //! saves `[2, channels]`: the batch mean and `1 / sqrt(var + eps)`.
 //! Shader: `shaders/batchnorm.wgsl`.
 
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("batchnorm", trusted);
 
@@ -109,13 +109,7 @@ impl BatchNorm {
 }
 
 fn check_len(spec: &BatchNorm, what: &str, t: &Tensor, want: usize) -> GpuResult<()> {
-    ensure(t.len() == want, || {
-        format!(
-            "batch norm {spec:?}: {what} has shape {:?} ({} elements), expected {want} elements",
-            t.shape(),
-            t.len()
-        )
-    })
+    ensure_len(format_args!("batch norm {spec:?}"), what, t, want)
 }
 
 fn affine_constant(affine: bool) -> [(&'static str, f64); 1] {

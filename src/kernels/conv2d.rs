@@ -8,7 +8,7 @@
 use super::elementwise::{bias_add, BiasLayout};
 use super::gemm::{gemm, Gemm};
 use super::im2col::{col2im, col_len, im2col};
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("conv2d", trusted);
 
@@ -274,13 +274,7 @@ impl Conv2d {
 }
 
 fn check_len(spec: &Conv2d, name: &str, t: &Tensor, want: usize) -> GpuResult<()> {
-    ensure(t.len() == want, || {
-        format!(
-            "conv2d {spec:?}: {name} has shape {:?} ({} elements), expected {want} elements",
-            t.shape(),
-            t.len()
-        )
-    })
+    ensure_len(format_args!("conv2d {spec:?}"), name, t, want)
 }
 
 /// Lanes per workgroup of the implicit gemms: enough to cover the columns

@@ -4,7 +4,7 @@
 //! the GPU (fused into the updates, or applied on its own).
 //! Shader: `shaders/optimizers.wgsl`.
 
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("optimizers", trusted);
 
@@ -113,13 +113,7 @@ pub struct Clip<'a> {
 }
 
 fn check_len(op: &str, name: &str, t: &Tensor, want: usize) -> GpuResult<()> {
-    ensure(t.len() == want, || {
-        format!(
-            "{op}: {name} has shape {:?} ({} elements), expected {want} like the parameter",
-            t.shape(),
-            t.len()
-        )
-    })
+    ensure_len(format_args!("{op}"), name, t, want)
 }
 
 fn check_clip(op: &str, clip: Option<&Clip>) -> GpuResult<()> {

@@ -4,7 +4,7 @@
 //! index `iy * in_w + ix` within the input plane) as a u32 tensor for its
 //! backward. Shader: `shaders/pool.wgsl`.
 
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("pool", trusted);
 
@@ -172,13 +172,7 @@ impl Pool2d {
 }
 
 fn check_len(what: &str, spec: &dyn std::fmt::Debug, t: &Tensor, want: usize) -> GpuResult<()> {
-    ensure(t.len() == want, || {
-        format!(
-            "{spec:?}: {what} has shape {:?} ({} elements), expected {want} elements",
-            t.shape(),
-            t.len()
-        )
-    })
+    ensure_len(format_args!("{spec:?}"), what, t, want)
 }
 
 fn dispatch_1d(

@@ -2,7 +2,7 @@
 //! and the sum of squares or global L2 norm over a list of tensors (gradient
 //! clipping), with results left on the GPU. Shader: `shaders/reductions.wgsl`.
 
-use crate::gpu::{ensure, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("reductions", trusted);
 
@@ -81,13 +81,7 @@ impl AxisSum {
 /// `out[o, s] = scale * sum over a of x[o, a, s]` (overwrites `out`).
 pub fn sum_axis(rec: &mut Recorder, spec: &AxisSum, x: &Tensor, out: &Tensor) -> GpuResult<()> {
     for (name, t, want) in [("x", x, spec.in_len()), ("out", out, spec.out_len())] {
-        ensure(t.len() == want, || {
-            format!(
-                "sum_axis {spec:?}: {name} has shape {:?} ({} elements), expected {want}",
-                t.shape(),
-                t.len()
-            )
-        })?;
+        ensure_len(format_args!("sum_axis {spec:?}"), name, t, want)?;
     }
     if spec.out_len() == 0 {
         return Ok(());

@@ -2,7 +2,7 @@
 //! correct top-1 predictions, so a training step reads back nothing it does
 //! not log. Shader: `shaders/softmax_xent.wgsl`.
 
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("softmax_xent", trusted);
 
@@ -91,13 +91,12 @@ pub fn softmax_cross_entropy(
         checks.push(("mean_loss", mean, 1));
     }
     for (name, t, want) in checks {
-        ensure(t.len() == want, || {
-            format!(
-                "softmax cross-entropy {spec:?}: {name} has shape {:?} ({} elements), expected {want}",
-                t.shape(),
-                t.len()
-            )
-        })?;
+        ensure_len(
+            format_args!("softmax cross-entropy {spec:?}"),
+            name,
+            t,
+            want,
+        )?;
     }
     rec.clear(out.correct);
     let params = Params {
