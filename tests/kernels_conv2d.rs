@@ -44,6 +44,14 @@ fn awkward() -> Vec<Conv2d> {
         Conv2d::new(2, 2, 3, [10, 11], [2, 2]).stride(3, 3),
         // Uneven batch splits of backward_weight (7 images in splits of 2).
         Conv2d::new(7, 43, 86, [5, 4], [3, 3]).groups(43),
+        // TensorFlow "same" padding with an odd total: one more after than before.
+        Conv2d::new(2, 1, 6, [13, 10], [10, 4])
+            .stride(2, 2)
+            .padding_split([4, 5], [1, 1]),
+        Conv2d::new(2, 5, 5, [7, 6], [3, 2])
+            .groups(5)
+            .stride(2, 1)
+            .padding_split([0, 2], [1, 0]),
     ]
 }
 
@@ -187,6 +195,9 @@ fn conv2d_backward_references_match_finite_differences() {
             .stride(2, 2)
             .padding(1, 1),
         Conv2d::new(2, 2, 3, [7, 1], [3, 1]).padding(1, 0),
+        Conv2d::new(2, 1, 3, [7, 5], [4, 2])
+            .stride(2, 2)
+            .padding_split([1, 2], [0, 1]),
     ];
     for (i, spec) in specs.iter().enumerate() {
         check_gradients(spec, 200 + i as u64);

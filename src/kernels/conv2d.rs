@@ -38,8 +38,13 @@ pub struct Conv2d {
     pub kernel_w: usize,
     pub stride_h: usize,
     pub stride_w: usize,
+    /// Zero padding before the first row / column.
     pub pad_h: usize,
     pub pad_w: usize,
+    /// Zero padding after the last row / column (TensorFlow's "same"
+    /// padding puts the odd one here).
+    pub pad_h_end: usize,
+    pub pad_w_end: usize,
     pub dilation_h: usize,
     pub dilation_w: usize,
     pub groups: usize,
@@ -87,6 +92,8 @@ impl Conv2d {
             stride_w: 1,
             pad_h: 0,
             pad_w: 0,
+            pad_h_end: 0,
+            pad_w_end: 0,
             dilation_h: 1,
             dilation_w: 1,
             groups: 1,
@@ -103,9 +110,16 @@ impl Conv2d {
 
     /// Zero padding on both sides of each dimension.
     pub fn padding(self, h: usize, w: usize) -> Self {
+        self.padding_split([h, h], [w, w])
+    }
+
+    /// Zero padding `[before, after]` for rows and for columns.
+    pub fn padding_split(self, h: [usize; 2], w: [usize; 2]) -> Self {
         Conv2d {
-            pad_h: h,
-            pad_w: w,
+            pad_h: h[0],
+            pad_h_end: h[1],
+            pad_w: w[0],
+            pad_w_end: w[1],
             ..self
         }
     }
@@ -126,7 +140,7 @@ impl Conv2d {
 
     fn extent(size: usize, pad: usize, kernel: usize, dilation: usize, stride: usize) -> usize {
         let span = dilation * (kernel - 1) + 1;
-        let padded = size + 2 * pad;
+        let padded = size + pad;
         if kernel == 0 || stride == 0 || padded < span {
             0
         } else {
@@ -137,7 +151,7 @@ impl Conv2d {
     pub fn out_h(&self) -> usize {
         Self::extent(
             self.in_h,
-            self.pad_h,
+            self.pad_h + self.pad_h_end,
             self.kernel_h,
             self.dilation_h,
             self.stride_h,
@@ -147,7 +161,7 @@ impl Conv2d {
     pub fn out_w(&self) -> usize {
         Self::extent(
             self.in_w,
-            self.pad_w,
+            self.pad_w + self.pad_w_end,
             self.kernel_w,
             self.dilation_w,
             self.stride_w,
@@ -514,8 +528,8 @@ fn input_is_col(spec: &Conv2d) -> bool {
         spec.kernel_w,
         spec.stride_h,
         spec.stride_w,
-        spec.pad_h,
-        spec.pad_w,
+        spec.pad_h + spec.pad_h_end,
+        spec.pad_w + spec.pad_w_end,
     ) == (1, 1, 1, 1, 0, 0)
 }
 
