@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what audionas needs on a fresh Debian/Ubuntu machine and is safe to
 # run again: Mesa's software Vulkan driver (so wgpu has an adapter on machines
-# without a GPU) and the text-to-speech engines that make the embedded
-# keyword data set.
+# without a GPU), the text-to-speech engines that make the embedded keyword
+# data set, and a font for the text of the training plots.
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite)
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
