@@ -203,6 +203,40 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
+    /// Copies `len` elements of `src` from `src_at` into `dst` at `dst_at`
+    /// (collecting per-step results into one tensor read back at once).
+    pub fn copy_range(
+        &mut self,
+        src: &Tensor,
+        src_at: usize,
+        dst: &Tensor,
+        dst_at: usize,
+        len: usize,
+    ) -> GpuResult<()> {
+        super::ensure(
+            src_at + len <= src.len() && dst_at + len <= dst.len(),
+            || {
+                format!(
+                    "copying {len} elements from {:?} at {src_at} into {:?} at {dst_at}",
+                    src.shape(),
+                    dst.shape()
+                )
+            },
+        )?;
+        if len > 0 {
+            let bytes = |n: usize| (n * 4) as u64;
+            self.encoder.copy_buffer_to_buffer(
+                src.buffer(),
+                bytes(src_at),
+                dst.buffer(),
+                bytes(dst_at),
+                bytes(len),
+            );
+            self.in_use.extend([src.clone(), dst.clone()]);
+        }
+        Ok(())
+    }
+
     /// Writes the staged parameters, lets `last` record its final commands,
     /// submits, and recycles the uniform chunks. The tensors in use are
     /// released only once the submit has been made.

@@ -1,0 +1,12 @@
+//! Networks as data: the architecture description (JSON or TOML), building a
+//! runnable network from it, and its cost model.
+
+pub mod arch;
+pub mod cost;
+pub mod error;
+pub mod network;
+
+pub use arch::{Architecture, LayerSpec, Op};
+pub use cost::{measure_latency, Cost};
+pub use error::ModelError;
+pub use network::Network;

@@ -1,0 +1,129 @@
+//! Layers that join several inputs: a sum of equal shapes (residual
+//! connections, DAG nodes) and a concatenation along the channel axis.
+
+use super::{batch_of, Layer, Pass};
+use crate::gpu::{GpuResult, Recorder, Tensor};
+use crate::kernels::elementwise::{add, add_assign};
+use crate::kernels::layout::{copy_columns, ColumnCopy};
+
+pub struct Add {
+    shape: Vec<usize>,
+}
+
+impl Add {
+    pub fn new(shape: &[usize]) -> Self {
+        Add {
+            shape: shape.to_vec(),
+        }
+    }
+}
+
+impl Layer for Add {
+    fn output_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let y = rec.gpu().empty(inputs[0].shape())?;
+        add(rec, inputs[0], inputs[1], &y)?;
+        for x in &inputs[2..] {
+            add_assign(rec, &y, x)?;
+        }
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        _: &mut Recorder,
+        _inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        Ok(need_input
+            .iter()
+            .map(|&n| n.then(|| dout.clone()))
+            .collect())
+    }
+}
+
+/// Inputs `[batch, c_i, ...]` with equal trailing shapes, joined into
+/// `[batch, sum c_i, ...]`.
+pub struct Concat {
+    /// Elements per sample of each input.
+    widths: Vec<usize>,
+    shape: Vec<usize>,
+}
+
+impl Concat {
+    pub fn new(inputs: &[Vec<usize>]) -> Self {
+        let mut shape = inputs[0].clone();
+        shape[0] = inputs.iter().map(|s| s[0]).sum();
+        Concat {
+            widths: inputs.iter().map(|s| s.iter().product()).collect(),
+            shape,
+        }
+    }
+
+    fn copies(&self, batch: usize) -> impl Iterator<Item = ColumnCopy> + '_ {
+        let total: usize = self.widths.iter().sum();
+        self.widths.iter().scan(0, move |offset, &width| {
+            let copy = ColumnCopy {
+                rows: batch,
+                src_cols: width,
+                src_offset: 0,
+                dst_cols: total,
+                dst_offset: *offset,
+                width,
+                accumulate: false,
+            };
+            *offset += width;
+            Some(copy)
+        })
+    }
+}
+
+impl Layer for Concat {
+    fn output_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let batch = batch_of(inputs[0]);
+        let y = rec.gpu().empty(&super::batched(batch, &self.shape))?;
+        for (copy, x) in self.copies(batch).zip(inputs) {
+            copy_columns(rec, &copy, x, &y)?;
+        }
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        let batch = batch_of(inputs[0]);
+        let mut grads = Vec::with_capacity(inputs.len());
+        for ((copy, x), &need) in self.copies(batch).zip(inputs).zip(need_input) {
+            if !need {
+                grads.push(None);
+                continue;
+            }
+            // The slice of dout that this input became.
+            let slice = ColumnCopy {
+                src_cols: copy.dst_cols,
+                src_offset: copy.dst_offset,
+                dst_cols: copy.src_cols,
+                dst_offset: 0,
+                ..copy
+            };
+            let dx = rec.gpu().empty(x.shape())?;
+            copy_columns(rec, &slice, dout, &dx)?;
+            grads.push(Some(dx));
+        }
+        Ok(grads)
+    }
+}

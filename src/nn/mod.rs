@@ -1,0 +1,157 @@
+//! Layers with explicit forward and backward over the kernels.
+//!
+//! A layer is built for a per-sample input shape and runs on any batch size:
+//! `forward` records its kernels and returns the output, keeping what its
+//! backward needs; `backward` records the gradients of its parameters
+//! (overwriting them) and returns the gradient of each input it is asked for.
+//! Tensors are `[batch, ...per-sample shape]`, row-major, f32.
+
+mod activation;
+mod conv;
+mod dense;
+mod init;
+mod lstm;
+mod merge;
+mod norm;
+pub mod optim;
+mod pool;
+
+pub use activation::{ActivationLayer, Dropout, Flatten};
+pub use conv::{same_padding, Conv2dLayer, ConvGeometry, SeparableConv2d};
+pub use dense::Dense;
+pub use init::{default_bias, kaiming_uniform, xavier_uniform, Init};
+pub use lstm::{Lstm, LstmReturn};
+pub use merge::{Add, Concat};
+pub use norm::BatchNormLayer;
+pub use pool::{GlobalAvgPool, Pool, PoolKind};
+
+use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
+
+/// A trained tensor and its gradient (same shape).
+pub struct Param {
+    /// The name inside its layer (`weight`, `bias`, ...).
+    pub name: &'static str,
+    pub value: Tensor,
+    pub grad: Tensor,
+    /// Whether weight decay applies (not to biases and normalisation scales).
+    pub decay: bool,
+}
+
+impl Param {
+    pub fn new(gpu: &Gpu, name: &'static str, shape: &[usize], values: &[f32]) -> GpuResult<Self> {
+        Ok(Param {
+            name,
+            value: gpu.upload(shape, values)?,
+            grad: gpu.zeros(shape)?,
+            decay: true,
+        })
+    }
+
+    pub fn no_decay(self) -> Self {
+        Param {
+            decay: false,
+            ..self
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+/// Training or inference: batch norm uses batch statistics and updates its
+/// running ones only in training; dropout drops only in training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// What one forward pass needs besides its inputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Pass {
+    pub mode: Mode,
+    /// Seeds this pass's random choices (dropout masks); a step's seed comes
+    /// from the run seed and the step number, so a resumed run repeats them.
+    pub seed: u64,
+}
+
+impl Pass {
+    pub fn train(seed: u64) -> Self {
+        Pass {
+            mode: Mode::Train,
+            seed,
+        }
+    }
+
+    pub fn eval() -> Self {
+        Pass {
+            mode: Mode::Eval,
+            seed: 0,
+        }
+    }
+}
+
+/// One layer of a network.
+pub trait Layer: Send {
+    /// The output shape of one sample.
+    fn output_shape(&self) -> Vec<usize>;
+
+    fn params(&self) -> Vec<&Param> {
+        Vec::new()
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        Vec::new()
+    }
+
+    /// State that is not trained by gradients but belongs in a checkpoint
+    /// (batch norm's running statistics).
+    fn buffers(&self) -> Vec<(&'static str, &Tensor)> {
+        Vec::new()
+    }
+
+    /// Multiply-accumulates per sample of the forward pass, counted as the
+    /// reference scripts count them: convolutions, dense and recurrent
+    /// matrix products only.
+    fn macs(&self) -> u64 {
+        0
+    }
+
+    /// Records the forward pass of a batch.
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], pass: Pass) -> GpuResult<Tensor>;
+
+    /// Records the backward pass of the last forward: writes the parameter
+    /// gradients and returns the gradient of each input whose `need_input`
+    /// is true (`None` for the others).
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>>;
+
+    /// Bytes this layer keeps from forward to backward besides its output.
+    fn saved_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// `[batch, per-sample shape...]`.
+pub fn batched(batch: usize, sample: &[usize]) -> Vec<usize> {
+    let mut shape = Vec::with_capacity(sample.len() + 1);
+    shape.push(batch);
+    shape.extend_from_slice(sample);
+    shape
+}
+
+/// The batch size of a `[batch, ...]` tensor.
+pub(crate) fn batch_of(t: &Tensor) -> usize {
+    t.shape().first().copied().unwrap_or(0)
+}

@@ -1,0 +1,150 @@
+//! Max and average pooling over `[batch, channels, time, freq]`, and global
+//! average pooling to `[batch, channels]`.
+
+use super::{batch_of, Layer, Param, Pass};
+use crate::gpu::{GpuResult, Recorder, Tensor};
+use crate::kernels::pool::{
+    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+    max_pool2d_backward, max_pool2d_forward, Pool2d,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    /// `count_include_pad`: whether padded cells count in the mean.
+    Avg {
+        count_include_pad: bool,
+    },
+}
+
+pub struct Pool {
+    kind: PoolKind,
+    input: [usize; 3],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    argmax: Option<Tensor>,
+}
+
+impl Pool {
+    pub fn new(
+        kind: PoolKind,
+        input: [usize; 3],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> GpuResult<Self> {
+        let pool = Pool {
+            kind,
+            input,
+            kernel,
+            stride,
+            padding,
+            argmax: None,
+        };
+        pool.spec(1).validate()?;
+        Ok(pool)
+    }
+
+    fn spec(&self, batch: usize) -> Pool2d {
+        let [c, h, w] = self.input;
+        let spec = Pool2d::new(batch, c, [h, w], self.kernel)
+            .stride(self.stride[0], self.stride[1])
+            .padding(self.padding[0], self.padding[1]);
+        match self.kind {
+            PoolKind::Max => spec,
+            PoolKind::Avg { count_include_pad } => spec.count_include_pad(count_include_pad),
+        }
+    }
+}
+
+impl Layer for Pool {
+    fn output_shape(&self) -> Vec<usize> {
+        self.spec(1).output_shape()[1..].to_vec()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let spec = self.spec(batch_of(inputs[0]));
+        let y = rec.gpu().empty(&spec.output_shape())?;
+        match self.kind {
+            PoolKind::Max => {
+                let argmax = rec.gpu().empty(&spec.output_shape())?;
+                max_pool2d_forward(rec, &spec, inputs[0], &y, &argmax)?;
+                self.argmax = Some(argmax);
+            }
+            PoolKind::Avg { .. } => avg_pool2d_forward(rec, &spec, inputs[0], &y)?,
+        }
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        if !need_input[0] {
+            return Ok(vec![None]);
+        }
+        let spec = self.spec(batch_of(inputs[0]));
+        let dx = rec.gpu().empty(inputs[0].shape())?;
+        match self.kind {
+            PoolKind::Max => {
+                let argmax = self.argmax.take().expect("backward follows forward");
+                max_pool2d_backward(rec, &spec, dout, &argmax, &dx)?;
+            }
+            PoolKind::Avg { .. } => avg_pool2d_backward(rec, &spec, dout, &dx)?,
+        }
+        Ok(vec![Some(dx)])
+    }
+
+    fn saved_bytes(&self) -> u64 {
+        self.argmax.as_ref().map_or(0, |t| t.bytes())
+    }
+}
+
+/// The mean over every position of each channel: `[batch, channels, ...]`
+/// to `[batch, channels]`.
+pub struct GlobalAvgPool {
+    channels: usize,
+}
+
+impl GlobalAvgPool {
+    pub fn new(input: &[usize]) -> Self {
+        GlobalAvgPool { channels: input[0] }
+    }
+}
+
+impl Layer for GlobalAvgPool {
+    fn output_shape(&self) -> Vec<usize> {
+        vec![self.channels]
+    }
+
+    fn params(&self) -> Vec<&Param> {
+        Vec::new()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let y = rec.gpu().empty(&[batch_of(inputs[0]), self.channels])?;
+        global_avg_pool_forward(rec, inputs[0], &y)?;
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        if !need_input[0] {
+            return Ok(vec![None]);
+        }
+        let dx = rec.gpu().empty(inputs[0].shape())?;
+        global_avg_pool_backward(rec, dout, &dx)?;
+        Ok(vec![Some(dx)])
+    }
+}

@@ -1,0 +1,303 @@
+//! Networks built from descriptions: the backward of every layer kind,
+//! composed through a DAG, against directional finite differences of the
+//! forward on the GPU; shapes, parameter counts and description errors.
+
+use audionas::gpu::{Gpu, Tensor};
+use audionas::model::{Architecture, Network};
+use audionas::nn::Pass;
+use audionas::util::rng::Rng;
+use std::path::Path;
+
+fn arch(toml: &str) -> Architecture {
+    Architecture::parse(toml, Path::new("test.toml")).unwrap()
+}
+
+/// `loss = sum(logits * r)` for fixed r: its gradient w.r.t. the logits is r.
+fn loss(gpu: &Gpu, net: &mut Network, x: &Tensor, r: &[f32], pass: Pass) -> f64 {
+    let mut rec = gpu.recorder();
+    let logits = net.forward(&mut rec, x, pass).unwrap();
+    rec.submit_and_wait().unwrap();
+    let y = gpu.download(&logits).unwrap();
+    y.iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum()
+}
+
+/// Compares the analytic derivative along random directions of all the
+/// parameters with central differences of the forward.
+fn check_gradients(toml: &str, input: &[usize], classes: usize, batch: usize, seed: u64) {
+    let gpu = Gpu::shared();
+    let mut net = Network::build(gpu, &arch(toml), input, classes, seed).unwrap();
+    let mut rng = Rng::new(seed + 100);
+    let shape: Vec<usize> = std::iter::once(batch)
+        .chain(input.iter().copied())
+        .collect();
+    let xs = rng.vec_uniform(shape.iter().product(), -1.0, 1.0);
+    let x = gpu.upload(&shape, &xs).unwrap();
+    let r = rng.vec_uniform(batch * classes, -1.0, 1.0);
+    let dlogits = gpu.upload(&[batch, classes], &r).unwrap();
+    let pass = Pass::train(7);
+
+    let mut rec = gpu.recorder();
+    net.forward(&mut rec, &x, pass).unwrap();
+    net.backward(&mut rec, &dlogits).unwrap();
+    rec.submit_and_wait().unwrap();
+    let values: Vec<Vec<f32>> = net
+        .params()
+        .iter()
+        .map(|p| gpu.download(&p.value).unwrap())
+        .collect();
+    let grads: Vec<Vec<f32>> = net
+        .params()
+        .iter()
+        .map(|p| gpu.download(&p.grad).unwrap())
+        .collect();
+
+    for direction in 0..3 {
+        let v: Vec<Vec<f32>> = values
+            .iter()
+            .map(|p| rng.vec_uniform(p.len(), -1.0, 1.0))
+            .collect();
+        let analytic: f64 = grads
+            .iter()
+            .zip(&v)
+            .flat_map(|(g, v)| g.iter().zip(v).map(|(a, b)| *a as f64 * *b as f64))
+            .sum();
+        let h = 1e-2f32;
+        let mut at = |sign: f32| {
+            for ((p, value), v) in net.params().iter().zip(&values).zip(&v) {
+                let moved: Vec<f32> = value.iter().zip(v).map(|(a, b)| a + sign * h * b).collect();
+                gpu.write(&p.value, &moved).unwrap();
+            }
+            loss(gpu, &mut net, &x, &r, pass)
+        };
+        let numeric = (at(1.0) - at(-1.0)) / (2.0 * h as f64);
+        let scale = analytic.abs().max(numeric.abs()).max(1e-2);
+        assert!(
+            (analytic - numeric).abs() <= 0.03 * scale,
+            "direction {direction}: analytic {analytic} vs finite difference {numeric}\n{toml}"
+        );
+    }
+}
+
+#[test]
+fn conv_batch_norm_pool_dense_gradients() {
+    check_gradients(
+        r#"
+        name = "convs"
+        [[layers]]
+        op = "conv2d"
+        channels = 4
+        kernel = [3, 2]
+        stride = [2, 1]
+        padding = "same"
+        [[layers]]
+        op = "batch_norm"
+        [[layers]]
+        op = "tanh"
+        [[layers]]
+        op = "depthwise_conv2d"
+        kernel = 3
+        dilation = [2, 1]
+        padding = [2, 1]
+        [[layers]]
+        op = "separable_conv2d"
+        channels = 5
+        kernel = [3, 3]
+        padding = "same"
+        [[layers]]
+        op = "sigmoid"
+        [[layers]]
+        op = "avg_pool2d"
+        kernel = [2, 2]
+        [[layers]]
+        op = "max_pool2d"
+        kernel = [1, 2]
+        [[layers]]
+        op = "dense"
+        units = 6
+        [[layers]]
+        op = "tanh"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 9, 8],
+        3,
+        3,
+        1,
+    );
+}
+
+#[test]
+fn dag_with_add_concat_and_global_pool_gradients() {
+    check_gradients(
+        r#"
+        name = "dag"
+        [[layers]]
+        name = "stem"
+        op = "conv2d"
+        channels = 3
+        kernel = 3
+        padding = "same"
+        bias = false
+        [[layers]]
+        name = "a"
+        op = "conv2d"
+        channels = 3
+        kernel = [1, 3]
+        padding = "same"
+        [[layers]]
+        name = "b"
+        inputs = ["stem"]
+        op = "tanh"
+        [[layers]]
+        name = "sum"
+        inputs = ["a", "b", "stem"]
+        op = "add"
+        [[layers]]
+        name = "cat"
+        inputs = ["sum", "input"]
+        op = "concat"
+        [[layers]]
+        op = "batch_norm"
+        affine = false
+        [[layers]]
+        op = "global_avg_pool"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 6, 5],
+        4,
+        2,
+        2,
+    );
+}
+
+#[test]
+fn lstm_gradients_last_and_sequence() {
+    check_gradients(
+        r#"
+        name = "recurrent"
+        [[layers]]
+        op = "lstm"
+        hidden = 5
+        returns = "sequence"
+        [[layers]]
+        op = "lstm"
+        hidden = 4
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 6, 3],
+        3,
+        2,
+        3,
+    );
+}
+
+#[test]
+fn dropout_gradients_use_the_forward_mask() {
+    check_gradients(
+        r#"
+        name = "dropout"
+        [[layers]]
+        op = "flatten"
+        [[layers]]
+        op = "dense"
+        units = 16
+        [[layers]]
+        op = "dropout"
+        rate = 0.5
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 4, 3],
+        3,
+        4,
+        4,
+    );
+}
+
+#[test]
+fn description_round_trips_through_json_and_toml() {
+    let a = arch(
+        r#"
+        name = "rt"
+        [[layers]]
+        op = "conv2d"
+        name = "c"
+        channels = 4
+        kernel = [3, 2]
+        padding = [[1, 2], [0, 1]]
+        [[layers]]
+        op = "lstm"
+        inputs = ["c"]
+        hidden = 3
+        [[layers]]
+        op = "dense"
+        "#,
+    );
+    let json = a.to_json();
+    assert_eq!(Architecture::parse(&json, Path::new("a.json")).unwrap(), a);
+    let toml = a.to_toml();
+    assert_eq!(Architecture::parse(&toml, Path::new("a.toml")).unwrap(), a);
+}
+
+#[test]
+fn description_errors_name_the_key_and_list_the_valid_ones() {
+    let err = Architecture::parse(
+        "name = \"x\"\n[[layers]]\nop = \"conv2d\"\nchanels = 3\nkernel = 3\n",
+        Path::new("bad.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bad.toml") && err.contains("chanels"), "{err}");
+    assert!(err.contains("channels"), "lists the valid keys: {err}");
+    let err = Architecture::parse(
+        "name = \"x\"\n[[layers]]\nop = \"conv3d\"\n",
+        Path::new("b.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("conv3d") && err.contains("separable_conv2d"),
+        "{err}"
+    );
+    let err = Architecture::parse("name = \"x\"\nlayer = []\n", Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer") && err.contains("layers"), "{err}");
+}
+
+#[test]
+fn build_errors_name_the_layer() {
+    let gpu = Gpu::shared();
+    let cases = [
+        ("[[layers]]\nop = \"dense\"\nunits = 3\n", "last layer gives"),
+        ("[[layers]]\nop = \"flatten\"\n[[layers]]\nop = \"conv2d\"\nchannels = 2\nkernel = 1\n[[layers]]\nop = \"dense\"\n", "[channels, time, freq]"),
+        ("[[layers]]\nop = \"dense\"\ninputs = [\"nothing\"]\n", "not an earlier layer"),
+        ("[[layers]]\nop = \"conv2d\"\nchannels = 2\nkernel = 50\n[[layers]]\nop = \"dense\"\n", "kernel"),
+        ("[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"dense\"\ninputs = [\"input\"]\n", "never read"),
+    ];
+    for (body, want) in cases {
+        let a = arch(&format!("name = \"bad\"\n{body}"));
+        let err = Network::build(gpu, &a, &[1, 8, 6], 4, 0)
+            .err()
+            .expect(body)
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn same_seed_same_weights() {
+    let gpu = Gpu::shared();
+    let a = arch("name = \"s\"\n[[layers]]\nop = \"conv2d\"\nchannels = 3\nkernel = 2\n[[layers]]\nop = \"dense\"\n");
+    let w = |seed| {
+        let net = Network::build(gpu, &a, &[1, 5, 4], 2, seed).unwrap();
+        net.params()
+            .iter()
+            .flat_map(|p| gpu.download(&p.value).unwrap())
+            .collect::<Vec<f32>>()
+    };
+    assert_eq!(w(3), w(3));
+    assert_ne!(w(3), w(4));
+}
