@@ -4,4 +4,7 @@
 pub mod data;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
+pub mod nn;
+pub mod train;
 pub mod util;

@@ -1,6 +1,7 @@
 //! The audionas command line.
 
-use audionas::gpu::{self, AdapterOptions, BackendChoice};
+use audionas::gpu::{self, AdapterOptions, BackendChoice, Gpu};
+use audionas::train::{bench, cli};
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -43,6 +44,16 @@ enum Command {
     /// Make, inspect and prepare audio data sets.
     #[command(subcommand)]
     Data(audionas::data::cli::DataCommand),
+    /// Train a fixed architecture from an experiment config; the run folder
+    /// keeps the config, metrics, plots, checkpoints and the best model.
+    Train(cli::TrainArgs),
+    /// Accuracy, per-class precision and recall, confusion matrix and cost
+    /// of a trained model on a data set.
+    Eval(cli::EvalArgs),
+    /// Label WAV clips with a trained model, or spot keywords in a long recording.
+    Infer(cli::InferArgs),
+    /// Training and inference speed of model configs, one JSON line per model.
+    Bench(bench::BenchArgs),
 }
 
 fn list_devices(options: &AdapterOptions) -> anyhow::Result<()> {
@@ -94,7 +105,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices => list_devices(&cli.gpu.options()?),
         Command::Data(command) => audionas::data::cli::run(command),
+        Command::Train(args) => cli::run_train(&open_gpu(&cli.gpu)?, args),
+        Command::Eval(args) => cli::run_eval(&open_gpu(&cli.gpu)?, args),
+        Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
+        Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
     }
+}
+
+fn open_gpu(args: &GpuArgs) -> anyhow::Result<Gpu> {
+    Ok(Gpu::new(&args.options()?)?)
 }
 
 fn main() -> ExitCode {

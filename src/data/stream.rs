@@ -112,6 +112,29 @@ pub fn truth_to_text(truth: &[TruthEvent]) -> String {
         .collect()
 }
 
+/// Parses the ground truth text (`label,start_ms` per line; blank lines
+/// skipped); `what` names the source in errors. End times are not in the
+/// format, so they are set to the start.
+pub fn truth_from_text(text: &str, what: &str) -> Result<Vec<TruthEvent>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let (label, start) = line.trim().rsplit_once(',').ok_or_else(|| {
+                format!("{what}:{}: expected `label,start_ms`, got {line:?}", i + 1)
+            })?;
+            let start_ms: i64 = start.trim().parse().map_err(|_| {
+                format!("{what}:{}: {start:?} is not a time in milliseconds", i + 1)
+            })?;
+            Ok(TruthEvent {
+                label: label.trim().to_string(),
+                start_ms,
+                end_ms: start_ms,
+            })
+        })
+        .collect()
+}
+
 /// `RecognizeCommands` settings, with the streaming test's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecognizeConfig {

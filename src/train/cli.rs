@@ -1,0 +1,377 @@
+//! The `train`, `eval` and `infer` commands.
+
+use super::config::Experiment;
+use super::model_file::load_model;
+use super::run_dir::RunDir;
+use super::trainer::{evaluate, train, Evaluation, TrainOptions};
+use crate::data::augment::AugmentConfig;
+use crate::data::batch::{BatchConfig, BatchLoader};
+use crate::data::dataset::{DataSet, DataSetConfig, Split};
+use crate::data::features::FeatureExtractor;
+use crate::data::prepare::{default_cache_dir, prepare, PrepareOptions};
+use crate::data::stream::{evaluate_stream, truth_from_text, RecognizeConfig};
+use crate::data::wav::read_wav;
+use crate::gpu::Gpu;
+use crate::model::{Architecture, Cost};
+use crate::nn::Pass;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Experiment config (TOML), e.g. configs/ds_cnn_s.toml; with --resume,
+    /// the run's own config is used.
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// The data set folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run name: the run folder is <runs>/<name> [default: the config's file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder of the run folders.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Continue the run <runs>/<name> from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Override [train] epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many epochs of this call; the run stays resumable.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Feature cache folder [default: $AUDIONAS_CACHE, else ~/.cache/audionas].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
+    PrepareOptions {
+        cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
+        ..PrepareOptions::default()
+    }
+}
+
+pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
+    let name = match (&args.name, &args.config) {
+        (Some(n), _) => n.clone(),
+        (None, Some(c)) => c
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into()),
+        (None, None) => bail!("--resume needs --name (the run folder's name)"),
+    };
+    let (run, mut experiment) = if args.resume {
+        let run = RunDir::open_existing(&args.runs.join(&name))?;
+        let experiment = Experiment::parse(&run.read_config()?, &run.config())?;
+        (run, experiment)
+    } else {
+        let path = args.config.as_ref().expect("clap requires it");
+        let mut experiment = Experiment::load(path)?;
+        if let Some(e) = args.epochs {
+            experiment.train.epochs = e;
+            experiment
+                .validate()
+                .map_err(|r| anyhow::anyhow!("--epochs: {r}"))?;
+        }
+        let run = RunDir::create(&args.runs, &name, &experiment.to_toml())?;
+        (run, experiment)
+    };
+    if args.resume {
+        if let Some(e) = args.epochs {
+            experiment.train.epochs = e;
+            run.write_config(&experiment.to_toml())?;
+        }
+    }
+    println!("run folder {}", run.root.display());
+    let options = TrainOptions {
+        data_dir: args.data.clone(),
+        prepare: prepare_options(&args.cache_dir),
+        resume: args.resume,
+        stop_after_epochs: args.stop_after,
+        verbose: true,
+    };
+    let summary = train(gpu, &experiment, &run, &options)?;
+    println!(
+        "{} epochs in {:.1} s, {:.1} training samples/s; best validation accuracy {:.2}% (epoch {})",
+        summary.epochs_done,
+        summary.seconds,
+        summary.train_samples_per_s,
+        100.0 * summary.best_val_accuracy.max(0.0),
+        summary.best_epoch
+    );
+    match &summary.test {
+        Some(t) => println!(
+            "test accuracy {:.2}% on {} clips (best model, {})",
+            100.0 * t.accuracy,
+            t.samples,
+            run.best_model().display()
+        ),
+        None if summary.epochs_done < experiment.train.epochs => println!(
+            "stopped after epoch {}; continue with --resume --name {name}",
+            summary.epochs_done
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A model file written by `audionas train` (runs/NAME/model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data set folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which clips: test, validation, train or all.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Use this experiment's architecture instead of the one in the model file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
+    let splits = match args.split.as_str() {
+        "test" => vec![Split::Test],
+        "validation" => vec![Split::Validation],
+        "train" => vec![Split::Train],
+        "all" => Split::ALL.to_vec(),
+        other => bail!("--split {other:?}: use test, validation, train or all"),
+    };
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let architecture = match &args.config {
+        Some(c) => Some(Experiment::load(c)?.model),
+        None => None,
+    };
+    let (mut network, info, meta) = load_model(gpu, &args.model, architecture.as_ref())?;
+    let data_config: DataSetConfig = match meta.get("data") {
+        Some(text) => serde_json::from_str(text)
+            .with_context(|| format!("{}: metadata \"data\"", args.model.display()))?,
+        None => DataSetConfig::default(),
+    };
+    let set = DataSet::open(&args.data, &data_config)?;
+    let prepared = Arc::new(prepare(
+        &set,
+        &info.features,
+        &prepare_options(&args.cache_dir),
+    )?);
+    if prepared.classes != info.classes {
+        bail!(
+            "{}: the model knows the classes {:?}, but {} has {:?}; evaluate on data with the same classes",
+            args.model.display(),
+            info.classes,
+            args.data.display(),
+            prepared.classes
+        );
+    }
+    let mut batches = Vec::new();
+    for split in splits {
+        let config = BatchConfig {
+            batch_size: args.batch,
+            seed: 0,
+            drop_last: false,
+            shuffle: false,
+            augment: AugmentConfig::none(),
+        };
+        let loader = BatchLoader::new(&set, prepared.clone(), &info.features, split, config)?;
+        batches.extend(loader.epoch(0));
+    }
+    if batches.is_empty() {
+        bail!(
+            "{}: no clips in the {} split",
+            args.data.display(),
+            args.split
+        );
+    }
+    let result = evaluate(gpu, &mut network, batches.into_iter())?;
+    let cost = Cost::of(&network, info.features.clip_ms);
+    print_evaluation(&result, &info.classes);
+    println!(
+        "parameters {}, MACs per clip {}, MACs per second of audio {:.0}",
+        cost.params, cost.macs, cost.macs_per_second
+    );
+    Ok(())
+}
+
+fn print_evaluation(result: &Evaluation, classes: &[String]) {
+    println!(
+        "accuracy {:.2}% ({} clips), loss {:.4}",
+        100.0 * result.accuracy,
+        result.samples,
+        result.loss
+    );
+    let width = classes.iter().map(|c| c.len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  precision  recall  clips", "class");
+    for (c, (p, r)) in result.precision_recall().iter().enumerate() {
+        let clips: u64 = result.confusion[c].iter().sum();
+        println!(
+            "{:width$}  {:8.1}%  {:5.1}%  {clips:5}",
+            classes[c],
+            100.0 * p,
+            100.0 * r
+        );
+    }
+    println!("confusion (rows: truth, columns: predicted, in class order)");
+    for (c, row) in result.confusion.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:4}")).collect();
+        println!("{:width$} {}", classes[c], cells.join(""));
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// A model file written by `audionas train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Clips to label.
+    pub files: Vec<PathBuf>,
+    /// Labels to show per clip.
+    #[arg(long, default_value_t = 3)]
+    pub top: usize,
+    /// Spot keywords in this long recording instead.
+    #[arg(long, conflicts_with = "files")]
+    pub stream: Option<PathBuf>,
+    /// Ground truth for --stream (`label,start_ms` lines) [default: the
+    /// recording's name with .txt, when it exists].
+    #[arg(long, requires = "stream")]
+    pub truth: Option<PathBuf>,
+}
+
+pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
+    let (mut network, info, _) = load_model(gpu, &args.model, None)?;
+    let extractor = FeatureExtractor::new(&info.features);
+    let rate = info.features.sample_rate;
+    let mut scores_of = |features: &[f32], count: usize| -> anyhow::Result<Vec<Vec<f32>>> {
+        let shape = crate::nn::batched(count, network.input_shape());
+        let x = gpu.upload(&shape, features)?;
+        let mut rec = gpu.recorder();
+        let logits = network.forward(&mut rec, &x, Pass::eval())?;
+        rec.submit()?;
+        Ok(gpu
+            .download(&logits)?
+            .chunks_exact(info.classes.len())
+            .map(softmax)
+            .collect())
+    };
+    if let Some(stream) = &args.stream {
+        return infer_stream(
+            stream,
+            args.truth.as_deref(),
+            &info.classes,
+            &extractor,
+            rate,
+            &mut scores_of,
+        );
+    }
+    if args.files.is_empty() {
+        bail!("give one or more WAV files to label, or --stream LONG.wav");
+    }
+    for file in &args.files {
+        let audio = read_wav(file, rate)?;
+        let features = extractor.clip_features(&audio.samples);
+        let scores = scores_of(&features, 1)?.remove(0);
+        let mut ranked: Vec<usize> = (0..scores.len()).collect();
+        ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let top: Vec<String> = ranked
+            .iter()
+            .take(args.top.max(1))
+            .map(|&c| format!("{} {:.3}", info.classes[c], scores[c]))
+            .collect();
+        println!("{}: {}", file.display(), top.join(", "));
+    }
+    Ok(())
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&z| (z - top).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
+/// Class probabilities of `count` clips' features.
+type ScoreFn<'a> = dyn FnMut(&[f32], usize) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
+
+/// Slides the clip window along the recording every 30 ms (as the streaming
+/// test does), smooths the scores and reports each new keyword with its time.
+fn infer_stream(
+    path: &Path,
+    truth: Option<&Path>,
+    classes: &[String],
+    extractor: &FeatureExtractor,
+    rate: u32,
+    scores_of: &mut ScoreFn,
+) -> anyhow::Result<()> {
+    let config = RecognizeConfig::default();
+    let audio = read_wav(path, rate)?;
+    let clip = extractor.config().clip_samples();
+    let stride = (config.clip_stride_ms as usize * rate as usize / 1000).max(1);
+    let windows = if audio.samples.len() < clip {
+        1
+    } else {
+        (audio.samples.len() - clip) / stride + 1
+    };
+    let mut scores = Vec::with_capacity(windows);
+    const WINDOWS_PER_BATCH: usize = 64;
+    for first in (0..windows).step_by(WINDOWS_PER_BATCH) {
+        let count = WINDOWS_PER_BATCH.min(windows - first);
+        let mut features = Vec::new();
+        for w in first..first + count {
+            let start = w * stride;
+            let end = (start + clip).min(audio.samples.len());
+            features.extend(extractor.clip_features(&audio.samples[start..end]));
+        }
+        scores.extend(scores_of(&features, count)?);
+    }
+    let truth_path = truth
+        .map(Path::to_path_buf)
+        .or_else(|| Some(path.with_extension("txt")).filter(|p| p.exists()));
+    let truth = match &truth_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the ground truth", p.display()))?;
+            truth_from_text(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?
+        }
+        None => Vec::new(),
+    };
+    let (stats, found) =
+        evaluate_stream(classes, &scores, &truth, &config).map_err(anyhow::Error::msg)?;
+    for (label, time_ms) in &found {
+        println!("{:9.3} s  {label}", *time_ms as f64 / 1000.0);
+    }
+    println!(
+        "{} detections in {:.1} s of audio ({} windows)",
+        found.len(),
+        audio.samples.len() as f64 / rate as f64,
+        windows
+    );
+    if let Some(p) = truth_path {
+        println!(
+            "against {}: {} words; matched {:.1}%, correct {:.1}%, wrong {:.1}%, false alarms {:.1}%",
+            p.display(),
+            stats.ground_truth,
+            stats.matched_percent(),
+            stats.correct_percent(),
+            stats.wrong_percent(),
+            stats.false_alarm_percent()
+        );
+    }
+    Ok(())
+}
+
+/// The architecture and input shape of an experiment config, for `bench`.
+pub fn load_architecture(path: &Path) -> anyhow::Result<(Architecture, [usize; 3], f64)> {
+    let e = Experiment::load(path)?;
+    Ok((e.model, e.features.clip_shape(), e.features.clip_ms))
+}

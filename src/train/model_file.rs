@@ -1,0 +1,213 @@
+//! Model files and checkpoints: a network's tensors in safetensors with what
+//! is needed to use them again (architecture, features, class names) in the
+//! metadata; checkpoints add the optimizer state and where training stood.
+
+use super::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
+use crate::data::features::FeatureConfig;
+use crate::gpu::Gpu;
+use crate::model::{Architecture, Network};
+use crate::nn::optim::Optimizer;
+use anyhow::{anyhow, Context};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const MODEL_FORMAT: &str = "audionas-model";
+pub const CHECKPOINT_FORMAT: &str = "audionas-checkpoint";
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// What a model needs besides its weights.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub architecture: Architecture,
+    pub features: FeatureConfig,
+    pub classes: Vec<String>,
+}
+
+impl ModelInfo {
+    fn metadata(&self, format: &str) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("format".into(), format.into());
+        m.insert("architecture".into(), self.architecture.to_json());
+        m.insert(
+            "features".into(),
+            serde_json::to_string(&self.features).expect("features serialise"),
+        );
+        m.insert(
+            "classes".into(),
+            serde_json::to_string(&self.classes).expect("names serialise"),
+        );
+        m
+    }
+
+    fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> anyhow::Result<ModelInfo> {
+        let field = |key: &str| {
+            meta.get(key).ok_or_else(|| {
+                anyhow!(
+                    "{}: not an audionas model file (its metadata has no {key:?}); give a model.safetensors that `audionas train` wrote",
+                    path.display()
+                )
+            })
+        };
+        let bad = |key: &str, e: serde_json::Error| {
+            anyhow!("{}: metadata {key:?} unreadable: {e}", path.display())
+        };
+        Ok(ModelInfo {
+            architecture: serde_json::from_str(field("architecture")?)
+                .map_err(|e| bad("architecture", e))?,
+            features: serde_json::from_str(field("features")?).map_err(|e| bad("features", e))?,
+            classes: serde_json::from_str(field("classes")?).map_err(|e| bad("classes", e))?,
+        })
+    }
+}
+
+fn network_tensors(gpu: &Gpu, network: &Network) -> anyhow::Result<Vec<NamedTensor>> {
+    network
+        .state()
+        .into_iter()
+        .map(|(name, t)| {
+            Ok(NamedTensor {
+                name,
+                shape: t.shape().to_vec(),
+                data: gpu.download(t)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes a model file (atomically) with `extra` metadata beside the info.
+pub fn save_model(
+    gpu: &Gpu,
+    path: &Path,
+    network: &Network,
+    info: &ModelInfo,
+    extra: &[(&str, String)],
+) -> anyhow::Result<()> {
+    let mut meta = info.metadata(MODEL_FORMAT);
+    meta.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    save_checkpoint(path, &network_tensors(gpu, network)?, &meta)?;
+    Ok(())
+}
+
+/// A model file's network (built from its own description, or from
+/// `architecture` when given) with its weights, and its info.
+pub fn load_model(
+    gpu: &Gpu,
+    path: &Path,
+    architecture: Option<&Architecture>,
+) -> anyhow::Result<(Network, ModelInfo, BTreeMap<String, String>)> {
+    let (tensors, meta) = load_checkpoint(path)?;
+    let mut info = ModelInfo::from_metadata(&meta, path)?;
+    if let Some(a) = architecture {
+        info.architecture = a.clone();
+    }
+    let shape = info.features.clip_shape();
+    let network = Network::build(gpu, &info.architecture, &shape, info.classes.len(), 0)
+        .with_context(|| format!("{}: building the network it describes", path.display()))?;
+    network.load_state(
+        gpu,
+        tensors
+            .iter()
+            .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
+        path,
+    )?;
+    Ok((network, info, meta))
+}
+
+/// Where a checkpoint says training stood.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Standing {
+    /// Finished epochs.
+    pub epoch: usize,
+    /// Finished steps.
+    pub step: u64,
+    pub best_val_accuracy: f64,
+    pub best_epoch: usize,
+}
+
+/// Saves network, optimizer state and progress (atomically).
+pub fn save_checkpoint_file(
+    gpu: &Gpu,
+    path: &Path,
+    network: &Network,
+    optimizer: &Optimizer,
+    info: &ModelInfo,
+    standing: Standing,
+) -> anyhow::Result<()> {
+    let mut tensors = network_tensors(gpu, network)?;
+    for (i, (name, _)) in network.named_params().iter().enumerate() {
+        for (state, t) in optimizer.state_of(i) {
+            tensors.push(NamedTensor {
+                name: format!("{OPTIMIZER_PREFIX}{name}.{state}"),
+                shape: t.shape().to_vec(),
+                data: gpu.download(t)?,
+            });
+        }
+    }
+    let mut meta = info.metadata(CHECKPOINT_FORMAT);
+    meta.insert("epoch".into(), standing.epoch.to_string());
+    meta.insert("step".into(), standing.step.to_string());
+    meta.insert("optimizer_steps".into(), optimizer.steps.to_string());
+    meta.insert(
+        "best_val_accuracy".into(),
+        standing.best_val_accuracy.to_string(),
+    );
+    meta.insert("best_epoch".into(), standing.best_epoch.to_string());
+    save_checkpoint(path, &tensors, &meta)?;
+    Ok(())
+}
+
+/// Restores network and optimizer from a checkpoint and says where training stood.
+pub fn load_checkpoint_file(
+    gpu: &Gpu,
+    path: &Path,
+    network: &Network,
+    optimizer: &mut Optimizer,
+) -> anyhow::Result<Standing> {
+    let (tensors, meta) = load_checkpoint(path)?;
+    if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+        anyhow::bail!(
+            "{}: not an audionas training checkpoint; it cannot be resumed",
+            path.display()
+        );
+    }
+    network.load_state(
+        gpu,
+        tensors
+            .iter()
+            .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
+        path,
+    )?;
+    let by_name: BTreeMap<&str, &NamedTensor> =
+        tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    for (i, (name, _)) in network.named_params().iter().enumerate() {
+        for (state, t) in optimizer.state_of(i) {
+            let key = format!("{OPTIMIZER_PREFIX}{name}.{state}");
+            let saved = by_name.get(key.as_str()).ok_or_else(|| {
+                anyhow!(
+                    "{}: has no optimizer state {key:?} (was the optimizer changed?); start a new run",
+                    path.display()
+                )
+            })?;
+            gpu.write(t, &saved.data)?;
+        }
+    }
+    let number = |key: &str| -> anyhow::Result<f64> {
+        meta.get(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: metadata {key:?} missing or not a number",
+                    path.display()
+                )
+            })
+    };
+    optimizer.steps = number("optimizer_steps")? as u64;
+    Ok(Standing {
+        epoch: number("epoch")? as usize,
+        step: number("step")? as u64,
+        best_val_accuracy: number("best_val_accuracy")?,
+        best_epoch: number("best_epoch")? as usize,
+    })
+}
