@@ -44,6 +44,13 @@ pub(crate) struct PooledBuffer {
     pool: Arc<Mutex<PoolInner>>,
 }
 
+impl PooledBuffer {
+    /// The buffer's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 pub(crate) fn pooled_size(bytes: u64) -> u64 {
     bytes.max(4).div_ceil(SIZE_GRANULE) * SIZE_GRANULE
 }

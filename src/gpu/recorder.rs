@@ -6,6 +6,7 @@ use super::error::{GpuError, GpuResult};
 use super::pipeline::Shader;
 use super::tensor::Tensor;
 use super::Gpu;
+use std::collections::HashSet;
 
 /// Bytes of one uniform arena chunk; chunks are pooled on the `Gpu`.
 const UNIFORM_CHUNK: u64 = 64 * 1024;
@@ -47,10 +48,12 @@ pub struct Recorder<'g> {
     chunks: Vec<UniformChunk>,
     timing: Option<Timing>,
     dispatches: usize,
-    /// Every tensor a recorded command uses, held until submit, so that a
-    /// scratch tensor a launcher drops early cannot go back to the pool and
-    /// be handed to another tensor while this recording still uses it.
+    /// Every tensor a recorded command uses (once each), held until submit,
+    /// so that a tensor dropped early cannot go back to the pool and be
+    /// handed out, and written by a queue write, while this recording still
+    /// uses it. `empty` hands such buffers to later work of this recording.
     in_use: Vec<Tensor>,
+    in_use_buffers: HashSet<wgpu::Buffer>,
 }
 
 impl<'g> Recorder<'g> {
@@ -75,11 +78,37 @@ impl<'g> Recorder<'g> {
             timing,
             dispatches: 0,
             in_use: Vec::new(),
+            in_use_buffers: HashSet::new(),
         }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
+    }
+
+    fn hold(&mut self, t: &Tensor) {
+        if self.in_use_buffers.insert(t.buffer().clone()) {
+            self.in_use.push(t.clone());
+        }
+    }
+
+    /// A tensor for work recorded here. It reuses the buffer of a tensor an
+    /// earlier command of this recording used and nobody holds any more
+    /// (commands run in order, so that use is over), else takes one from
+    /// the pool; this keeps a step's peak memory near its live set. Its
+    /// contents are undefined and must be written by recorded commands: a
+    /// queue write (`Gpu::write`) would land before the earlier use.
+    pub fn empty(&mut self, shape: &[usize]) -> GpuResult<Tensor> {
+        let bytes = (shape.iter().product::<usize>() as u64 * 4).max(4);
+        let fits = |t: &Tensor| {
+            t.is_sole_owner() && t.capacity() >= bytes && t.capacity() <= 2 * bytes.max(256)
+        };
+        if let Some(i) = self.in_use.iter().position(fits) {
+            let t = self.in_use.swap_remove(i);
+            self.in_use_buffers.remove(t.buffer());
+            return Ok(t.recast(shape));
+        }
+        self.gpu.empty(shape)
     }
 
     /// Dispatches recorded so far.
@@ -179,7 +208,9 @@ impl<'g> Recorder<'g> {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         drop(pass);
         self.dispatches += 1;
-        self.in_use.extend(tensors.iter().map(|&t| t.clone()));
+        for t in tensors {
+            self.hold(t);
+        }
         Ok(())
     }
 
@@ -187,7 +218,7 @@ impl<'g> Recorder<'g> {
     pub fn clear(&mut self, t: &Tensor) {
         if !t.is_empty() {
             self.encoder.clear_buffer(t.buffer(), 0, Some(t.bytes()));
-            self.in_use.push(t.clone());
+            self.hold(t);
         }
     }
 
@@ -198,7 +229,8 @@ impl<'g> Recorder<'g> {
         if !src.is_empty() {
             self.encoder
                 .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
-            self.in_use.extend([src.clone(), dst.clone()]);
+            self.hold(src);
+            self.hold(dst);
         }
         Ok(())
     }
@@ -232,7 +264,8 @@ impl<'g> Recorder<'g> {
                 bytes(dst_at),
                 bytes(len),
             );
-            self.in_use.extend([src.clone(), dst.clone()]);
+            self.hold(src);
+            self.hold(dst);
         }
         Ok(())
     }
@@ -250,6 +283,7 @@ impl<'g> Recorder<'g> {
             chunks,
             timing,
             in_use,
+            in_use_buffers,
             ..
         } = self;
         for chunk in &chunks {
@@ -258,6 +292,7 @@ impl<'g> Recorder<'g> {
         last(&mut encoder, timing.as_ref());
         gpu.queue.submit([encoder.finish()]);
         gpu.return_uniform_chunks(chunks.into_iter().map(|c| c.buffer));
+        drop(in_use_buffers);
         drop(in_use);
         (gpu, timing)
     }

@@ -41,6 +41,24 @@ impl Tensor {
         &self.storage.buffer
     }
 
+    /// Whether this handle is the only one to its buffer.
+    pub(crate) fn is_sole_owner(&self) -> bool {
+        Arc::strong_count(&self.storage) == 1
+    }
+
+    /// Bytes of the buffer behind this tensor.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.storage.size()
+    }
+
+    /// The same buffer with a new shape that fits in it.
+    pub(crate) fn recast(self, shape: &[usize]) -> Tensor {
+        Tensor {
+            shape: shape.to_vec(),
+            storage: self.storage,
+        }
+    }
+
     /// The same elements viewed with another shape of the same size.
     pub fn reshaped(&self, shape: &[usize]) -> GpuResult<Tensor> {
         super::ensure(shape.iter().product::<usize>() == self.len(), || {

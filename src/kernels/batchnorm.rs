@@ -264,7 +264,7 @@ pub fn batch_norm_infer_backward(
 /// gamma, dgamma and dbeta of an affine norm; a non-affine norm still
 /// reduces both sums, into scratch, with `stand_in` bound for gamma, unread.
 fn affine_grads_or_scratch(
-    rec: &Recorder,
+    rec: &mut Recorder,
     spec: &BatchNorm,
     affine: Option<AffineGrads>,
     stand_in: &Tensor,
@@ -273,8 +273,8 @@ fn affine_grads_or_scratch(
         Some(a) => (a.gamma.clone(), a.dgamma.clone(), a.dbeta.clone()),
         None => (
             stand_in.clone(),
-            rec.gpu().empty(&[spec.channels])?,
-            rec.gpu().empty(&[spec.channels])?,
+            rec.empty(&[spec.channels])?,
+            rec.empty(&[spec.channels])?,
         ),
     })
 }

@@ -493,7 +493,7 @@ pub fn conv2d_backward_weight(
             groups,
         );
     }
-    let partials = rec.gpu().empty(&[splits, spec.weight_len()])?;
+    let partials = rec.empty(&[splits, spec.weight_len()])?;
     rec.dispatch(
         &SHADER,
         "backward_weight",
@@ -551,7 +551,7 @@ fn chunks(spec: &Conv2d, budget: usize) -> Vec<(usize, usize)> {
 
 /// Scratch for one chunk's columns, or `None` when the input serves.
 fn col_scratch(
-    rec: &Recorder,
+    rec: &mut Recorder,
     spec: &Conv2d,
     chunks: &[(usize, usize)],
 ) -> GpuResult<Option<Tensor>> {
@@ -559,7 +559,7 @@ fn col_scratch(
         return Ok(None);
     }
     let images = chunks.iter().map(|c| c.1).max().unwrap_or(1);
-    rec.gpu().empty(&[images * col_len(spec)]).map(Some)
+    rec.empty(&[images * col_len(spec)]).map(Some)
 }
 
 /// The column matrix of a chunk (unfolding it into `col` when needed) and

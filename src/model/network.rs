@@ -240,7 +240,7 @@ impl Network {
                     None => d,
                     Some(previous) => {
                         // A new tensor: either addend may be shared with another layer.
-                        let sum = rec.gpu().empty(d.shape())?;
+                        let sum = rec.empty(d.shape())?;
                         add(rec, &previous, &d, &sum)?;
                         sum
                     }

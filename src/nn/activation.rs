@@ -26,7 +26,7 @@ impl Layer for ActivationLayer {
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.gpu().empty(inputs[0].shape())?;
+        let y = rec.empty(inputs[0].shape())?;
         activation(rec, self.function, inputs[0], &y)?;
         Ok(y)
     }
@@ -42,7 +42,7 @@ impl Layer for ActivationLayer {
         if !need_input[0] {
             return Ok(vec![None]);
         }
-        let dx = rec.gpu().empty(output.shape())?;
+        let dx = rec.empty(output.shape())?;
         activation_backward(rec, self.function, output, dout, &dx)?;
         Ok(vec![Some(dx)])
     }
@@ -83,7 +83,7 @@ impl Layer for Dropout {
         let mixed =
             crate::util::rng::Rng::new(pass.seed ^ self.salt.wrapping_mul(0x9E37_79B9)).next_u64();
         let seed = (mixed >> 32) as u32;
-        let y = rec.gpu().empty(inputs[0].shape())?;
+        let y = rec.empty(inputs[0].shape())?;
         dropout_forward(rec, self.rate, seed, inputs[0], &y)?;
         self.seed = Some(seed);
         Ok(y)
@@ -103,7 +103,7 @@ impl Layer for Dropout {
         let Some(seed) = self.seed else {
             return Ok(vec![Some(dout.clone())]);
         };
-        let dx = rec.gpu().empty(dout.shape())?;
+        let dx = rec.empty(dout.shape())?;
         dropout_backward(rec, self.rate, seed, dout, &dx)?;
         Ok(vec![Some(dx)])
     }

@@ -111,7 +111,7 @@ impl Layer for Conv2dLayer {
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let spec = self.geometry.spec(batch_of(inputs[0]));
-        let y = rec.gpu().empty(&spec.output_shape())?;
+        let y = rec.empty(&spec.output_shape())?;
         let bias = self.bias.as_ref().map(|b| &b.value);
         conv2d_forward(rec, &spec, inputs[0], &self.weight.value, bias, &y)?;
         Ok(y)
@@ -131,7 +131,7 @@ impl Layer for Conv2dLayer {
         if !need_input[0] {
             return Ok(vec![None]);
         }
-        let dx = rec.gpu().empty(inputs[0].shape())?;
+        let dx = rec.empty(inputs[0].shape())?;
         conv2d_backward_input(rec, &spec, dout, &self.weight.value, &dx)?;
         Ok(vec![Some(dx)])
     }

@@ -63,7 +63,7 @@ impl Layer for Dense {
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let batch = batch_of(inputs[0]);
         let x = inputs[0].reshaped(&[batch, self.inputs])?;
-        let y = rec.gpu().empty(&[batch, self.outputs])?;
+        let y = rec.empty(&[batch, self.outputs])?;
         let spec = Gemm::new(batch, self.outputs, self.inputs).trans_b(true);
         gemm(rec, &spec, &x, &self.weight.value, &y)?;
         if let Some(b) = &self.bias {
@@ -90,7 +90,7 @@ impl Layer for Dense {
         if !need_input[0] {
             return Ok(vec![None]);
         }
-        let dx = rec.gpu().empty(inputs[0].shape())?;
+        let dx = rec.empty(inputs[0].shape())?;
         let input_grad = Gemm::new(batch, self.inputs, self.outputs);
         gemm(rec, &input_grad, dout, &self.weight.value, &dx)?;
         Ok(vec![Some(dx)])

@@ -120,16 +120,16 @@ impl Layer for Lstm {
         let gpu = rec.gpu();
         let batch = batch_of(inputs[0]);
         let (t, h) = (self.time, self.hidden);
-        let x = gpu.empty(&[t, batch, self.input])?;
+        let x = rec.empty(&[t, batch, self.input])?;
         swap_axes(rec, inputs[0], [batch, t, self.input], &x)?;
-        let bias = gpu.empty(&[4 * h])?;
+        let bias = rec.empty(&[4 * h])?;
         add(rec, &self.bias_ih.value, &self.bias_hh.value, &bias)?;
         let output = self.output();
         let out_shape: Vec<usize> = match output {
             LstmOutput::LastState => vec![batch, h],
             LstmOutput::AllStates => vec![t, batch, h],
         };
-        let out = gpu.empty(&out_shape)?;
+        let out = rec.empty(&out_shape)?;
         self.prepare_state(gpu, batch)?;
         let weights = LstmWeights {
             w_ih: &self.weight_ih.value,
@@ -142,7 +142,7 @@ impl Layer for Lstm {
         if output == LstmOutput::LastState {
             return Ok(out);
         }
-        let y = gpu.empty(&[batch, t, h])?;
+        let y = rec.empty(&[batch, t, h])?;
         swap_axes(rec, &out, [t, batch, h], &y)?;
         Ok(y)
     }
@@ -155,7 +155,6 @@ impl Layer for Lstm {
         dout: &Tensor,
         need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>> {
-        let gpu = rec.gpu();
         let batch = batch_of(inputs[0]);
         let (t, h) = (self.time, self.hidden);
         let (x, bias) = self.saved.take().expect("backward follows forward");
@@ -163,13 +162,13 @@ impl Layer for Lstm {
         let dout_time_major = match output {
             LstmOutput::LastState => dout.clone(),
             LstmOutput::AllStates => {
-                let d = gpu.empty(&[t, batch, h])?;
+                let d = rec.empty(&[t, batch, h])?;
                 swap_axes(rec, dout, [batch, t, h], &d)?;
                 d
             }
         };
         let dx = if need_input[0] {
-            Some(gpu.empty(&[t, batch, self.input])?)
+            Some(rec.empty(&[t, batch, self.input])?)
         } else {
             None
         };
@@ -192,7 +191,7 @@ impl Layer for Lstm {
         let Some(dx) = dx else {
             return Ok(vec![None]);
         };
-        let dinput = gpu.empty(inputs[0].shape())?;
+        let dinput = rec.empty(inputs[0].shape())?;
         swap_axes(rec, &dx, [t, batch, self.input], &dinput)?;
         Ok(vec![Some(dinput)])
     }

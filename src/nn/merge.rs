@@ -24,7 +24,7 @@ impl Layer for Add {
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.gpu().empty(inputs[0].shape())?;
+        let y = rec.empty(inputs[0].shape())?;
         add(rec, inputs[0], inputs[1], &y)?;
         for x in &inputs[2..] {
             add_assign(rec, &y, x)?;
@@ -90,7 +90,7 @@ impl Layer for Concat {
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let batch = batch_of(inputs[0]);
-        let y = rec.gpu().empty(&super::batched(batch, &self.shape))?;
+        let y = rec.empty(&super::batched(batch, &self.shape))?;
         for (copy, x) in self.copies(batch).zip(inputs) {
             copy_columns(rec, &copy, x, &y)?;
         }
@@ -120,7 +120,7 @@ impl Layer for Concat {
                 dst_offset: 0,
                 ..copy
             };
-            let dx = rec.gpu().empty(x.shape())?;
+            let dx = rec.empty(x.shape())?;
             copy_columns(rec, &slice, dout, &dx)?;
             grads.push(Some(dx));
         }

@@ -90,7 +90,7 @@ impl Layer for BatchNormLayer {
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], pass: Pass) -> GpuResult<Tensor> {
         let x = inputs[0];
         let spec = self.spec(batch_of(x));
-        let y = rec.gpu().empty(x.shape())?;
+        let y = rec.empty(x.shape())?;
         let affine = self.affine.as_ref().map(|(g, b)| Affine {
             gamma: &g.value,
             beta: &b.value,
@@ -98,7 +98,7 @@ impl Layer for BatchNormLayer {
         self.last_mode = pass.mode;
         match pass.mode {
             Mode::Train => {
-                let saved = rec.gpu().empty(&[2 * self.shape[0]])?;
+                let saved = rec.empty(&[2 * self.shape[0]])?;
                 batch_norm_train_forward(rec, &spec, x, affine, self.running(), &y, &saved)?;
                 self.saved = Some(saved);
             }
@@ -117,7 +117,7 @@ impl Layer for BatchNormLayer {
     ) -> GpuResult<Vec<Option<Tensor>>> {
         let x = inputs[0];
         let spec = self.spec(batch_of(x));
-        let dx = rec.gpu().empty(x.shape())?;
+        let dx = rec.empty(x.shape())?;
         let grads = self.affine.as_ref().map(|(g, b)| AffineGrads {
             gamma: &g.value,
             dgamma: &g.grad,

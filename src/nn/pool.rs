@@ -65,10 +65,10 @@ impl Layer for Pool {
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let spec = self.spec(batch_of(inputs[0]));
-        let y = rec.gpu().empty(&spec.output_shape())?;
+        let y = rec.empty(&spec.output_shape())?;
         match self.kind {
             PoolKind::Max => {
-                let argmax = rec.gpu().empty(&spec.output_shape())?;
+                let argmax = rec.empty(&spec.output_shape())?;
                 max_pool2d_forward(rec, &spec, inputs[0], &y, &argmax)?;
                 self.argmax = Some(argmax);
             }
@@ -89,7 +89,7 @@ impl Layer for Pool {
             return Ok(vec![None]);
         }
         let spec = self.spec(batch_of(inputs[0]));
-        let dx = rec.gpu().empty(inputs[0].shape())?;
+        let dx = rec.empty(inputs[0].shape())?;
         match self.kind {
             PoolKind::Max => {
                 let argmax = self.argmax.take().expect("backward follows forward");
@@ -127,7 +127,7 @@ impl Layer for GlobalAvgPool {
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.gpu().empty(&[batch_of(inputs[0]), self.channels])?;
+        let y = rec.empty(&[batch_of(inputs[0]), self.channels])?;
         global_avg_pool_forward(rec, inputs[0], &y)?;
         Ok(y)
     }
@@ -143,7 +143,7 @@ impl Layer for GlobalAvgPool {
         if !need_input[0] {
             return Ok(vec![None]);
         }
-        let dx = rec.gpu().empty(inputs[0].shape())?;
+        let dx = rec.empty(inputs[0].shape())?;
         global_avg_pool_backward(rec, dout, &dx)?;
         Ok(vec![Some(dx)])
     }
