@@ -5,9 +5,10 @@
 //! Weights are `[out_channels, in_channels / groups, kernel_h, kernel_w]`.
 //! Shader: `shaders/conv2d.wgsl`.
 
-use super::elementwise::{bias_add, BiasLayout};
+use super::elementwise::{add_assign, bias_add, BiasLayout};
 use super::gemm::{gemm, Gemm};
 use super::im2col::{col2im, col_len, im2col};
+use super::reductions::{sum_axis, AxisSum};
 use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("conv2d", trusted);
@@ -637,7 +638,9 @@ fn backward_input_lowered(
     Ok(())
 }
 
-/// dW [O x K] = sum over images of dy[n] [O x P] * col[n]^T [P x K].
+/// dW [O x K] = sum over images of dy[n] [O x P] * col[n]^T [P x K]: one
+/// batched gemm per chunk into per-image partial products, summed over the
+/// images (a gemm per image would cost a dispatch per image).
 fn backward_weight_lowered(
     rec: &mut Recorder,
     spec: &Conv2d,
@@ -649,14 +652,37 @@ fn backward_weight_lowered(
     let (o, p, k) = spec.gemm_shape();
     let chunks = chunks(spec, budget);
     let col = col_scratch(rec, spec, &chunks)?;
-    for &(first, images) in &chunks {
+    let most = chunks.iter().map(|c| c.1).max().unwrap_or(1);
+    let partials = rec.empty(&[most, o * k])?;
+    let chunk_sum = if chunks.len() > 1 {
+        Some(rec.empty(&[o * k])?)
+    } else {
+        None
+    };
+    for (i, &(first, images)) in chunks.iter().enumerate() {
         let (b, b_offset) = columns(rec, spec, x, &col, (first, images))?;
-        for image in first..first + images {
-            let product = Gemm::new(o, k, p)
+        let product =
+            Gemm::new(o, k, p)
                 .trans_b(true)
-                .beta(if image == 0 { 0.0 } else { 1.0 })
-                .offsets(image * o * p, b_offset + (image - first) * k * p, 0);
-            gemm(rec, &product, dy, b, dw)?;
+                .batch(images)
+                .offsets(first * o * p, b_offset, 0);
+        gemm(rec, &product, dy, b, &partials)?;
+        let sum = AxisSum::new(1, images, o * k);
+        let partials = partials.reshaped(&[most * o * k])?;
+        let used = if images == most {
+            partials
+        } else {
+            // The last chunk may be shorter: sum only its images.
+            let t = rec.empty(&[images * o * k])?;
+            rec.copy_range(&partials, 0, &t, 0, images * o * k)?;
+            t
+        };
+        match (&chunk_sum, i) {
+            (_, 0) | (None, _) => sum_axis(rec, &sum, &used, dw)?,
+            (Some(total), _) => {
+                sum_axis(rec, &sum, &used, total)?;
+                add_assign(rec, dw, total)?;
+            }
         }
     }
     Ok(())
