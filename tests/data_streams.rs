@@ -2,7 +2,8 @@
 //! streaming test, on hand-made cases.
 
 use audionas::data::stream::{
-    accuracy_stats, evaluate_stream, make_stream, RecognizeCommands, RecognizeConfig, StreamConfig,
+    accuracy_stats, evaluate_stream, make_stream, truth_from_text, truth_to_text,
+    RecognizeCommands, RecognizeConfig, StreamConfig, TruthEvent,
 };
 
 fn labels() -> Vec<String> {
@@ -161,4 +162,32 @@ fn a_stream_with_perfect_scores_is_all_correct() {
         stats.correct >= stream.truth.len() / 2,
         "{stats}, found {found:?}"
     );
+}
+
+#[test]
+fn ground_truth_text_round_trips_and_bad_lines_are_named() {
+    let truth = vec![
+        TruthEvent {
+            label: "yes".into(),
+            start_ms: 1500,
+            end_ms: 1500,
+        },
+        TruthEvent {
+            label: "_unknown_".into(),
+            start_ms: 0,
+            end_ms: 0,
+        },
+    ];
+    let text = truth_to_text(&truth);
+    assert_eq!(truth_from_text(&text, "t.txt").unwrap(), truth);
+    // Blank lines and spaces around fields are allowed.
+    let loose = "\n yes , 1500 \n\n_unknown_,0\n";
+    assert_eq!(truth_from_text(loose, "t.txt").unwrap(), truth);
+    let err = truth_from_text("yes,100\nno 200\n", "t.txt").unwrap_err();
+    assert!(
+        err.starts_with("t.txt:2: expected `label,start_ms`"),
+        "{err}"
+    );
+    let err = truth_from_text("yes,soon\n", "t.txt").unwrap_err();
+    assert!(err.contains("t.txt:1: \"soon\" is not a time"), "{err}");
 }

@@ -159,3 +159,22 @@ fn a_tensor_dropped_while_recording_is_not_handed_out_before_submit() {
     rec.submit().unwrap();
     assert_eq!(gpu.download(&fresh).unwrap(), vec![5.0; len]);
 }
+
+#[test]
+fn copy_range_moves_a_slice_and_refuses_one_out_of_bounds() {
+    let gpu = Gpu::shared();
+    let src = gpu
+        .upload(&[10], &(0..10).map(|i| i as f32).collect::<Vec<_>>())
+        .unwrap();
+    let dst = gpu.full(&[2, 4], -1.0).unwrap();
+    let mut rec = gpu.recorder();
+    rec.copy_range(&src, 3, &dst, 2, 5).unwrap();
+    rec.copy_range(&src, 0, &dst, 0, 0).unwrap();
+    assert!(rec.copy_range(&src, 6, &dst, 0, 5).is_err());
+    assert!(rec.copy_range(&src, 0, &dst, 4, 5).is_err());
+    rec.submit().unwrap();
+    assert_eq!(
+        gpu.download(&dst).unwrap(),
+        vec![-1.0, -1.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0]
+    );
+}

@@ -94,7 +94,15 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
         stop_after_epochs: args.stop_after,
         verbose: true,
     };
-    let summary = train(gpu, &experiment, &run, &options)?;
+    let summary = match train(gpu, &experiment, &run, &options) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if !args.resume {
+                remove_unstarted_run(&run);
+            }
+            return Err(e);
+        }
+    };
     println!(
         "{} epochs in {:.1} s, {:.1} training samples/s; best validation accuracy {:.2}% (epoch {})",
         summary.epochs_done,
@@ -117,6 +125,21 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
         None => {}
     }
     Ok(())
+}
+
+/// Removes what a new run wrote before it kept any model (its config.toml
+/// and an empty metrics.jsonl), so that the corrected command can use the
+/// same run name; a run that kept a checkpoint or a model stays for --resume.
+fn remove_unstarted_run(run: &RunDir) {
+    if run.last_checkpoint().exists() || run.best_model().exists() {
+        return;
+    }
+    let _ = std::fs::remove_file(run.config());
+    if std::fs::metadata(run.metrics()).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(run.metrics());
+    }
+    // Only when empty: anything else in the folder is the user's.
+    let _ = std::fs::remove_dir(&run.root);
 }
 
 #[derive(Debug, Args)]

@@ -238,6 +238,21 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step
 }
 
+/// What to do once the loss is not finite, `epochs_done` epochs into the run:
+/// go back to the last checkpoint with other settings, or, when no epoch
+/// finished (so there is no checkpoint), start again.
+fn divergence_advice(run: &RunDir, epochs_done: usize) -> String {
+    if epochs_done == 0 {
+        "no epoch finished, so there is no checkpoint to go back to; lower lr or set clip_norm in [train], or check the data, and start again".into()
+    } else {
+        format!(
+            "the last good checkpoint is kept in {} (after epoch {epochs_done}); lower lr or set clip_norm in [train] of {}, or check the data, then resume with --resume",
+            run.last_checkpoint().display(),
+            run.config().display()
+        )
+    }
+}
+
 /// Trains `experiment` in `run`, from scratch or from its last checkpoint.
 pub fn train(
     gpu: &Gpu,
@@ -357,11 +372,10 @@ pub fn train(
                 if let Some(value) = bad {
                     progress.finish("stopped");
                     bail!(
-                        "training stopped: the loss became {value} in epoch {} (by step {}); the last good checkpoint is kept in {} (after epoch {}); lower lr, set clip_norm in [train], or check the data, then resume with --resume",
+                        "training stopped: the loss became {value} in epoch {} (by step {}); {}",
                         epoch + 1,
                         standing.step,
-                        run.last_checkpoint().display(),
-                        standing.epoch
+                        divergence_advice(run, standing.epoch)
                     );
                 }
                 loss_sum += sum;
@@ -389,10 +403,10 @@ pub fn train(
         };
         if let Some(v) = validation.as_ref().filter(|v| !v.loss.is_finite()) {
             bail!(
-                "training stopped: the validation loss became {} after epoch {}; the last good checkpoint is kept in {}; lower lr or set clip_norm, then resume with --resume",
+                "training stopped: the validation loss became {} after epoch {}; {}",
                 v.loss,
                 epoch + 1,
-                run.last_checkpoint().display()
+                divergence_advice(run, standing.epoch)
             );
         }
         let record = EpochRecord {
