@@ -64,9 +64,30 @@ const LANES: u32 = 64u;
 
 var<workgroup> lane_sums: array<vec2<f32>, LANES>;
 
-// The element m (in 0..batch*spatial) of channel c.
-fn element(c: u32, m: u32) -> u32 {
-    return ((m / p.spatial) * p.channels + c) * p.spatial + m % p.spatial;
+// A lane's walk over the elements m = lane, lane + LANES, ... of a channel,
+// kept as (image, position) and advanced without dividing: an integer
+// division per element cost more than the arithmetic itself on CPU adapters.
+struct Cursor {
+    image: u32,
+    pos: u32,
+}
+
+fn first(lane: u32) -> Cursor {
+    return Cursor(lane / p.spatial, lane % p.spatial);
+}
+
+fn next(cur: Cursor) -> Cursor {
+    var n = Cursor(cur.image + LANES / p.spatial, cur.pos + LANES % p.spatial);
+    if (n.pos >= p.spatial) {
+        n.pos -= p.spatial;
+        n.image += 1u;
+    }
+    return n;
+}
+
+// The index in x of the cursor's element of channel c.
+fn element(c: u32, cur: Cursor) -> u32 {
+    return (cur.image * p.channels + c) * p.spatial + cur.pos;
 }
 
 // Sums `value` over the workgroup; every lane gets the total.
@@ -96,13 +117,13 @@ fn train_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     let count = p.batch * p.spatial;
     var s = 0.0;
-    for (var m = lid.x; m < count; m += LANES) {
-        s += x[element(c, m)];
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        s += x[element(c, cur)];
     }
     let mean = workgroup_sum(lid.x, vec2<f32>(s, 0.0)).x / f32(count);
     var sq = 0.0;
-    for (var m = lid.x; m < count; m += LANES) {
-        let d = x[element(c, m)] - mean;
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        let d = x[element(c, cur)] - mean;
         sq += d * d;
     }
     let variance = workgroup_sum(lid.x, vec2<f32>(sq, 0.0)).x / f32(count);
@@ -113,8 +134,8 @@ fn train_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         scale = gamma[c] * invstd;
         shift = beta[c] - mean * scale;
     }
-    for (var m = lid.x; m < count; m += LANES) {
-        let i = element(c, m);
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        let i = element(c, cur);
         y[i] = x[i] * scale + shift;
     }
     if (lid.x == 0u) {
@@ -152,8 +173,8 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let mean = saved_in[c];
     let invstd = saved_in[p.channels + c];
     var sums = vec2<f32>(0.0);
-    for (var m = lid.x; m < count; m += LANES) {
-        let i = element(c, m);
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        let i = element(c, cur);
         let g = dy[i];
         sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
     }
@@ -165,8 +186,8 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let n = f32(count);
     let mean_dy = total.x / n;
     let mean_dy_xhat = total.y / n;
-    for (var m = lid.x; m < count; m += LANES) {
-        let i = element(c, m);
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        let i = element(c, cur);
         let xhat = (x[i] - mean) * invstd;
         dx[i] = g_scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
     }
@@ -190,8 +211,8 @@ fn infer_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         g_scale *= gamma_for_dx[c];
     }
     var sums = vec2<f32>(0.0);
-    for (var m = lid.x; m < count; m += LANES) {
-        let i = element(c, m);
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+        let i = element(c, cur);
         let g = dy[i];
         sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
         dx[i] = g_scale * g;

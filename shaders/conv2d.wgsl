@@ -403,16 +403,30 @@ fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
     let out_plane = p.out_h * p.out_w;
     let y_shift = i32((tap / KW) * DH) - i32(p.pad_h);
     let x_shift = i32((tap % KW) * DW) - i32(p.pad_w);
+    // Output rows and columns are stepped, not divided out per element: an
+    // integer division costs more than the product on CPU adapters.
+    let first_oy = lid.x / p.out_w;
+    let first_ox = lid.x % p.out_w;
+    let step_oy = LANES / p.out_w;
+    let step_ox = LANES % p.out_w;
     var s = 0.0;
     for (var n = 0u; n < p.batch; n++) {
         let image_channel = n * p.in_c + c;
         let dy_base = image_channel * out_plane;
         let x_base = image_channel * plane;
+        var oy = first_oy;
+        var ox = first_ox;
         for (var pos = lid.x; pos < out_plane; pos += LANES) {
-            let iy = i32((pos / p.out_w) * SH) + y_shift;
-            let ix = i32((pos % p.out_w) * SW) + x_shift;
+            let iy = i32(oy * SH) + y_shift;
+            let ix = i32(ox * SW) + x_shift;
             if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
                 s += dy[dy_base + pos] * x_for_dw[x_base + u32(iy) * p.in_w + u32(ix)];
+            }
+            oy += step_oy;
+            ox += step_ox;
+            if (ox >= p.out_w) {
+                ox -= p.out_w;
+                oy += 1u;
             }
         }
     }

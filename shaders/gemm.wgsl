@@ -7,12 +7,14 @@
 // registers). The lanes of a workgroup share the same 16 rows, so their reads
 // of A are the same address in every lane (a broadcast); each lane reads its
 // own 4x4 block of B. Interior tiles of operands whose rows start on a vec4
-// boundary (ALIGNED_A / ALIGNED_B, set by the launcher) step k four at a time
-// with vec4 loads; edge tiles, the k tail and unaligned operands take a
-// guarded scalar path. Every index is guarded here, so the module is compiled
-// without runtime bounds checks.
+// boundary (ALIGNED_A / ALIGNED_B, set by the launcher) are read with vec4
+// loads, other operands (such as the 25x5 maps of a KWS network) four scalars
+// at a time; either way interior tiles step k four at a time, and only edge
+// tiles and the k tail take the guarded scalar path. Every index is guarded
+// here, so the module is compiled without runtime bounds checks.
 //
-// Bindings: 0 params, 1 a, 2 b (read as vec4 arrays), 3 c (read-write).
+// Bindings: 0 params, 1 a, 2 b (read as vec4 arrays), 3 c (read-write),
+// 4 a and 5 b again (read as scalars: the same buffers).
 // Dispatch: (ceil(N / (4 * WG)), ceil(M / 16), batch).
 
 struct Params {
@@ -44,6 +46,8 @@ override WG: u32 = 8u;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read> a1: array<f32>;
+@group(0) @binding(5) var<storage, read> b1: array<f32>;
 
 var<private> a_base: u32;
 var<private> b_base: u32;
@@ -57,7 +61,7 @@ fn a_scalar(row: u32, kk: u32) -> f32 {
     if (TRANS_A) {
         e = a_base + kk * p.lda + row;
     }
-    return a[e >> 2u][e & 3u];
+    return a1[e];
 }
 
 // op(B)[kk, col..col+4], zero for columns past N.
@@ -69,14 +73,32 @@ fn b_scalar4(kk: u32, col: u32) -> vec4<f32> {
             if (TRANS_B) {
                 e = b_base + (col + j) * p.ldb + kk;
             }
-            v[j] = b[e >> 2u][e & 3u];
+            v[j] = b1[e];
         }
     }
     return v;
 }
 
-// Column i is op(A)[row + i, kk..kk+4] (aligned interior tiles only).
+// Four consecutive elements of A or B from element e, as scalar loads.
+fn a4(e: u32) -> vec4<f32> {
+    return vec4<f32>(a1[e], a1[e + 1u], a1[e + 2u], a1[e + 3u]);
+}
+
+fn b4(e: u32) -> vec4<f32> {
+    return vec4<f32>(b1[e], b1[e + 1u], b1[e + 2u], b1[e + 3u]);
+}
+
+// Column i is op(A)[row + i, kk..kk+4] (interior tiles only).
 fn a_block(row: u32, kk: u32) -> mat4x4<f32> {
+    if (!ALIGNED_A) {
+        let s = p.lda;
+        if (TRANS_A) {
+            let e = a_base + kk * s + row;
+            return transpose(mat4x4<f32>(a4(e), a4(e + s), a4(e + 2u * s), a4(e + 3u * s)));
+        }
+        let e = a_base + row * s + kk;
+        return mat4x4<f32>(a4(e), a4(e + s), a4(e + 2u * s), a4(e + 3u * s));
+    }
     if (TRANS_A) {
         let i = (a_base + kk * p.lda + row) >> 2u;
         let s = p.lda >> 2u;
@@ -87,8 +109,17 @@ fn a_block(row: u32, kk: u32) -> mat4x4<f32> {
     return mat4x4<f32>(a[i], a[i + s], a[i + 2u * s], a[i + 3u * s]);
 }
 
-// Column t is op(B)[kk + t, col..col+4] (aligned interior tiles only).
+// Column t is op(B)[kk + t, col..col+4] (interior tiles only).
 fn b_block(kk: u32, col: u32) -> mat4x4<f32> {
+    if (!ALIGNED_B) {
+        let s = p.ldb;
+        if (TRANS_B) {
+            let e = b_base + col * s + kk;
+            return transpose(mat4x4<f32>(b4(e), b4(e + s), b4(e + 2u * s), b4(e + 3u * s)));
+        }
+        let e = b_base + kk * s + col;
+        return mat4x4<f32>(b4(e), b4(e + s), b4(e + 2u * s), b4(e + 3u * s));
+    }
     if (TRANS_B) {
         let i = (b_base + col * p.ldb + kk) >> 2u;
         let s = p.ldb >> 2u;
@@ -142,7 +173,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc15 = vec4<f32>(0.0);
 
     var k_done = 0u;
-    if (ALIGNED_A && ALIGNED_B && row + 16u <= p.m && col + 4u <= p.n) {
+    if (row + 16u <= p.m && col + 4u <= p.n) {
         k_done = p.k & ~3u;
         for (var kk = 0u; kk < k_done; kk += 4u) {
             let bm = b_block(kk, col);
@@ -168,7 +199,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             acc15 += bm * am[3];
         }
     }
-    // The k tail, edge tiles and unaligned operands, one k at a time.
+    // The k tail and edge tiles, one k at a time.
     for (var kk = k_done; kk < p.k; kk++) {
         let bv = b_scalar4(kk, col);
         acc0 += a_scalar(row, kk) * bv;

@@ -148,6 +148,9 @@ fn batch_norm_matches_reference() {
         BatchNorm::new(4, 2, 65).momentum(0.3),
         BatchNorm::new(2, 7, 129).eps(1e-3),
         BatchNorm::for_shape(&[5, 3, 13, 11]).unwrap(),
+        // A whole workgroup's stride of lanes in one plane, and many images of one element.
+        BatchNorm::new(3, 2, 64),
+        BatchNorm::new(130, 2, 1),
     ];
     for (i, spec) in specs.iter().enumerate() {
         for affine in [true, false] {

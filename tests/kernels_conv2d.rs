@@ -52,6 +52,15 @@ fn awkward() -> Vec<Conv2d> {
             .groups(5)
             .stride(2, 1)
             .padding_split([0, 2], [1, 0]),
+        // Depthwise over planes of more positions than a workgroup has lanes,
+        // rows not dividing the lane count.
+        Conv2d::new(2, 3, 3, [25, 13], [3, 3])
+            .groups(3)
+            .padding(1, 1),
+        Conv2d::new(2, 2, 2, [31, 9], [3, 3])
+            .groups(2)
+            .stride(2, 1)
+            .padding(0, 1),
     ]
 }
 

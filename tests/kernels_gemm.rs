@@ -80,6 +80,10 @@ fn gemm_alpha_beta_accumulate() {
 fn gemm_batched_and_shared_operands() {
     run(Gemm::new(7, 9, 5).batch(3), 4);
     run(Gemm::new(32, 8, 8).batch(3), 7);
+    // A pointwise convolution over 25x5 maps: rows of B start off vec4 boundaries.
+    run(Gemm::new(32, 125, 20).batch(3).shared_a(), 13);
+    run(Gemm::new(20, 125, 32).batch(2).shared_a().trans_a(true), 14);
+    run(Gemm::new(32, 20, 125).batch(2).trans_b(true), 15);
     run(Gemm::new(16, 12, 20).batch(2).shared_a().trans_a(true), 8);
     run(Gemm::new(7, 9, 5).batch(4).shared_a().trans_b(true), 5);
     run(

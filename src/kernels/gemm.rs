@@ -236,7 +236,14 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         ),
         ("WG", lanes as f64),
     ];
-    rec.dispatch(&SHADER, "gemm", &constants, &params, &[a, b, c], groups)
+    rec.dispatch(
+        &SHADER,
+        "gemm",
+        &constants,
+        &params,
+        &[a, b, c, a, b],
+        groups,
+    )
 }
 
 /// Lanes per workgroup. On a CPU adapter (llvmpipe) a workgroup is run as
