@@ -25,7 +25,7 @@ const WEIGHT_GRADIENT_WORKGROUPS: usize = 256;
 
 /// Bound on the im2col scratch tensor; batches whose columns need more are
 /// unfolded a chunk of images at a time.
-const COL_BUDGET_BYTES: u64 = 64 << 20;
+const COL_BUDGET_BYTES: u64 = 32 << 20;
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
