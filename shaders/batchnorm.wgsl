@@ -76,8 +76,10 @@ fn first(lane: u32) -> Cursor {
     return Cursor(lane / p.spatial, lane % p.spatial);
 }
 
-fn next(cur: Cursor) -> Cursor {
-    var n = Cursor(cur.image + LANES / p.spatial, cur.pos + LANES % p.spatial);
+// `step` is first(LANES): how far a cursor moves per iteration, worked out
+// once per loop rather than per element.
+fn next(cur: Cursor, step: Cursor) -> Cursor {
+    var n = Cursor(cur.image + step.image, cur.pos + step.pos);
     if (n.pos >= p.spatial) {
         n.pos -= p.spatial;
         n.image += 1u;
@@ -116,13 +118,14 @@ fn train_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let count = p.batch * p.spatial;
+    let step = first(LANES);
     var s = 0.0;
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         s += x[element(c, cur)];
     }
     let mean = workgroup_sum(lid.x, vec2<f32>(s, 0.0)).x / f32(count);
     var sq = 0.0;
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let d = x[element(c, cur)] - mean;
         sq += d * d;
     }
@@ -134,7 +137,7 @@ fn train_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         scale = gamma[c] * invstd;
         shift = beta[c] - mean * scale;
     }
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let i = element(c, cur);
         y[i] = x[i] * scale + shift;
     }
@@ -170,10 +173,11 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     let count = p.batch * p.spatial;
+    let step = first(LANES);
     let mean = saved_in[c];
     let invstd = saved_in[p.channels + c];
     var sums = vec2<f32>(0.0);
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let i = element(c, cur);
         let g = dy[i];
         sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
@@ -186,7 +190,7 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let n = f32(count);
     let mean_dy = total.x / n;
     let mean_dy_xhat = total.y / n;
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let i = element(c, cur);
         let xhat = (x[i] - mean) * invstd;
         dx[i] = g_scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
@@ -203,7 +207,7 @@ fn infer_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (c >= p.channels) {
         return;
     }
-    let count = p.batch * p.spatial;
+    let step = first(LANES);
     let mean = frozen_mean[c];
     let invstd = inverseSqrt(frozen_var[c] + p.eps);
     var g_scale = invstd;
@@ -211,7 +215,7 @@ fn infer_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         g_scale *= gamma_for_dx[c];
     }
     var sums = vec2<f32>(0.0);
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur)) {
+    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let i = element(c, cur);
         let g = dy[i];
         sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
