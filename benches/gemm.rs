@@ -2,6 +2,9 @@
 //! element = one FLOP) at square and keyword-spotting shapes, beside the CPU
 //! reference and `matrixmultiply::sgemm`, the native-CPU anchor.
 //!
+//! `wgpu` is the kernel `gemm` picks for the adapter; where that is the
+//! subgroup kernel, `wgpu_portable` is the kernel GPUs run, for comparison.
+//!
 //! `cargo bench --bench gemm`; `AUDIONAS_BENCH_GPU_ONLY=1` skips the CPU rows.
 
 mod common;
@@ -9,7 +12,7 @@ mod common;
 use common::{bench_gpu, cpu_rows, KERNELS_PER_SUBMIT};
 
 use audionas::gpu::Gpu;
-use audionas::kernels::gemm::{gemm, gemm_reference, Gemm};
+use audionas::kernels::gemm::{gemm, gemm_reference, gemm_with, Gemm, GemmKernel};
 use audionas::util::rng::Rng;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -73,6 +76,11 @@ fn bench_gemm(c: &mut Criterion) {
         bench_gpu(&mut group, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             gemm(rec, &spec, &ta, &tb, &tc).unwrap()
         });
+        if GemmKernel::best(gpu) != GemmKernel::Portable {
+            bench_gpu(&mut group, "wgpu_portable", KERNELS_PER_SUBMIT, |rec| {
+                gemm_with(rec, GemmKernel::Portable, &spec, &ta, &tb, &tc).unwrap()
+            });
+        }
         if !gpu_only {
             let mut c_cpu = vec![0.0f32; spec.c_len()];
             group.bench_function("matrixmultiply", |bench| {

@@ -1,9 +1,11 @@
 //! gemm on the GPU against its CPU reference, on every transpose combination,
-//! batched and shared operands, and shapes at and past every tile edge.
+//! batched and shared operands, and shapes at and past every tile edge, with
+//! every kernel the adapter can run (the portable one and, where the adapter
+//! has 8-lane subgroups, the subgroup one).
 
 use audionas::gpu::Gpu;
 use audionas::kernels::check::assert_close;
-use audionas::kernels::gemm::{gemm, gemm_reference, Gemm};
+use audionas::kernels::gemm::{gemm, gemm_reference, gemm_with, Gemm, GemmKernel};
 use audionas::util::rng::Rng;
 
 fn run(spec: Gemm, seed: u64) {
@@ -25,18 +27,20 @@ fn run(spec: Gemm, seed: u64) {
     gemm_reference(&spec, &a, &b, &mut want);
     let ta = gpu.upload(&[len_a], &a).unwrap();
     let tb = gpu.upload(&[len_b], &b).unwrap();
-    let tc = gpu.upload(&[len_c], &c0).unwrap();
-    let mut rec = gpu.recorder();
-    gemm(&mut rec, &spec, &ta, &tb, &tc).unwrap();
-    rec.submit().unwrap();
-    let got = gpu.download(&tc).unwrap();
     let tol = 1e-5 * (spec.k as f32).sqrt().max(1.0);
-    assert_close(&format!("{spec:?}"), &got, &want, tol, 1e-4);
+    for kernel in GemmKernel::available(gpu) {
+        let tc = gpu.upload(&[len_c], &c0).unwrap();
+        let mut rec = gpu.recorder();
+        gemm_with(&mut rec, kernel, &spec, &ta, &tb, &tc).unwrap();
+        rec.submit().unwrap();
+        let got = gpu.download(&tc).unwrap();
+        assert_close(&format!("{kernel:?} {spec:?}"), &got, &want, tol, 1e-4);
+    }
 }
 
-/// Sizes of 1, primes, and multiples of 4 and 16 (the vec4 fast path) with
-/// edges past them.
-const AWKWARD: [(usize, usize, usize); 15] = [
+/// Sizes of 1, primes, and multiples of 4, 16 and 32 (the vec4 fast path and
+/// the tiles of both kernels) with edges past them.
+const AWKWARD: [(usize, usize, usize); 17] = [
     (1, 1, 1),
     (1, 7, 3),
     (5, 1, 2),
@@ -52,6 +56,8 @@ const AWKWARD: [(usize, usize, usize); 15] = [
     (36, 20, 24),
     (20, 36, 44),
     (48, 8, 12),
+    (64, 32, 8),
+    (65, 41, 6),
 ];
 
 #[test]
@@ -131,4 +137,20 @@ fn gemm_rejects_mismatched_operands() {
     let c = gpu.zeros(&[4, 4]).unwrap();
     let err = gemm(&mut gpu.recorder(), &spec, &a, &b, &c).unwrap_err();
     assert!(err.to_string().contains("B has shape [4, 5]"), "{err}");
+}
+
+#[test]
+fn gemm_takes_the_subgroup_kernel_on_llvmpipe() {
+    let gpu = Gpu::shared();
+    let info = gpu.info();
+    let llvmpipe = info.device_type == wgpu::DeviceType::Cpu
+        && info.subgroup_min_size == 8
+        && info.subgroup_max_size == 8
+        && gpu.device().features().contains(wgpu::Features::SUBGROUP);
+    let want = if llvmpipe {
+        GemmKernel::Subgroup8
+    } else {
+        GemmKernel::Portable
+    };
+    assert_eq!(GemmKernel::best(gpu), want, "adapter {}", gpu.describe());
 }

@@ -1,7 +1,10 @@
 //! Every WGSL file in `shaders/` parses, validates, and translates for every
 //! entry point to SPIR-V (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES
 //! (the GL fallback), so a shader that would break on another platform fails
-//! here, without any adapter.
+//! here, without any adapter. Shaders with subgroup operations (used only
+//! where the device has the SUBGROUP feature) are checked with that
+//! capability, against the backend versions that have subgroups: MSL 2.1,
+//! HLSL shader model 6.0 and GLSL 4.30.
 
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
@@ -11,6 +14,7 @@ fn translate_entry(
     module: &naga::Module,
     info: &naga::valid::ModuleInfo,
     entry: &str,
+    subgroups: bool,
 ) -> Result<(), String> {
     let stage = naga::ShaderStage::Compute;
     let (module, info) = naga::back::pipeline_constants::process_overrides(
@@ -35,7 +39,10 @@ fn translate_entry(
     msl::write_string(
         &module,
         &info,
-        &msl::Options::default(),
+        &msl::Options {
+            lang_version: if subgroups { (2, 1) } else { (1, 0) },
+            ..Default::default()
+        },
         &msl::PipelineOptions {
             entry_point: Some((stage, entry.into())),
             ..Default::default()
@@ -43,7 +50,14 @@ fn translate_entry(
     )
     .map_err(|e| format!("MSL: {e}"))?;
 
-    let hlsl_options = hlsl::Options::default();
+    let hlsl_options = hlsl::Options {
+        shader_model: if subgroups {
+            hlsl::ShaderModel::V6_0
+        } else {
+            hlsl::ShaderModel::V5_1
+        },
+        ..Default::default()
+    };
     let hlsl_pipeline = hlsl::PipelineOptions {
         entry_point: Some((stage, entry.into())),
     };
@@ -53,9 +67,13 @@ fn translate_entry(
         .map_err(|e| format!("HLSL: {e}"))?;
 
     let glsl_options = glsl::Options {
-        version: glsl::Version::Embedded {
-            version: 310,
-            is_webgl: false,
+        version: if subgroups {
+            glsl::Version::Desktop(430)
+        } else {
+            glsl::Version::Embedded {
+                version: 310,
+                is_webgl: false,
+            }
         },
         ..Default::default()
     };
@@ -81,7 +99,13 @@ fn translate_entry(
 fn check_shader(path: &Path) -> Result<usize, String> {
     let source = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    let subgroups = source.contains("subgroup");
+    let capabilities = if subgroups {
+        Capabilities::default() | Capabilities::SUBGROUP
+    } else {
+        Capabilities::default()
+    };
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| e.emit_to_string(&source))?;
     let entries: Vec<String> = module
@@ -94,7 +118,8 @@ fn check_shader(path: &Path) -> Result<usize, String> {
         return Err("no compute entry point".into());
     }
     for entry in &entries {
-        translate_entry(&module, &info, entry).map_err(|e| format!("entry `{entry}`: {e}"))?;
+        translate_entry(&module, &info, entry, subgroups)
+            .map_err(|e| format!("entry `{entry}`: {e}"))?;
     }
     Ok(entries.len())
 }

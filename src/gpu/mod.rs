@@ -21,7 +21,8 @@ pub use tensor::{ensure_len, Tensor};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Features audionas uses when the adapter has them.
-const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY;
+const WANTED_FEATURES: wgpu::Features =
+    wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::SUBGROUP);
 
 /// An open device with its queue, caches and pools. One per process is usual;
 /// it is `Sync`, so tests share one.
@@ -120,6 +121,14 @@ impl Gpu {
 
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Whether kernels may use subgroup operations on subgroups of exactly
+    /// `lanes` lanes (a workgroup of that size is then one subgroup).
+    pub fn has_subgroups_of(&self, lanes: u32) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == lanes
+            && self.info.subgroup_max_size == lanes
     }
 
     pub fn device(&self) -> &wgpu::Device {

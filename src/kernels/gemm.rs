@@ -1,14 +1,53 @@
 //! gemm: `C = alpha * op(A) * op(B) + beta * C` over a batch of equal-sized
 //! products, either operand transposed. Shader: `shaders/gemm.wgsl`.
 
-use crate::gpu::{ensure, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Shader, Tensor};
 
 static SHADER: Shader = crate::shader!("gemm", trusted);
+static SUBGROUP_SHADER: Shader = crate::shader!("gemm_subgroup", trusted);
 
-/// Rows of C per invocation (the shader's `TM`).
-const ROWS_PER_INVOCATION: usize = 16;
-/// Columns of C per invocation (one vec4).
+/// Columns of C per invocation (one vec4), in both kernels.
 const COLS_PER_INVOCATION: usize = 4;
+
+/// The shader that runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// `gemm.wgsl`: any adapter; 16 rows of C per invocation.
+    Portable,
+    /// `gemm_subgroup.wgsl`: the loads of A shared across a subgroup of 8
+    /// lanes, 32 rows of C per invocation. For CPU adapters (llvmpipe),
+    /// where every load costs a loop over the lanes.
+    Subgroup8,
+}
+
+impl GemmKernel {
+    /// The kernel `gemm` uses on this adapter: `Subgroup8` on a CPU adapter
+    /// with subgroups of exactly 8 lanes, else `Portable`.
+    pub fn best(gpu: &Gpu) -> GemmKernel {
+        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+        if cpu && gpu.has_subgroups_of(8) {
+            GemmKernel::Subgroup8
+        } else {
+            GemmKernel::Portable
+        }
+    }
+
+    /// Every kernel this adapter can run.
+    pub fn available(gpu: &Gpu) -> Vec<GemmKernel> {
+        let mut kernels = vec![GemmKernel::Portable];
+        if gpu.has_subgroups_of(8) {
+            kernels.push(GemmKernel::Subgroup8);
+        }
+        kernels
+    }
+
+    fn rows_per_invocation(self) -> usize {
+        match self {
+            GemmKernel::Portable => 16,
+            GemmKernel::Subgroup8 => 32,
+        }
+    }
+}
 
 /// The shape of a (batched) product. A is stored `[batch][M][K]`, or
 /// `[batch][K][M]` when `trans_a`; B is `[batch][K][N]`, or `[batch][N][K]`
@@ -169,8 +208,23 @@ impl Gemm {
     }
 }
 
-/// Records the product into `rec`. C must not alias A or B.
+/// Records the product into `rec` with the adapter's best kernel. C must not
+/// alias A or B.
 pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> GpuResult<()> {
+    let kernel = GemmKernel::best(rec.gpu());
+    gemm_with(rec, kernel, spec, a, b, c)
+}
+
+/// `gemm` with the kernel chosen by the caller (tests and benches compare
+/// them); it must be one of `GemmKernel::available`.
+pub fn gemm_with(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    spec: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> GpuResult<()> {
     for ((name, t, want), offset) in [
         ("A", a, spec.a_len()),
         ("B", b, spec.b_len()),
@@ -213,10 +267,13 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         offset_c: u(spec.offset(2)),
         _pad: [0; 2],
     };
-    let lanes = workgroup_lanes(rec.gpu(), spec.n);
+    let lanes = match kernel {
+        GemmKernel::Portable => workgroup_lanes(rec.gpu(), spec.n),
+        GemmKernel::Subgroup8 => 8,
+    };
     let groups = [
         u(spec.n.div_ceil(COLS_PER_INVOCATION * lanes)),
-        u(spec.m.div_ceil(ROWS_PER_INVOCATION)),
+        u(spec.m.div_ceil(kernel.rows_per_invocation())),
         u(spec.batch),
     ];
     // vec4 loads need every row of the operand to start on a vec4 boundary.
@@ -236,20 +293,18 @@ pub fn gemm(rec: &mut Recorder, spec: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor)
         ),
         ("WG", lanes as f64),
     ];
-    rec.dispatch(
-        &SHADER,
-        "gemm",
-        &constants,
-        &params,
-        &[a, b, c, a, b],
-        groups,
-    )
+    let (shader, constants) = match kernel {
+        GemmKernel::Portable => (&SHADER, &constants[..]),
+        // Its workgroup is fixed at 8 lanes: no WG override.
+        GemmKernel::Subgroup8 => (&SUBGROUP_SHADER, &constants[..4]),
+    };
+    rec.dispatch(shader, "gemm", constants, &params, &[a, b, c, a, b], groups)
 }
 
 /// Lanes per workgroup. On a CPU adapter (llvmpipe) a workgroup is run as
 /// SIMD vectors of 8 lanes, and one vector's worth measured fastest; a GPU
 /// wants more lanes in flight, as many as N gives work to.
-fn workgroup_lanes(gpu: &crate::gpu::Gpu, n: usize) -> usize {
+fn workgroup_lanes(gpu: &Gpu, n: usize) -> usize {
     if gpu.info().device_type == wgpu::DeviceType::Cpu {
         return 8;
     }
