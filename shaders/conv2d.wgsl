@@ -14,8 +14,9 @@
 //                    k = (image, oy, ox) over one split of the batch; the splits'
 //                    partial sums are added by reduce_splits
 // Depthwise convolutions (one input and one output channel per group) are
-// memory-bound and have direct kernels: one invocation per output (forward)
-// or input (backward_input) element, and one workgroup per (tap, channel)
+// memory-bound and have direct kernels: one invocation per run of RUN
+// outputs (forward) or inputs (backward_input) along a row, and one
+// workgroup per (tap, channel)
 // reducing over the batch (depthwise_backward_weight). backward_bias reduces dy
 // per output channel in one workgroup each.
 //
@@ -35,7 +36,9 @@
 //   forward          (ceil(out_h*out_w / (4 WG)), ceil((out_c/groups) / ROWS), batch*groups)
 //   backward_input   (ceil(in_h*in_w / (4 WG)), ceil((in_c/groups) / ROWS), batch*groups)
 //   backward_weight  (ceil(in_c/groups*KH*KW / (4 WG)), ceil((out_c/groups) / ROWS), splits*groups)
-//   depthwise_forward / depthwise_backward_input / reduce_splits: grid_1d(ceil(len / 64))
+//   depthwise_forward / depthwise_backward_input: grid_1d(ceil(len / 64)), len = the
+//       runs: batch * channels * rows * ceil(width / RUN)
+//   reduce_splits: grid_1d(ceil(len / 64))
 //   depthwise_backward_weight (KH*KW, channels, 1); backward_bias (out_c, 1, 1); 64 lanes
 
 struct Params {
@@ -69,6 +72,10 @@ override WG: u32 = 64u;
 // rows, so that narrow layers (one input channel) do not compute idle rows.
 override ROWS: u32 = 8u;
 const TM: u32 = 8u;
+// Elements per invocation along a row in depthwise_forward and
+// depthwise_backward_input (at most MAX_RUN).
+override RUN: u32 = 1u;
+const MAX_RUN: u32 = 8u;
 const LANES: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -330,37 +337,51 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
+// Depthwise forward and backward_input: each invocation computes RUN
+// consecutive elements of one row, so each weight is loaded once per RUN
+// elements instead of once per element (on CPU adapters every load costs a
+// loop over the lanes, and the loads are the cost). Reads past an edge are
+// clamped onto the plane and masked, without branches.
+fn clamped(v: i32, size: u32) -> u32 {
+    return u32(clamp(v, 0, i32(size) - 1));
+}
+
 @compute @workgroup_size(LANES)
 fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = linear_index(wid, nwg, lid);
     if (i >= p.len) {
         return;
     }
-    let out_plane = p.out_h * p.out_w;
-    let image_channel = i / out_plane;
-    let pos = i % out_plane;
+    let runs = (p.out_w + RUN - 1u) / RUN;
+    let row = i / runs; // image_channel * out_h + oy
+    let ox0 = (i % runs) * RUN;
+    let image_channel = row / p.out_h;
+    let oy = row % p.out_h;
     let c = image_channel % p.out_c;
-    let iy0 = i32((pos / p.out_w) * SH) - i32(p.pad_h);
-    let ix0 = i32((pos % p.out_w) * SW) - i32(p.pad_w);
     let x_base = image_channel * p.in_h * p.in_w;
-    let w_base = c * KH * KW;
-    var s = 0.0;
+    var acc: array<f32, MAX_RUN>;
     for (var ky = 0u; ky < KH; ky++) {
-        let iy = iy0 + i32(ky * DH);
-        if (iy < 0 || iy >= i32(p.in_h)) {
-            continue;
-        }
+        let iy = i32(oy * SH + ky * DH) - i32(p.pad_h);
+        let row_inside = iy >= 0 && iy < i32(p.in_h);
+        let x_row = x_base + clamped(iy, p.in_h) * p.in_w;
         for (var kx = 0u; kx < KW; kx++) {
-            let ix = ix0 + i32(kx * DW);
-            if (ix >= 0 && ix < i32(p.in_w)) {
-                s += x[x_base + u32(iy) * p.in_w + u32(ix)] * w[w_base + ky * KW + kx];
+            let wv = w[(c * KH + ky) * KW + kx];
+            for (var t = 0u; t < RUN; t++) {
+                let ix = i32((ox0 + t) * SW + kx * DW) - i32(p.pad_w);
+                let inside = row_inside && ix >= 0 && ix < i32(p.in_w);
+                acc[t] += select(0.0, x[x_row + clamped(ix, p.in_w)] * wv, inside);
             }
         }
     }
+    var b = 0.0;
     if (HAS_BIAS) {
-        s += bias[c];
+        b = bias[c];
     }
-    y[i] = s;
+    for (var t = 0u; t < RUN; t++) {
+        if (ox0 + t < p.out_w) {
+            y[row * p.out_w + ox0 + t] = acc[t] + b;
+        }
+    }
 }
 
 @compute @workgroup_size(LANES)
@@ -369,30 +390,36 @@ fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     if (i >= p.len) {
         return;
     }
-    let plane = p.in_h * p.in_w;
-    let image_channel = i / plane;
-    let pos = i % plane;
+    let runs = (p.in_w + RUN - 1u) / RUN;
+    let row = i / runs; // image_channel * in_h + iy
+    let ix0 = (i % runs) * RUN;
+    let image_channel = row / p.in_h;
+    let iy = row % p.in_h;
     let c = image_channel % p.in_c;
-    let ty0 = i32(pos / p.in_w + p.pad_h);
-    let tx0 = i32(pos % p.in_w + p.pad_w);
     let dy_base = image_channel * p.out_h * p.out_w;
-    let w_base = c * KH * KW;
-    var s = 0.0;
+    var acc: array<f32, MAX_RUN>;
     for (var ky = 0u; ky < KH; ky++) {
-        let ty = ty0 - i32(ky * DH);
+        // Output row oy reads input row iy through tap ky when
+        // oy * SH + ky * DH - pad_h = iy.
+        let ty = i32(iy + p.pad_h) - i32(ky * DH);
         let oy = ty / i32(SH);
-        if (ty < 0 || oy * i32(SH) != ty || oy >= i32(p.out_h)) {
-            continue;
-        }
+        let row_inside = ty >= 0 && oy * i32(SH) == ty && oy < i32(p.out_h);
+        let dy_row = dy_base + clamped(oy, p.out_h) * p.out_w;
         for (var kx = 0u; kx < KW; kx++) {
-            let tx = tx0 - i32(kx * DW);
-            let ox = tx / i32(SW);
-            if (tx >= 0 && ox * i32(SW) == tx && ox < i32(p.out_w)) {
-                s += dy[dy_base + u32(oy) * p.out_w + u32(ox)] * w[w_base + ky * KW + kx];
+            let wv = w[(c * KH + ky) * KW + kx];
+            for (var t = 0u; t < RUN; t++) {
+                let tx = i32(ix0 + t + p.pad_w) - i32(kx * DW);
+                let ox = tx / i32(SW);
+                let inside = row_inside && tx >= 0 && ox * i32(SW) == tx && ox < i32(p.out_w);
+                acc[t] += select(0.0, dy[dy_row + clamped(ox, p.out_w)] * wv, inside);
             }
         }
     }
-    dx[i] = s;
+    for (var t = 0u; t < RUN; t++) {
+        if (ix0 + t < p.in_w) {
+            dx[row * p.in_w + ix0 + t] = acc[t];
+        }
+    }
 }
 
 @compute @workgroup_size(LANES)

@@ -61,6 +61,14 @@ fn awkward() -> Vec<Conv2d> {
             .groups(2)
             .stride(2, 1)
             .padding(0, 1),
+        // Depthwise rows of several runs (the kernels take up to 8 elements
+        // of a row per invocation), with a width stride and dilation.
+        Conv2d::new(2, 3, 3, [6, 23], [2, 3])
+            .groups(3)
+            .stride(1, 2)
+            .dilation(1, 2)
+            .padding_split([1, 0], [0, 3]),
+        Conv2d::new(1, 2, 2, [4, 17], [3, 5]).groups(2).padding(1, 2),
     ]
 }
 

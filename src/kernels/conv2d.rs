@@ -272,7 +272,14 @@ impl Conv2d {
         }
     }
 
-    fn constants(&self, has_bias: bool, lanes: usize, rows: usize) -> [(&'static str, f64); 9] {
+    /// The pipeline overrides; `run` is the depthwise kernels' RUN.
+    fn constants(
+        &self,
+        has_bias: bool,
+        lanes: usize,
+        rows: usize,
+        run: usize,
+    ) -> [(&'static str, f64); 10] {
         let f = |v: usize| v as f64;
         [
             ("KH", f(self.kernel_h)),
@@ -284,12 +291,21 @@ impl Conv2d {
             ("HAS_BIAS", has_bias as u8 as f64),
             ("WG", f(lanes)),
             ("ROWS", f(rows_per_invocation(rows))),
+            ("RUN", f(run)),
         ]
     }
 }
 
 fn check_len(spec: &Conv2d, name: &str, t: &Tensor, want: usize) -> GpuResult<()> {
     ensure_len(format_args!("conv2d {spec:?}"), name, t, want)
+}
+
+/// Elements per invocation along a row of width `width` in the depthwise
+/// forward and backward_input (the shader's RUN, at most its MAX_RUN of 8):
+/// the fewest runs per row, then the shortest run giving that many.
+fn depthwise_run(width: usize) -> usize {
+    let runs = width.div_ceil(8);
+    width.div_ceil(runs)
 }
 
 /// Lanes per workgroup of the implicit gemms: enough to cover the columns
@@ -343,9 +359,11 @@ pub fn conv2d_forward(
     // Without a bias the weights stand in for its binding, unread.
     let bias_binding = bias.unwrap_or(w);
     if spec.is_depthwise() {
-        params.len = spec.output_len() as u32;
-        let groups = grid_1d(spec.output_len().div_ceil(LANES) as u32);
-        let constants = spec.constants(bias.is_some(), LANES, 1);
+        let run = depthwise_run(spec.out_w());
+        let runs = spec.output_len() / spec.out_w() * spec.out_w().div_ceil(run);
+        params.len = runs as u32;
+        let groups = grid_1d(runs.div_ceil(LANES) as u32);
+        let constants = spec.constants(bias.is_some(), LANES, 1, run);
         return rec.dispatch(
             &SHADER,
             "depthwise_forward",
@@ -365,7 +383,7 @@ pub fn conv2d_forward(
     rec.dispatch(
         &SHADER,
         "forward",
-        &spec.constants(bias.is_some(), lanes, rows),
+        &spec.constants(bias.is_some(), lanes, rows, 1),
         &params,
         &[x, w, y, bias_binding],
         groups,
@@ -389,12 +407,14 @@ pub fn conv2d_backward_input(
     }
     let mut params = spec.params();
     if spec.is_depthwise() {
-        params.len = spec.input_len() as u32;
-        let groups = grid_1d(spec.input_len().div_ceil(LANES) as u32);
+        let run = depthwise_run(spec.in_w);
+        let runs = spec.input_len() / spec.in_w * spec.in_w.div_ceil(run);
+        params.len = runs as u32;
+        let groups = grid_1d(runs.div_ceil(LANES) as u32);
         return rec.dispatch(
             &SHADER,
             "depthwise_backward_input",
-            &spec.constants(false, LANES, 1),
+            &spec.constants(false, LANES, 1, run),
             &params,
             &[dy, w, dx],
             groups,
@@ -411,7 +431,7 @@ pub fn conv2d_backward_input(
     rec.dispatch(
         &SHADER,
         "backward_input",
-        &spec.constants(false, lanes, rows),
+        &spec.constants(false, lanes, rows, 1),
         &params,
         &[dy, w, dx],
         groups,
@@ -465,7 +485,7 @@ pub fn conv2d_backward_weight(
         return rec.dispatch(
             &SHADER,
             "depthwise_backward_weight",
-            &spec.constants(false, LANES, 1),
+            &spec.constants(false, LANES, 1, 1),
             &params,
             &[dy, x, dw],
             [taps as u32, spec.in_channels as u32, 1],
@@ -482,7 +502,7 @@ pub fn conv2d_backward_weight(
     let splits = spec.batch.div_ceil(batch_per_split);
     params.batch_per_split = batch_per_split as u32;
     params.splits = splits as u32;
-    let constants = spec.constants(false, lanes, rows);
+    let constants = spec.constants(false, lanes, rows, 1);
     let groups = implicit_gemm_groups(columns, rows, lanes, splits * spec.groups);
     if splits == 1 {
         return rec.dispatch(
