@@ -68,7 +68,9 @@ fn awkward() -> Vec<Conv2d> {
             .stride(1, 2)
             .dilation(1, 2)
             .padding_split([1, 0], [0, 3]),
-        Conv2d::new(1, 2, 2, [4, 17], [3, 5]).groups(2).padding(1, 2),
+        Conv2d::new(1, 2, 2, [4, 17], [3, 5])
+            .groups(2)
+            .padding(1, 2),
     ]
 }
 
