@@ -1,5 +1,7 @@
 //! gemm: `C = alpha * op(A) * op(B) + beta * C` over a batch of equal-sized
-//! products, either operand transposed. Shader: `shaders/gemm.wgsl`.
+//! products, either operand transposed. Shaders: `shaders/gemm.wgsl` on any
+//! adapter, `shaders/gemm_subgroup.wgsl` on CPU adapters with 8-lane
+//! subgroups (see `GemmKernel`).
 
 use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Shader, Tensor};
 
