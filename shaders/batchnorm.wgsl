@@ -1,29 +1,41 @@
 // Batch normalisation over the channels of x [batch, channels, spatial]
 // (spatial = the product of the trailing dimensions).
 //
-// train_forward: one workgroup per channel computes the batch mean and the
-//   biased variance (two passes for accuracy), normalises its channel, saves
-//   (mean, 1/sqrt(var + eps)) for backward, and moves the running mean and
-//   the running (unbiased) variance towards the batch's by `momentum`.
-// infer_forward: one invocation per element, with the running statistics.
-// train_backward: one workgroup per channel reduces sum(dy) (= dbeta) and
-//   sum(dy * xhat) (= dgamma), then writes
+// Every reduction ends its kernel, and the elementwise passes that need its
+// result are kernels of their own: on CPU adapters (llvmpipe) a workgroup
+// barrier turns the kernel into coroutines, and a loop after a barrier ran
+// 3-4x slower than the same loop before one.
+//
+// train_statistics: one workgroup per channel sums x - K and (x - K)^2 in
+//   one pass (K, the channel's first element, keeps the variance accurate
+//   without a second pass over the mean), saves (mean, 1/sqrt(var + eps)),
+//   and moves the running mean and the running (unbiased) variance towards
+//   the batch's by `momentum`.
+// normalize: one workgroup per (image, channel) row writes
+//   y = gamma * (x - mean) * invstd + beta, with the batch statistics saved by
+//   train_statistics, or with the running statistics when RUNNING.
+// gradient_sums: one workgroup per channel reduces sum(dy) (= dbeta) and
+//   sum(dy * xhat) (= dgamma) from the saved statistics.
+// input_gradient: one workgroup per row writes
 //   dx = gamma * invstd / N * (N dy - sum(dy) - xhat sum(dy * xhat)).
-// infer_backward: the backward of infer_forward (statistics held fixed): one
-//   workgroup per channel writes dx = gamma * invstd * dy and reduces
-//   sum(dy) (= dbeta) and sum(dy * xhat) (= dgamma).
+// infer_backward: the backward of the inference forward (statistics held
+//   fixed): one workgroup per channel writes dx = gamma * invstd * dy and
+//   reduces sum(dy) (= dbeta) and sum(dy * xhat) (= dgamma) in one pass.
 // AFFINE = false is the non-affine norm (gamma = 1, beta = 0; the launcher
 // binds stand-ins that are not read).
 //
 // Bindings (0 is params):
-//   train_forward:  1 x, 2 gamma, 3 beta, 4 y (rw), 5 saved (rw, [2, channels]),
-//                   6 running_mean (rw), 7 running_var (rw)
-//   infer_forward:  1 x, 2 gamma, 3 beta, 4 y (rw), 5 running_mean, 6 running_var
-//   train_backward: 1 x, 2 dy, 3 saved, 4 gamma, 5 dx (rw), 6 dgamma (rw), 7 dbeta (rw)
-//   infer_backward: 1 x, 2 dy, 3 running_mean, 4 gamma, 5 dx (rw), 6 dgamma (rw),
-//                   7 dbeta (rw), 8 running_var
-// Dispatch: train_forward, train_backward and infer_backward grid_1d(channels), 64 lanes;
-// infer_forward grid_1d(ceil(len / 64)).
+//   train_statistics: 1 x, 5 saved (rw, [2, channels]), 6 running_mean (rw),
+//                     7 running_var (rw)
+//   normalize:        1 x, 2 gamma, 3 beta, 4 y (rw), 8 mean, 9 spread: the
+//                     saved statistics ([2, channels], bound at both) or, when
+//                     RUNNING, running_mean and running_var
+//   gradient_sums:    1 x, 2 dy, 3 saved, 6 dgamma (rw), 7 dbeta (rw)
+//   input_gradient:   1 x, 2 dy, 3 saved, 4 gamma, 5 dx (rw), 10 dgamma, 11 dbeta
+//   infer_backward:   1 x, 2 dy, 3 running_mean, 4 gamma, 5 dx (rw), 6 dgamma (rw),
+//                     7 dbeta (rw), 8 running_var
+// Dispatch: the per-channel kernels grid_1d(channels) with LANES lanes; the
+// per-row kernels grid_1d(batch * channels) with ROW_LANES lanes.
 
 struct Params {
     batch: u32,
@@ -37,28 +49,40 @@ struct Params {
 }
 
 override AFFINE: bool = true;
+// normalize: read the running statistics (mean, var) rather than the saved
+// batch statistics (mean, invstd).
+override RUNNING: bool = false;
+// Lanes per row in the per-row kernels, chosen by the launcher.
+override ROW_LANES: u32 = 64u;
 const LANES: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+
+// train_statistics
+@group(0) @binding(2) var<storage, read_write> saved_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+
+// normalize
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> saved_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(7) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read> stat_mean: array<f32>;
+@group(0) @binding(6) var<storage, read> stat_spread: array<f32>;
 
-@group(0) @binding(5) var<storage, read> running_mean_in: array<f32>;
-@group(0) @binding(6) var<storage, read> running_var_in: array<f32>;
-
+// gradient_sums, input_gradient and infer_backward
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read> saved_in: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sum_dy_xhat_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sum_dy_out: array<f32>;
 @group(0) @binding(4) var<storage, read> gamma_for_dx: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read> sum_dy_xhat_in: array<f32>;
+@group(0) @binding(7) var<storage, read> sum_dy_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dbeta: array<f32>;
-
 @group(0) @binding(3) var<storage, read> frozen_mean: array<f32>;
 @group(0) @binding(8) var<storage, read> frozen_var: array<f32>;
 
@@ -92,7 +116,8 @@ fn element(c: u32, cur: Cursor) -> u32 {
     return (cur.image * p.channels + c) * p.spatial + cur.pos;
 }
 
-// Sums `value` over the workgroup; every lane gets the total.
+// Sums `value` over the workgroup; every lane gets the total. Call it last:
+// see the top of the file.
 fn workgroup_sum(lane: u32, value: vec2<f32>) -> vec2<f32> {
     lane_sums[lane] = value;
     workgroupBarrier();
@@ -102,77 +127,76 @@ fn workgroup_sum(lane: u32, value: vec2<f32>) -> vec2<f32> {
         }
         workgroupBarrier();
     }
-    let total = lane_sums[0];
-    workgroupBarrier();
-    return total;
+    return lane_sums[0];
 }
 
-fn channel_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+// The workgroup's index in a 1-D grid folded into two dimensions.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
 @compute @workgroup_size(LANES)
-fn train_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let c = channel_index(wid, nwg);
+fn train_statistics(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = group_index(wid, nwg);
     if (c >= p.channels) {
         return;
     }
-    let count = p.batch * p.spatial;
+    let shift = x[c * p.spatial];
     let step = first(LANES);
-    var s = 0.0;
+    var sums = vec2<f32>(0.0);
     for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
-        s += x[element(c, cur)];
+        let d = x[element(c, cur)] - shift;
+        sums += vec2<f32>(d, d * d);
     }
-    let mean = workgroup_sum(lid.x, vec2<f32>(s, 0.0)).x / f32(count);
-    var sq = 0.0;
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
-        let d = x[element(c, cur)] - mean;
-        sq += d * d;
-    }
-    let variance = workgroup_sum(lid.x, vec2<f32>(sq, 0.0)).x / f32(count);
-    let invstd = inverseSqrt(variance + p.eps);
-    var scale = invstd;
-    var shift = -mean * invstd;
-    if (AFFINE) {
-        scale = gamma[c] * invstd;
-        shift = beta[c] - mean * scale;
-    }
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
-        let i = element(c, cur);
-        y[i] = x[i] * scale + shift;
-    }
+    let total = workgroup_sum(lid.x, sums);
     if (lid.x == 0u) {
+        let count = p.batch * p.spatial;
+        let n = f32(count);
+        let mean_shifted = total.x / n;
+        let variance = max(total.y / n - mean_shifted * mean_shifted, 0.0);
+        let mean = shift + mean_shifted;
         saved_out[c] = mean;
-        saved_out[p.channels + c] = invstd;
-        let unbiased = variance * f32(count) / f32(max(count, 2u) - 1u);
+        saved_out[p.channels + c] = inverseSqrt(variance + p.eps);
+        let unbiased = variance * n / f32(max(count, 2u) - 1u);
         running_mean[c] = mix(running_mean[c], mean, p.momentum);
         running_var[c] = mix(running_var[c], unbiased, p.momentum);
     }
 }
 
-@compute @workgroup_size(LANES)
-fn infer_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wid.x + wid.y * nwg.x) * LANES + lid.x;
-    if (i >= p.len) {
+@compute @workgroup_size(ROW_LANES)
+fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = group_index(wid, nwg);
+    if (row >= p.batch * p.channels) {
         return;
     }
-    let c = (i / p.spatial) % p.channels;
-    var scale = inverseSqrt(running_var_in[c] + p.eps);
-    var shift = -running_mean_in[c] * scale;
+    let c = row % p.channels;
+    let mean = stat_mean[c];
+    var invstd: f32;
+    if (RUNNING) {
+        invstd = inverseSqrt(stat_spread[c] + p.eps);
+    } else {
+        invstd = stat_spread[p.channels + c];
+    }
+    var scale = invstd;
+    var shift = 0.0;
     if (AFFINE) {
         scale *= gamma[c];
-        shift = beta[c] + shift * gamma[c];
+        shift = beta[c];
     }
-    y[i] = x[i] * scale + shift;
+    // x - mean first: x * scale + (shift - mean * scale) cancels when the
+    // mean is large.
+    let base = row * p.spatial;
+    for (var s = lid.x; s < p.spatial; s += ROW_LANES) {
+        y[base + s] = (x[base + s] - mean) * scale + shift;
+    }
 }
 
 @compute @workgroup_size(LANES)
-fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let c = channel_index(wid, nwg);
+fn gradient_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = group_index(wid, nwg);
     if (c >= p.channels) {
         return;
     }
-    let count = p.batch * p.spatial;
     let step = first(LANES);
     let mean = saved_in[c];
     let invstd = saved_in[p.channels + c];
@@ -183,27 +207,39 @@ fn train_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
     }
     let total = workgroup_sum(lid.x, sums);
+    if (lid.x == 0u) {
+        sum_dy_xhat_out[c] = total.y;
+        sum_dy_out[c] = total.x;
+    }
+}
+
+@compute @workgroup_size(ROW_LANES)
+fn input_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = group_index(wid, nwg);
+    if (row >= p.batch * p.channels) {
+        return;
+    }
+    let c = row % p.channels;
+    let mean = saved_in[c];
+    let invstd = saved_in[p.channels + c];
     var g_scale = invstd;
     if (AFFINE) {
         g_scale *= gamma_for_dx[c];
     }
-    let n = f32(count);
-    let mean_dy = total.x / n;
-    let mean_dy_xhat = total.y / n;
-    for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
-        let i = element(c, cur);
+    let n = f32(p.batch * p.spatial);
+    let mean_dy = sum_dy_in[c] / n;
+    let mean_dy_xhat = sum_dy_xhat_in[c] / n;
+    let base = row * p.spatial;
+    for (var s = lid.x; s < p.spatial; s += ROW_LANES) {
+        let i = base + s;
         let xhat = (x[i] - mean) * invstd;
         dx[i] = g_scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
-    }
-    if (lid.x == 0u) {
-        dgamma[c] = total.y;
-        dbeta[c] = total.x;
     }
 }
 
 @compute @workgroup_size(LANES)
 fn infer_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let c = channel_index(wid, nwg);
+    let c = group_index(wid, nwg);
     if (c >= p.channels) {
         return;
     }

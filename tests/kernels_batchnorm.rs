@@ -12,15 +12,16 @@ use audionas::kernels::batchnorm::{
 use audionas::kernels::check::{assert_close, assert_gradient, to_f32, to_f64};
 use audionas::util::rng::Rng;
 
-fn check_against_reference(spec: &BatchNorm, affine: bool, seed: u64) {
+/// `offset`: the mean of x. One far from zero, as activations can have,
+/// tests the variance's accuracy (a plain sum of squares loses it).
+fn check_against_reference(spec: &BatchNorm, affine: bool, offset: f32, seed: u64) {
     let gpu = Gpu::shared();
     let mut rng = Rng::new(seed);
     let c = spec.channels;
-    // An offset mean, as activations have, tests the variance's accuracy.
     let x: Vec<f32> = rng
         .vec_uniform(spec.len(), -2.0, 2.0)
         .iter()
-        .map(|v| v + 3.0)
+        .map(|v| v + offset)
         .collect();
     let dy = rng.vec_uniform(spec.len(), -1.0, 1.0);
     let gamma = rng.vec_uniform(c, 0.5, 1.5);
@@ -154,8 +155,18 @@ fn batch_norm_matches_reference() {
     ];
     for (i, spec) in specs.iter().enumerate() {
         for affine in [true, false] {
-            check_against_reference(spec, affine, 500 + i as u64);
+            check_against_reference(spec, affine, 3.0, 500 + i as u64);
         }
+    }
+}
+
+#[test]
+fn batch_norm_variance_is_accurate_far_from_zero() {
+    for (i, spec) in [BatchNorm::new(64, 4, 125), BatchNorm::new(3, 5, 7)]
+        .iter()
+        .enumerate()
+    {
+        check_against_reference(spec, true, 1000.0, 600 + i as u64);
     }
 }
 

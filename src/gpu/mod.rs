@@ -123,6 +123,13 @@ impl Gpu {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Whether the adapter is a CPU rasteriser (llvmpipe): it runs a
+    /// workgroup as SIMD vectors of 8 lanes, and some kernels pick other
+    /// shapes for it.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Whether kernels may use subgroup operations on subgroups of exactly
     /// `lanes` lanes (a workgroup of that size is then one subgroup).
     pub fn has_subgroups_of(&self, lanes: u32) -> bool {

@@ -26,8 +26,7 @@ impl GemmKernel {
     /// The kernel `gemm` uses on this adapter: `Subgroup8` on a CPU adapter
     /// with subgroups of exactly 8 lanes, else `Portable`.
     pub fn best(gpu: &Gpu) -> GemmKernel {
-        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-        if cpu && gpu.has_subgroups_of(8) {
+        if gpu.is_cpu() && gpu.has_subgroups_of(8) {
             GemmKernel::Subgroup8
         } else {
             GemmKernel::Portable
@@ -307,7 +306,7 @@ pub fn gemm_with(
 /// SIMD vectors of 8 lanes, and one vector's worth measured fastest; a GPU
 /// wants more lanes in flight, as many as N gives work to.
 fn workgroup_lanes(gpu: &Gpu, n: usize) -> usize {
-    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+    if gpu.is_cpu() {
         return 8;
     }
     n.div_ceil(COLS_PER_INVOCATION)
