@@ -16,9 +16,9 @@
 // Depthwise convolutions (one input and one output channel per group) are
 // memory-bound and have direct kernels: one invocation per run of RUN
 // outputs (forward) or inputs (backward_input) along a row, and one
-// workgroup per (tap, channel)
-// reducing over the batch (depthwise_backward_weight). backward_bias reduces dy
-// per output channel in one workgroup each.
+// workgroup per (chunk of TAP_CHUNK taps, channel) reducing over the batch
+// (depthwise_backward_weight): each dy is loaded once for all taps of a
+// chunk. backward_bias reduces dy per output channel in one workgroup each.
 //
 // Every index is guarded in-kernel (out-of-range reads are redirected to
 // element 0 and masked), so the module is compiled without bounds checks.
@@ -39,7 +39,7 @@
 //   depthwise_forward / depthwise_backward_input: grid_1d(ceil(len / 64)), len = the
 //       runs: batch * channels * rows * ceil(width / RUN)
 //   reduce_splits: grid_1d(ceil(len / 64))
-//   depthwise_backward_weight (KH*KW, channels, 1); backward_bias (out_c, 1, 1); 64 lanes
+//   depthwise_backward_weight (ceil(KH*KW / TAP_CHUNK), channels, 1); backward_bias (out_c, 1, 1); 64 lanes
 
 struct Params {
     batch: u32,
@@ -99,6 +99,9 @@ const LANES: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> reduced: array<f32>;
 
 var<workgroup> lane_sums: array<f32, LANES>;
+// depthwise_backward_weight: taps per workgroup, and each lane's sum for each.
+const TAP_CHUNK: u32 = 9u;
+var<workgroup> tap_partials: array<f32, TAP_CHUNK * LANES>;
 
 fn in_range(v: vec4<i32>, size: u32) -> vec4<bool> {
     return (v >= vec4<i32>(0)) & (v < vec4<i32>(i32(size)));
@@ -424,19 +427,18 @@ fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
 
 @compute @workgroup_size(LANES)
 fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let tap = wid.x;
+    let first_tap = wid.x * TAP_CHUNK;
     let c = wid.y;
+    let taps = KH * KW;
     let plane = p.in_h * p.in_w;
     let out_plane = p.out_h * p.out_w;
-    let y_shift = i32((tap / KW) * DH) - i32(p.pad_h);
-    let x_shift = i32((tap % KW) * DW) - i32(p.pad_w);
     // Output rows and columns are stepped, not divided out per element: an
     // integer division costs more than the product on CPU adapters.
     let first_oy = lid.x / p.out_w;
     let first_ox = lid.x % p.out_w;
     let step_oy = LANES / p.out_w;
     let step_ox = LANES % p.out_w;
-    var s = 0.0;
+    var acc: array<f32, TAP_CHUNK>;
     for (var n = 0u; n < p.batch; n++) {
         let image_channel = n * p.in_c + c;
         let dy_base = image_channel * out_plane;
@@ -444,10 +446,14 @@ fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
         var oy = first_oy;
         var ox = first_ox;
         for (var pos = lid.x; pos < out_plane; pos += LANES) {
-            let iy = i32(oy * SH) + y_shift;
-            let ix = i32(ox * SW) + x_shift;
-            if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
-                s += dy[dy_base + pos] * x_for_dw[x_base + u32(iy) * p.in_w + u32(ix)];
+            let g = dy[dy_base + pos];
+            for (var j = 0u; j < TAP_CHUNK; j++) {
+                let tap = min(first_tap + j, taps - 1u);
+                let iy = i32(oy * SH + (tap / KW) * DH) - i32(p.pad_h);
+                let ix = i32(ox * SW + (tap % KW) * DW) - i32(p.pad_w);
+                let inside = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+                let xv = x_for_dw[x_base + clamped(iy, p.in_h) * p.in_w + clamped(ix, p.in_w)];
+                acc[j] += select(0.0, g * xv, inside);
             }
             oy += step_oy;
             ox += step_ox;
@@ -457,8 +463,16 @@ fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
             }
         }
     }
-    reduce_lanes(lid.x, s);
-    if (lid.x == 0u) {
-        dw[c * KH * KW + tap] = lane_sums[0];
+    for (var j = 0u; j < TAP_CHUNK; j++) {
+        tap_partials[j * LANES + lid.x] = acc[j];
+    }
+    workgroupBarrier();
+    let tap = first_tap + lid.x;
+    if (lid.x < TAP_CHUNK && tap < taps) {
+        var s = 0.0;
+        for (var l = 0u; l < LANES; l++) {
+            s += tap_partials[lid.x * LANES + l];
+        }
+        dw[c * taps + tap] = s;
     }
 }

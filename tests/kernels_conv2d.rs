@@ -71,6 +71,12 @@ fn awkward() -> Vec<Conv2d> {
         Conv2d::new(1, 2, 2, [4, 17], [3, 5])
             .groups(2)
             .padding(1, 2),
+        // Depthwise backward_weight takes 9 taps per workgroup: 25 taps are
+        // three chunks, the last with 7 idle slots.
+        Conv2d::new(2, 3, 3, [12, 11], [5, 5])
+            .groups(3)
+            .dilation(2, 1)
+            .padding(4, 2),
     ]
 }
 

@@ -19,6 +19,8 @@ const ROWS_PER_INVOCATION: usize = 8;
 const COLS_PER_INVOCATION: usize = 4;
 /// Lanes of the 1-D and reduction entry points (the shader's `LANES`).
 const LANES: usize = 64;
+/// Taps per workgroup of depthwise_backward_weight (the shader's `TAP_CHUNK`).
+const DEPTHWISE_TAP_CHUNK: usize = 9;
 /// backward_weight splits the batch until it has about this many workgroups,
 /// so that wide GPUs have enough of them in flight.
 const WEIGHT_GRADIENT_WORKGROUPS: usize = 256;
@@ -481,14 +483,14 @@ pub fn conv2d_backward_weight(
         return backward_weight_lowered(rec, spec, dy, x, dw, budget);
     }
     if spec.is_depthwise() {
-        let taps = spec.kernel_h * spec.kernel_w;
+        let chunks = (spec.kernel_h * spec.kernel_w).div_ceil(DEPTHWISE_TAP_CHUNK);
         return rec.dispatch(
             &SHADER,
             "depthwise_backward_weight",
             &spec.constants(false, LANES, 1, 1),
             &params,
             &[dy, x, dw],
-            [taps as u32, spec.in_channels as u32, 1],
+            [chunks as u32, spec.in_channels as u32, 1],
         );
     }
     let (rows, _, columns) = spec.gemm_shape();
