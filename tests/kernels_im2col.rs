@@ -22,6 +22,12 @@ fn geometries() -> Vec<Conv2d> {
         Conv2d::new(2, 5, 1, [9, 1], [3, 1])
             .stride(2, 1)
             .padding(1, 0),
+        // Output rows of several runs (im2col writes 8 positions of a row
+        // per invocation): a partial last run, and two whole runs.
+        Conv2d::new(2, 2, 1, [5, 21], [2, 3])
+            .stride(1, 2)
+            .padding(0, 1),
+        Conv2d::new(1, 3, 1, [4, 16], [1, 1]),
     ]
 }
 

@@ -282,6 +282,24 @@ impl Conv2d {
         rows: usize,
         run: usize,
     ) -> [(&'static str, f64); 10] {
+        let [kh, kw, sh, sw, dh, dw] = self.geometry_constants();
+        [
+            kh,
+            kw,
+            sh,
+            sw,
+            dh,
+            dw,
+            ("HAS_BIAS", has_bias as u8 as f64),
+            ("WG", lanes as f64),
+            ("ROWS", rows_per_invocation(rows) as f64),
+            ("RUN", run as f64),
+        ]
+    }
+
+    /// Kernel size, stride and dilation as the shaders' overrides (KH, KW,
+    /// SH, SW, DH, DW): divisions by them compile to constants.
+    pub(crate) fn geometry_constants(&self) -> [(&'static str, f64); 6] {
         let f = |v: usize| v as f64;
         [
             ("KH", f(self.kernel_h)),
@@ -290,10 +308,6 @@ impl Conv2d {
             ("SW", f(self.stride_w)),
             ("DH", f(self.dilation_h)),
             ("DW", f(self.dilation_w)),
-            ("HAS_BIAS", has_bias as u8 as f64),
-            ("WG", f(lanes)),
-            ("ROWS", f(rows_per_invocation(rows))),
-            ("RUN", f(run)),
         ]
     }
 }

@@ -10,6 +10,9 @@ static SHADER: Shader = crate::shader!("im2col");
 
 /// Lanes of a workgroup, along one row of the destination.
 const WORKGROUP: usize = 64;
+/// Positions of an output row that one im2col invocation writes (the
+/// shader's `RUN`): the row's index arithmetic is done once per run.
+const RUN: usize = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -19,16 +22,9 @@ struct Params {
     in_w: u32,
     out_h: u32,
     out_w: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
     pad_h: u32,
     pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
     x_offset: u32,
-    _pad: [u32; 2],
 }
 
 /// Rows of one image's column matrix: input channels x taps.
@@ -49,16 +45,9 @@ fn params(spec: &Conv2d, first_image: usize) -> Params {
         in_w: u(spec.in_w),
         out_h: u(spec.out_h()),
         out_w: u(spec.out_w()),
-        kernel_h: u(spec.kernel_h),
-        kernel_w: u(spec.kernel_w),
-        stride_h: u(spec.stride_h),
-        stride_w: u(spec.stride_w),
         pad_h: u(spec.pad_h),
         pad_w: u(spec.pad_w),
-        dilation_h: u(spec.dilation_h),
-        dilation_w: u(spec.dilation_w),
         x_offset: u(first_image * spec.in_channels * spec.in_h * spec.in_w),
-        _pad: [0; 2],
     }
 }
 
@@ -99,16 +88,16 @@ pub fn im2col(
     images: usize,
 ) -> GpuResult<()> {
     check_chunk(spec, x, col, first_image, images)?;
-    let positions = spec.out_h() * spec.out_w();
+    let runs = spec.out_h() * spec.out_w().div_ceil(RUN);
     let groups = [
-        positions.div_ceil(WORKGROUP) as u32,
+        runs.div_ceil(WORKGROUP) as u32,
         col_rows(spec) as u32,
         images as u32,
     ];
     rec.dispatch(
         &SHADER,
         "im2col",
-        &[],
+        &spec.geometry_constants(),
         &params(spec, first_image),
         &[x, col],
         groups,
@@ -134,7 +123,7 @@ pub fn col2im(
     rec.dispatch(
         &SHADER,
         "col2im",
-        &[],
+        &spec.geometry_constants(),
         &params(spec, first_image),
         &[dcol, dx],
         groups,
