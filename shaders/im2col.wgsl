@@ -8,7 +8,8 @@
 //
 // Kernel size, stride and dilation are pipeline overrides, so that the
 // divisions by them are by constants: on CPU adapters a division by a
-// runtime value is a loop over the lanes and cost more than the copy.
+// runtime value is done lane by lane (x86 has no vector integer division)
+// and cost more than the copy.
 //
 // Bindings: 0 params, 1 source (read), 2 destination (written).
 // Dispatch:
