@@ -253,6 +253,11 @@ fn model_file_and_wav_mistakes_are_named() {
     assert!(text(&resumed.stdout).contains("resuming after epoch 1"));
     let model = "runs/base/model.safetensors";
     assert_ok(&ws.run(&["eval", "--model", model, "--data", "data"]));
+    // A run folder stands for its best model; a folder without one is named.
+    assert_ok(&ws.run(&["eval", "--model", "runs/base", "--data", "data"]));
+    std::fs::create_dir(ws.path("no_model")).unwrap();
+    let output = ws.run(&["eval", "--model", "no_model", "--data", "data"]);
+    assert_user_error(&output, &["no_model/model.safetensors"]);
 
     // Training into the same run name again is refused, and nothing changes.
     let before = snapshot(&ws.path("runs"));

@@ -144,7 +144,8 @@ fn remove_unstarted_run(run: &RunDir) {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A model file written by `audionas train` (runs/NAME/model.safetensors).
+    /// A model file written by `audionas train` (runs/NAME/model.safetensors),
+    /// or its run folder.
     #[arg(long)]
     pub model: PathBuf,
     /// The data set folder.
@@ -254,7 +255,7 @@ fn print_evaluation(result: &Evaluation, classes: &[String]) {
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
-    /// A model file written by `audionas train`.
+    /// A model file written by `audionas train`, or its run folder.
     #[arg(long)]
     pub model: PathBuf,
     /// Clips to label.

@@ -3,6 +3,7 @@
 //! metadata; checkpoints add the optimizer state and where training stood.
 
 use super::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
+use super::run_dir::MODEL_FILE;
 use crate::data::features::FeatureConfig;
 use crate::gpu::Gpu;
 use crate::model::{Architecture, Network};
@@ -89,12 +90,20 @@ pub fn save_model(
 }
 
 /// A model file's network (built from its own description, or from
-/// `architecture` when given) with its weights, and its info.
+/// `architecture` when given) with its weights, and its info. `path` is a
+/// model file or a run folder (its best model).
 pub fn load_model(
     gpu: &Gpu,
     path: &Path,
     architecture: Option<&Architecture>,
 ) -> anyhow::Result<(Network, ModelInfo, BTreeMap<String, String>)> {
+    let run_folder_model;
+    let path = if path.is_dir() {
+        run_folder_model = path.join(MODEL_FILE);
+        &run_folder_model
+    } else {
+        path
+    };
     let (tensors, meta) = load_checkpoint(path)?;
     let mut info = ModelInfo::from_metadata(&meta, path)?;
     if let Some(a) = architecture {

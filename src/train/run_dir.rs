@@ -4,6 +4,9 @@ use super::atomic::write_durably;
 use super::error::{TrainError, TrainResult};
 use std::path::{Path, PathBuf};
 
+/// The best model's file name in a run folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+
 /// A run folder: `config.toml` (the resolved config), `metrics.jsonl`,
 /// `checkpoints/last.safetensors` (for resuming), `model.safetensors` (the best
 /// model) and the plots, which sit in the folder itself.
@@ -101,7 +104,7 @@ impl RunDir {
     }
 
     pub fn best_model(&self) -> PathBuf {
-        self.root.join("model.safetensors")
+        self.root.join(MODEL_FILE)
     }
 
     pub fn plots_dir(&self) -> PathBuf {
