@@ -9,11 +9,12 @@
 //   axpy                 1 x, 2 y (read-write)    y += alpha * x
 //   activation           1 x, 2 y (read-write)    y = f(x)
 //   activation_backward  1 y, 2 dy, 3 dx (rw)     dx = dy * f'(x), f' from y
-//   bias_add             1 x (read-write), 2 bias x[o, c, s] += bias[c]
+//   bias_add, bias_add_rows  1 x (read-write), 2 bias  x[o, c, s] += bias[c]
 //   bias_backward_*      1 dy, 2 db (read-write)  db[c] = sum over o, s of dy[o, c, s]
 // Dispatch: the flat kernels take grid_1d(ceil(len / 1024)) workgroups of 256,
 // each invocation handling 4 elements 256 apart (the linear workgroup index is
-// wid.x + wid.y * nwg.x); bias_backward_columns takes ceil(channels / 256)
+// wid.x + wid.y * nwg.x); bias_add_rows grid_1d(outer * channels) workgroups
+// of ROW_LANES; bias_backward_columns takes ceil(channels / 256)
 // workgroups of 256 (one invocation per channel), bias_backward_channels one
 // workgroup of 256 per channel.
 //
@@ -32,6 +33,8 @@ override ACT: u32 = 0u;
 
 const WG: u32 = 256u;
 const PER_INVOCATION: u32 = 4u;
+// Lanes per row of bias_add_rows, chosen by the launcher.
+override ROW_LANES: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -152,6 +155,23 @@ fn bias_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         if (i < p.len) {
             x[i] = x[i] + src_b[(i / p.inner) % p.channels];
         }
+    }
+}
+
+// Long rows ([outer, channels, inner], inner >= 32): one workgroup per
+// (outer, channel) row, so that each lane loads the row's bias once and no
+// element divides out its channel (a division by a runtime value is done lane
+// by lane on CPU adapters).
+@compute @workgroup_size(ROW_LANES)
+fn bias_add_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.len / p.inner) {
+        return;
+    }
+    let b = src_b[row % p.channels];
+    let base = row * p.inner;
+    for (var s = lid.x; s < p.inner; s += ROW_LANES) {
+        x[base + s] += b;
     }
 }
 

@@ -129,7 +129,7 @@ fn activation_backward_reference_matches_finite_differences() {
     }
 }
 
-const BIAS_LAYOUTS: [BiasLayout; 8] = [
+const BIAS_LAYOUTS: [BiasLayout; 10] = [
     BiasLayout {
         outer: 1,
         channels: 1,
@@ -169,6 +169,18 @@ const BIAS_LAYOUTS: [BiasLayout; 8] = [
         outer: 3,
         channels: 64,
         inner: 49,
+    },
+    // The shortest rows that take the one-workgroup-per-row kernel, and the
+    // longest that do not.
+    BiasLayout {
+        outer: 2,
+        channels: 3,
+        inner: 32,
+    },
+    BiasLayout {
+        outer: 3,
+        channels: 2,
+        inner: 31,
     },
 ];
 

@@ -130,6 +130,18 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// Lanes for a workgroup that walks one row of `row_len` elements: on a
+    /// CPU adapter one SIMD vector of 8 lanes, which measured fastest (each
+    /// lane then loads the row's constants once for many elements); on a
+    /// GPU enough lanes to cover the row, up to 64.
+    pub fn row_lanes(&self, row_len: usize) -> u32 {
+        if self.is_cpu() {
+            8
+        } else {
+            row_len.next_power_of_two().clamp(8, 64) as u32
+        }
+    }
+
     /// Whether kernels may use subgroup operations on subgroups of exactly
     /// `lanes` lanes (a workgroup of that size is then one subgroup).
     pub fn has_subgroups_of(&self, lanes: u32) -> bool {

@@ -10,17 +10,6 @@ use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tenso
 
 static SHADER: Shader = crate::shader!("batchnorm", trusted);
 
-/// Lanes per row in the per-row kernels (`normalize`, `input_gradient`).
-/// On a CPU adapter one SIMD vector of 8 lanes per row measured fastest:
-/// each lane then loads the channel's statistics once for many elements.
-fn row_lanes(rec: &Recorder, spec: &BatchNorm) -> f64 {
-    if rec.gpu().is_cpu() {
-        8.0
-    } else {
-        spec.spatial.next_power_of_two().clamp(8, 64) as f64
-    }
-}
-
 fn row_constants(
     rec: &Recorder,
     spec: &BatchNorm,
@@ -30,7 +19,8 @@ fn row_constants(
     [
         ("AFFINE", affine as u8 as f64),
         ("RUNNING", running as u8 as f64),
-        ("ROW_LANES", row_lanes(rec, spec)),
+        // Lanes per row of the per-row kernels (normalize, input_gradient).
+        ("ROW_LANES", rec.gpu().row_lanes(spec.spatial) as f64),
     ]
 }
 

@@ -9,6 +9,8 @@ static SHADER: Shader = crate::shader!("elementwise", trusted);
 const WORKGROUP: usize = 256;
 /// Elements each invocation of the flat kernels handles.
 const PER_INVOCATION: usize = 4;
+/// Rows at least this long take bias_add_rows (one workgroup per row).
+const ROW_KERNEL_MIN_INNER: usize = 32;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -256,6 +258,17 @@ pub fn bias_add(
         channels: layout.channels as u32,
         inner: layout.inner as u32,
     };
+    if layout.inner >= ROW_KERNEL_MIN_INNER {
+        let lanes = rec.gpu().row_lanes(layout.inner);
+        return rec.dispatch(
+            &SHADER,
+            "bias_add_rows",
+            &[("ROW_LANES", lanes as f64)],
+            &params,
+            &[x, bias],
+            grid_1d((layout.outer * layout.channels) as u32),
+        );
+    }
     rec.dispatch(
         &SHADER,
         "bias_add",
