@@ -268,8 +268,10 @@ pub fn gemm_with(
         offset_c: u(spec.offset(2)),
         _pad: [0; 2],
     };
+    // Portable: a lane per vec4 of columns, one SIMD vector of 8 on a CPU adapter.
+    let vec4_columns = spec.n.div_ceil(COLS_PER_INVOCATION);
     let lanes = match kernel {
-        GemmKernel::Portable => workgroup_lanes(rec.gpu(), spec.n),
+        GemmKernel::Portable => rec.gpu().row_lanes(vec4_columns) as usize,
         GemmKernel::Subgroup8 => 8,
     };
     let groups = [
@@ -300,18 +302,6 @@ pub fn gemm_with(
         GemmKernel::Subgroup8 => (&SUBGROUP_SHADER, &constants[..4]),
     };
     rec.dispatch(shader, "gemm", constants, &params, &[a, b, c, a, b], groups)
-}
-
-/// Lanes per workgroup. On a CPU adapter (llvmpipe) a workgroup is run as
-/// SIMD vectors of 8 lanes, and one vector's worth measured fastest; a GPU
-/// wants more lanes in flight, as many as N gives work to.
-fn workgroup_lanes(gpu: &Gpu, n: usize) -> usize {
-    if gpu.is_cpu() {
-        return 8;
-    }
-    n.div_ceil(COLS_PER_INVOCATION)
-        .next_power_of_two()
-        .clamp(8, 64)
 }
 
 /// CPU reference: plain loops, accumulated in f64.
