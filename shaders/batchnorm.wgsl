@@ -41,11 +41,11 @@ struct Params {
     batch: u32,
     channels: u32,
     spatial: u32,
-    len: u32,
     eps: f32,
     momentum: f32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 override AFFINE: bool = true;

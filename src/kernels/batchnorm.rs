@@ -46,10 +46,9 @@ struct Params {
     batch: u32,
     channels: u32,
     spatial: u32,
-    len: u32,
     eps: f32,
     momentum: f32,
-    _pad: [u32; 2],
+    _pad: [u32; 3],
 }
 
 /// Gamma and beta of an affine batch norm.
@@ -115,10 +114,9 @@ impl BatchNorm {
             batch: self.batch as u32,
             channels: self.channels as u32,
             spatial: self.spatial as u32,
-            len: self.len() as u32,
             eps: self.eps,
             momentum: self.momentum,
-            _pad: [0; 2],
+            _pad: [0; 3],
         }
     }
 }
