@@ -4,9 +4,11 @@
 pub mod arch;
 pub mod cost;
 pub mod error;
+pub mod mask;
 pub mod network;
 
 pub use arch::{Architecture, LayerSpec, Op};
 pub use cost::{measure_latency, Cost};
 pub use error::ModelError;
+pub use mask::{Activity, Mask, Source};
 pub use network::Network;

@@ -2,8 +2,9 @@
 //! topological order, forward in that order, backward in reverse, summing the
 //! gradients of an output that several layers read.
 
-use super::arch::{Architecture, LstmReturns, Op, Padding, Pair, INPUT};
+use super::arch::{Architecture, LstmReturns, Op, Padding, Pair};
 use super::error::ModelError;
+use super::mask::Source;
 use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
@@ -13,12 +14,6 @@ use crate::nn::{
 };
 use crate::util::rng::Rng;
 use std::collections::HashMap;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    Input,
-    Node(usize),
-}
 
 struct Node {
     name: String,
@@ -54,44 +49,18 @@ impl Network {
         if arch.layers.is_empty() {
             return Err(fail("-", "has no layers".into()));
         }
+        let sources = arch.sources()?;
         let mut rng = Rng::new(seed);
-        let mut index: HashMap<String, usize> = HashMap::new();
         let mut shapes: Vec<Vec<usize>> = Vec::new();
         let mut nodes: Vec<Node> = Vec::new();
         let mut used = vec![false; arch.layers.len()];
-        for (i, spec) in arch.layers.iter().enumerate() {
+        for (i, (spec, inputs)) in arch.layers.iter().zip(sources).enumerate() {
             let name = arch.layer_name(i);
-            if name == INPUT || index.contains_key(&name) {
-                return Err(fail(
-                    &name,
-                    "the name is taken; give each layer its own".into(),
-                ));
-            }
-            let inputs: Vec<Source> = if spec.inputs.is_empty() {
-                vec![if i == 0 {
-                    Source::Input
-                } else {
-                    Source::Node(i - 1)
-                }]
-            } else {
-                spec.inputs
-                    .iter()
-                    .map(|n| match n.as_str() {
-                        INPUT => Ok(Source::Input),
-                        other => index.get(other).map(|&j| Source::Node(j)).ok_or_else(|| {
-                            fail(
-                                &name,
-                                format!("reads {other:?}, which is not an earlier layer (nor \"input\")"),
-                            )
-                        }),
-                    })
-                    .collect::<Result<_, _>>()?
-            };
             let in_shapes: Vec<Vec<usize>> = inputs
                 .iter()
                 .map(|s| match s {
                     Source::Input => input_shape.to_vec(),
-                    Source::Node(j) => {
+                    Source::Layer(j) => {
                         used[*j] = true;
                         shapes[*j].clone()
                     }
@@ -112,7 +81,6 @@ impl Network {
                 return Err(fail(&name, format!("its output {out:?} is empty")));
             }
             shapes.push(out);
-            index.insert(name.clone(), i);
             nodes.push(Node {
                 name,
                 layer,
@@ -205,7 +173,7 @@ impl Network {
             .iter()
             .map(|s| match s {
                 Source::Input => x.clone(),
-                Source::Node(j) => self.outputs[*j].clone().expect("earlier layer ran"),
+                Source::Layer(j) => self.outputs[*j].clone().expect("earlier layer ran"),
             })
             .collect()
     }
@@ -226,14 +194,14 @@ impl Network {
             let need: Vec<bool> = self.nodes[i]
                 .inputs
                 .iter()
-                .map(|s| matches!(s, Source::Node(_)))
+                .map(|s| matches!(s, Source::Layer(_)))
                 .collect();
             let output = self.outputs[i].take().expect("forward kept it");
             let dinputs = self.nodes[i]
                 .layer
                 .backward(rec, &refs, &output, &dout, &need)?;
             for (source, d) in self.nodes[i].inputs.clone().into_iter().zip(dinputs) {
-                let (Source::Node(j), Some(d)) = (source, d) else {
+                let (Source::Layer(j), Some(d)) = (source, d) else {
                     continue;
                 };
                 grads[j] = Some(match grads[j].take() {
