@@ -37,6 +37,7 @@ impl Workspace {
             resume,
             stop_after_epochs,
             verbose: false,
+            init_from: None,
         }
     }
 

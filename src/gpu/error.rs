@@ -41,6 +41,9 @@ pub enum GpuError {
     Readback(String),
     #[error("{0}")]
     Shape(String),
+    /// Calls in an order that does not work (a backward without a forward).
+    #[error("{0}")]
+    Order(String),
 }
 
 pub type GpuResult<T> = Result<T, GpuError>;

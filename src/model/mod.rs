@@ -11,4 +11,4 @@ pub use arch::{Architecture, LayerSpec, Op};
 pub use cost::{measure_latency, Cost};
 pub use error::ModelError;
 pub use mask::{Activity, Mask, Source};
-pub use network::Network;
+pub use network::{Inheritance, Network, Reshaped};

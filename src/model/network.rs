@@ -4,21 +4,21 @@
 
 use super::arch::{Architecture, LstmReturns, Op, Padding, Pair};
 use super::error::ModelError;
-use super::mask::Source;
-use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Tensor};
+use super::mask::{Activity, Mask, Source};
+use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
-    same_padding, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, ConvGeometry, Dense,
-    Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind,
-    SeparableConv2d,
+    batch_of, batched, same_padding, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer,
+    ConvGeometry, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param,
+    Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
-use std::collections::HashMap;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 struct Node {
     name: String,
     layer: Box<dyn Layer>,
-    inputs: Vec<Source>,
 }
 
 pub struct Network {
@@ -26,9 +26,21 @@ pub struct Network {
     input_shape: Vec<usize>,
     classes: usize,
     nodes: Vec<Node>,
-    /// Outputs of the last forward, kept for the backward.
+    /// Per layer: where it reads from, and its per-sample output shape.
+    sources: Vec<Vec<Source>>,
+    shapes: Vec<Vec<usize>>,
+    /// What runs under the current mask, and what each layer then reads.
+    activity: Activity,
+    read_plan: Vec<Vec<Read>>,
+    /// Outputs of the last forward and the inputs each layer read, kept for
+    /// the backward.
     outputs: Vec<Option<Tensor>>,
+    inputs: Vec<Vec<Tensor>>,
     input: Option<Tensor>,
+    /// Per layer: whether the last backward wrote its parameters' gradients.
+    fresh: Vec<bool>,
+    /// What the last forward kept for the backward, in bytes.
+    saved_bytes: u64,
 }
 
 impl Network {
@@ -54,7 +66,7 @@ impl Network {
         let mut shapes: Vec<Vec<usize>> = Vec::new();
         let mut nodes: Vec<Node> = Vec::new();
         let mut used = vec![false; arch.layers.len()];
-        for (i, (spec, inputs)) in arch.layers.iter().zip(sources).enumerate() {
+        for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
             let name = arch.layer_name(i);
             let in_shapes: Vec<Vec<usize>> = inputs
                 .iter()
@@ -81,11 +93,7 @@ impl Network {
                 return Err(fail(&name, format!("its output {out:?} is empty")));
             }
             shapes.push(out);
-            nodes.push(Node {
-                name,
-                layer,
-                inputs,
-            });
+            nodes.push(Node { name, layer });
         }
         let last = nodes.len() - 1;
         if let Some(j) = (0..last).find(|&j| !used[j]) {
@@ -103,13 +111,22 @@ impl Network {
                 ),
             ));
         }
+        let activity = Activity::full(&sources);
+        let read_plan = read_plan(arch, &sources, &activity, input_shape, &shapes);
         Ok(Network {
             arch: arch.clone(),
             input_shape: input_shape.to_vec(),
             classes,
-            outputs: Vec::new(),
-            input: None,
+            fresh: vec![false; nodes.len()],
             nodes,
+            sources,
+            shapes,
+            activity,
+            read_plan,
+            outputs: Vec::new(),
+            inputs: Vec::new(),
+            input: None,
+            saved_bytes: 0,
         })
     }
 
@@ -125,22 +142,48 @@ impl Network {
         self.classes
     }
 
-    /// Layer names with their per-sample output shapes, in order.
-    pub fn summary(&self) -> Vec<(String, String, Vec<usize>, usize, u64)> {
-        self.nodes
-            .iter()
-            .zip(&self.arch.layers)
-            .map(|(n, spec)| {
-                let params = n.layer.params().iter().map(|p| p.len()).sum();
-                (
-                    n.name.clone(),
-                    spec.op.name(),
-                    n.layer.output_shape(),
-                    params,
-                    n.layer.macs(),
-                )
-            })
-            .collect()
+    /// Layer names in order.
+    pub fn layer_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// The index of the layer called `name`.
+    pub fn layer_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Puts the parameters of layer `layer` into parameter group `group`
+    /// (trained by that group's optimizer).
+    pub fn set_group(&mut self, layer: &str, group: &'static str) -> Result<(), ModelError> {
+        let i = self.layer_index(layer).ok_or_else(|| {
+            self.arch
+                .build_error(layer, "is not a layer of this network, so it has no group")
+        })?;
+        for p in self.nodes[i].layer.params_mut() {
+            p.group = group;
+        }
+        Ok(())
+    }
+
+    /// Switches layers and edges off for the passes that follow (until the
+    /// next call); `Mask::none()` switches everything on again. Layers that
+    /// do not run record no kernel, allocate nothing, and their parameters
+    /// get no gradient, so an optimizer leaves them and their state as they are.
+    pub fn set_mask(&mut self, mask: &Mask) -> Result<(), ModelError> {
+        self.activity = self.arch.activity(mask)?;
+        self.read_plan = read_plan(
+            &self.arch,
+            &self.sources,
+            &self.activity,
+            &self.input_shape,
+            &self.shapes,
+        );
+        Ok(())
+    }
+
+    /// What runs under the current mask.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// Records the forward pass of a `[batch, input_shape...]` batch and
@@ -154,34 +197,70 @@ impl Network {
                 x.shape()
             )
         })?;
-        self.outputs = vec![None; self.nodes.len()];
-        for i in 0..self.nodes.len() {
-            let inputs = self.inputs_of(i, x);
+        let n = self.nodes.len();
+        self.outputs = vec![None; n];
+        self.inputs = vec![Vec::new(); n];
+        self.fresh = vec![false; n];
+        for i in 0..n {
+            if !self.activity.runs[i] {
+                continue;
+            }
+            let inputs = self.read_inputs(rec, i, x)?;
             let refs: Vec<&Tensor> = inputs.iter().collect();
             let y = self.nodes[i].layer.forward(rec, &refs, pass)?;
             self.outputs[i] = Some(y);
+            self.inputs[i] = inputs;
         }
         self.input = Some(x.clone());
-        Ok(self.outputs[self.nodes.len() - 1]
+        self.saved_bytes = self
+            .outputs
+            .iter()
+            .flatten()
+            .map(|t| t.bytes())
+            .sum::<u64>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| n.layer.saved_bytes())
+                .sum::<u64>();
+        self.outputs[n - 1]
             .clone()
-            .expect("just computed"))
+            .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
     }
 
-    fn inputs_of(&self, i: usize, x: &Tensor) -> Vec<Tensor> {
-        self.nodes[i]
-            .inputs
+    /// The tensors layer `i` reads under the current mask: its sources, and
+    /// zeros for a part it does not read.
+    fn read_inputs(&self, rec: &mut Recorder, i: usize, x: &Tensor) -> GpuResult<Vec<Tensor>> {
+        let batch = batch_of(x);
+        self.read_plan[i]
             .iter()
-            .map(|s| match s {
-                Source::Input => x.clone(),
-                Source::Layer(j) => self.outputs[*j].clone().expect("earlier layer ran"),
+            .map(|read| match read {
+                Read::Source(Source::Input) => Ok(x.clone()),
+                Read::Source(Source::Layer(j)) => self.outputs[*j].clone().ok_or_else(|| {
+                    GpuError::Order(format!(
+                        "layer {:?} reads {:?}, which did not run",
+                        self.nodes[i].name, self.nodes[*j].name
+                    ))
+                }),
+                Read::Zeros(shape) => {
+                    let zeros = rec.empty(&batched(batch, shape))?;
+                    rec.clear(&zeros);
+                    Ok(zeros)
+                }
             })
             .collect()
     }
 
     /// Records the backward pass of the last forward from the gradient of
-    /// the loss w.r.t. the logits; every parameter's gradient is overwritten.
+    /// the loss w.r.t. the logits. The gradients of the parameters of every
+    /// layer the gradient reaches are overwritten; `trained_params` lists them.
     pub fn backward(&mut self, rec: &mut Recorder, dlogits: &Tensor) -> GpuResult<()> {
-        let x = self.input.take().expect("backward follows forward");
+        if self.input.take().is_none() {
+            return Err(GpuError::Order(format!(
+                "network {:?}: backward needs a forward first (one backward per forward)",
+                self.arch.name
+            )));
+        }
         let n = self.nodes.len();
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[n - 1] = Some(dlogits.clone());
@@ -189,22 +268,27 @@ impl Network {
             let Some(dout) = grads[i].take() else {
                 continue;
             };
-            let inputs = self.inputs_of(i, &x);
+            let inputs = std::mem::take(&mut self.inputs[i]);
             let refs: Vec<&Tensor> = inputs.iter().collect();
-            let need: Vec<bool> = self.nodes[i]
-                .inputs
+            let need: Vec<bool> = self.read_plan[i]
                 .iter()
-                .map(|s| matches!(s, Source::Layer(_)))
+                .map(|r| matches!(r, Read::Source(Source::Layer(_))))
                 .collect();
-            let output = self.outputs[i].take().expect("forward kept it");
+            let output = self.outputs[i].take().ok_or_else(|| {
+                GpuError::Order(format!(
+                    "layer {:?} has no saved output for its backward",
+                    self.nodes[i].name
+                ))
+            })?;
             let dinputs = self.nodes[i]
                 .layer
                 .backward(rec, &refs, &output, &dout, &need)?;
-            for (source, d) in self.nodes[i].inputs.clone().into_iter().zip(dinputs) {
-                let (Source::Layer(j), Some(d)) = (source, d) else {
+            self.fresh[i] = true;
+            for (read, d) in self.read_plan[i].iter().zip(dinputs) {
+                let (Read::Source(Source::Layer(j)), Some(d)) = (read, d) else {
                     continue;
                 };
-                grads[j] = Some(match grads[j].take() {
+                grads[*j] = Some(match grads[*j].take() {
                     None => d,
                     Some(previous) => {
                         // A new tensor: either addend may be shared with another layer.
@@ -236,10 +320,21 @@ impl Network {
         self.nodes.iter().flat_map(|n| n.layer.params()).collect()
     }
 
-    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+    /// The parameters of `group` whose gradients the last backward wrote,
+    /// named: what an optimizer step may update. Layers that did not run, or
+    /// that the gradient did not reach, are left out.
+    pub fn trained_params(&self, group: &str) -> Vec<(String, &Param)> {
         self.nodes
-            .iter_mut()
-            .flat_map(|n| n.layer.params_mut())
+            .iter()
+            .zip(&self.fresh)
+            .filter(|(_, &fresh)| fresh)
+            .flat_map(|(n, _)| {
+                n.layer
+                    .params()
+                    .into_iter()
+                    .filter(move |p| p.group == group)
+                    .map(move |p| (format!("{}.{}", n.name, p.name), p))
+            })
             .collect()
     }
 
@@ -258,9 +353,76 @@ impl Network {
         state
     }
 
-    /// Writes saved tensors `(name, shape, values)` into the network; every
-    /// tensor of `state()` must be given with its shape. `origin` names
-    /// where they come from, for the error.
+    /// Pairs this network's tensors with saved ones by name and shape.
+    fn match_state<'s, S>(&'s self, saved: &HashMap<&str, (&[usize], S)>) -> Matched<'s, S>
+    where
+        S: Copy,
+    {
+        let mut matched = Matched {
+            pairs: Vec::new(),
+            report: Inheritance::default(),
+        };
+        for (name, t) in self.state() {
+            match saved.get(name.as_str()) {
+                Some((shape, value)) if *shape == t.shape() => {
+                    matched.pairs.push((t, *value));
+                    matched.report.copied.push(name);
+                }
+                Some((shape, _)) => matched.report.reshaped.push(Reshaped {
+                    name,
+                    saved: shape.to_vec(),
+                    here: t.shape().to_vec(),
+                }),
+                None => matched.report.missing.push(name),
+            }
+        }
+        let here: HashSet<String> = self.state().into_iter().map(|(n, _)| n).collect();
+        matched.report.unused = saved
+            .keys()
+            .filter(|n| !here.contains(**n))
+            .map(|n| n.to_string())
+            .collect();
+        matched.report.unused.sort();
+        matched
+    }
+
+    /// Copies every saved tensor `(name, shape, values)` whose name and shape
+    /// match one of this network's, and says what was copied and what not.
+    pub fn inherit<'a>(
+        &self,
+        gpu: &Gpu,
+        saved: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    ) -> GpuResult<Inheritance> {
+        let saved: HashMap<&str, (&[usize], &[f32])> =
+            saved.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
+        let matched = self.match_state(&saved);
+        for (t, values) in &matched.pairs {
+            gpu.write(t, values)?;
+        }
+        Ok(matched.report)
+    }
+
+    /// Copies, on the GPU, every tensor of `parent` whose name and shape
+    /// match one of this network's (a child network starting from its
+    /// parent's weights), and says what was copied and what not.
+    pub fn inherit_from(&self, gpu: &Gpu, parent: &Network) -> GpuResult<Inheritance> {
+        let state = parent.state();
+        let saved: HashMap<&str, (&[usize], &Tensor)> = state
+            .iter()
+            .map(|(n, t)| (n.as_str(), (t.shape(), *t)))
+            .collect();
+        let matched = self.match_state(&saved);
+        let mut rec = gpu.recorder();
+        for (t, source) in &matched.pairs {
+            rec.copy(source, t)?;
+        }
+        rec.submit()?;
+        Ok(matched.report)
+    }
+
+    /// Writes saved tensors `(name, shape, values)` into the network: every
+    /// tensor of `state()` must be given with its shape, and nothing else.
+    /// `origin` names where they come from, for the error.
     pub fn load_state<'a>(
         &self,
         gpu: &Gpu,
@@ -269,23 +431,17 @@ impl Network {
     ) -> Result<(), ModelError> {
         let saved: HashMap<&str, (&[usize], &[f32])> =
             saved.into_iter().map(|(n, s, v)| (n, (s, v))).collect();
-        let bad = |reason: String| ModelError::Weights {
-            path: origin.to_path_buf(),
-            reason: format!(
-                "{reason}; it was saved from another architecture than {:?}",
-                self.arch.name
-            ),
-        };
-        for (name, t) in self.state() {
-            let Some((shape, values)) = saved.get(name.as_str()) else {
-                return Err(bad(format!("has no tensor {name:?}")));
-            };
-            if *shape != t.shape() {
-                return Err(bad(format!(
-                    "tensor {name:?} has shape {shape:?}, this network's is {:?}",
-                    t.shape()
-                )));
-            }
+        let matched = self.match_state(&saved);
+        if let Some(reason) = matched.report.mismatch() {
+            return Err(ModelError::Weights {
+                path: origin.to_path_buf(),
+                reason: format!(
+                    "{reason}; it was saved from another architecture than {:?}",
+                    self.arch.name
+                ),
+            });
+        }
+        for (t, values) in &matched.pairs {
             gpu.write(t, values)?;
         }
         Ok(())
@@ -301,16 +457,107 @@ impl Network {
         self.nodes.iter().map(|n| n.layer.macs()).sum()
     }
 
-    /// Bytes the last forward keeps for the backward: layer outputs plus
+    /// Bytes the last forward kept for the backward: layer outputs plus
     /// what layers save besides them.
     pub fn saved_bytes(&self) -> u64 {
-        let outputs: u64 = self.outputs.iter().flatten().map(|t| t.bytes()).sum();
-        outputs
-            + self
-                .nodes
+        self.saved_bytes
+    }
+}
+
+/// What a layer reads for one of its inputs under a mask.
+#[derive(Clone, Debug, PartialEq)]
+enum Read {
+    Source(Source),
+    /// Zeros of this per-sample shape, for a part that is switched off.
+    Zeros(Vec<usize>),
+}
+
+/// Per layer, what it reads: an `add` reads the inputs that are on (zeros
+/// when none is), any other layer reads every input, zeros where it is off.
+fn read_plan(
+    arch: &Architecture,
+    sources: &[Vec<Source>],
+    activity: &Activity,
+    input_shape: &[usize],
+    shapes: &[Vec<usize>],
+) -> Vec<Vec<Read>> {
+    let shape_of = |s: &Source| match s {
+        Source::Input => input_shape.to_vec(),
+        Source::Layer(j) => shapes[*j].clone(),
+    };
+    sources
+        .iter()
+        .zip(&activity.reads)
+        .zip(&arch.layers)
+        .map(|((sources, reads), spec)| {
+            let read = |(s, &on): (&Source, &bool)| {
+                if on {
+                    Read::Source(*s)
+                } else {
+                    Read::Zeros(shape_of(s))
+                }
+            };
+            if !matches!(spec.op, Op::Add) {
+                return sources.iter().zip(reads).map(read).collect();
+            }
+            let on: Vec<Read> = sources
                 .iter()
-                .map(|n| n.layer.saved_bytes())
-                .sum::<u64>()
+                .zip(reads)
+                .filter(|(_, &r)| r)
+                .map(read)
+                .collect();
+            if on.is_empty() {
+                vec![Read::Zeros(shape_of(&sources[0]))]
+            } else {
+                on
+            }
+        })
+        .collect()
+}
+
+/// Tensors paired by name and shape, and the report of the pairing.
+struct Matched<'s, S> {
+    pairs: Vec<(&'s Tensor, S)>,
+    report: Inheritance,
+}
+
+/// A tensor whose name matched but whose shape did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reshaped {
+    pub name: String,
+    pub saved: Vec<usize>,
+    pub here: Vec<usize>,
+}
+
+/// What copying tensors by name and shape did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Inheritance {
+    /// Copied (name and shape matched).
+    pub copied: Vec<String>,
+    /// Not copied: the name matched, the shape did not.
+    pub reshaped: Vec<Reshaped>,
+    /// This network's tensors that the source did not have (left as they were).
+    pub missing: Vec<String>,
+    /// The source's tensors that this network does not have.
+    pub unused: Vec<String>,
+}
+
+impl Inheritance {
+    /// The first difference that stops the source from being this network's
+    /// exact state, named.
+    pub fn mismatch(&self) -> Option<String> {
+        if let Some(r) = self.reshaped.first() {
+            return Some(format!(
+                "tensor {:?} has shape {:?}, this network's is {:?}",
+                r.name, r.saved, r.here
+            ));
+        }
+        if let Some(name) = self.missing.first() {
+            return Some(format!("has no tensor {name:?}"));
+        }
+        self.unused
+            .first()
+            .map(|name| format!("has tensor {name:?}, which this network does not have"))
     }
 }
 

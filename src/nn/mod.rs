@@ -27,6 +27,10 @@ pub use pool::{GlobalAvgPool, Pool, PoolKind};
 
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 
+/// The parameter group of ordinary weights; other groups (architecture
+/// weights, gate logits) have optimizers of their own.
+pub const WEIGHTS: &str = "weights";
+
 /// A trained tensor and its gradient (same shape).
 pub struct Param {
     /// The name inside its layer (`weight`, `bias`, ...).
@@ -35,6 +39,8 @@ pub struct Param {
     pub grad: Tensor,
     /// Whether weight decay applies (not to biases and normalisation scales).
     pub decay: bool,
+    /// The group whose optimizer trains it (`WEIGHTS` unless set).
+    pub group: &'static str,
 }
 
 impl Param {
@@ -44,7 +50,12 @@ impl Param {
             value: gpu.upload(shape, values)?,
             grad: gpu.zeros(shape)?,
             decay: true,
+            group: WEIGHTS,
         })
+    }
+
+    pub fn in_group(self, group: &'static str) -> Self {
+        Param { group, ..self }
     }
 
     pub fn no_decay(self) -> Self {
@@ -78,6 +89,10 @@ pub struct Pass {
     /// Seeds this pass's random choices (dropout masks); a step's seed comes
     /// from the run seed and the step number, so a resumed run repeats them.
     pub seed: u64,
+    /// In training, keep batch norm's running statistics as they are (the
+    /// architecture half of a bi-level step normalises with batch statistics
+    /// but must not move the running ones).
+    pub freeze_stats: bool,
 }
 
 impl Pass {
@@ -85,6 +100,7 @@ impl Pass {
         Pass {
             mode: Mode::Train,
             seed,
+            freeze_stats: false,
         }
     }
 
@@ -92,6 +108,14 @@ impl Pass {
         Pass {
             mode: Mode::Eval,
             seed: 0,
+            freeze_stats: false,
+        }
+    }
+
+    pub fn frozen_stats(self) -> Self {
+        Pass {
+            freeze_stats: true,
+            ..self
         }
     }
 }
@@ -152,6 +176,6 @@ pub fn batched(batch: usize, sample: &[usize]) -> Vec<usize> {
 }
 
 /// The batch size of a `[batch, ...]` tensor.
-pub(crate) fn batch_of(t: &Tensor) -> usize {
+pub fn batch_of(t: &Tensor) -> usize {
     t.shape().first().copied().unwrap_or(0)
 }

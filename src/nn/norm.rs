@@ -98,6 +98,12 @@ impl Layer for BatchNormLayer {
         self.last_mode = pass.mode;
         match pass.mode {
             Mode::Train => {
+                // Momentum 0 leaves the running statistics exactly as they are.
+                let spec = if pass.freeze_stats {
+                    spec.momentum(0.0)
+                } else {
+                    spec
+                };
                 let saved = rec.empty(&[2 * self.shape[0]])?;
                 batch_norm_train_forward(rec, &spec, x, affine, self.running(), &y, &saved)?;
                 self.saved = Some(saved);

@@ -4,10 +4,11 @@
 //! step's submit.
 
 use super::Param;
-use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
+use crate::gpu::{Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::optimizers::{adam_step, sgd_step, Adam, Clip, Sgd};
 use crate::kernels::reductions::SquaresPlan;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 
 /// Which update rule, with its settings (the learning rate comes per step).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,50 +69,100 @@ impl OptimizerKind {
     }
 }
 
+/// One parameter's optimizer state tensors (`state_names` order) and the
+/// updates it has had (Adam's bias correction counts a parameter's own
+/// updates, so one that a mask left out catches up correctly).
+struct ParamState {
+    tensors: Vec<Tensor>,
+    steps: u64,
+}
+
+/// Plans of the global norm cached by the lengths of the tensors stepped
+/// together; a search that masks layers steps a few different sets.
+const MAX_PLANS: usize = 64;
+
+/// An optimizer over one group of parameters, its state kept by parameter
+/// name, so that a step may update any subset (the layers a mask left on)
+/// and a checkpoint stores and restores it by name.
 pub struct Optimizer {
     kind: OptimizerKind,
     weight_decay: f32,
     clip_norm: Option<f32>,
-    /// Per parameter, its state tensors (`state_names` order).
-    state: Vec<Vec<Tensor>>,
+    state: BTreeMap<String, ParamState>,
     norm: Tensor,
-    plan: SquaresPlan,
-    /// Steps taken so far.
-    pub steps: u64,
+    plans: HashMap<Vec<usize>, SquaresPlan>,
 }
 
 impl Optimizer {
+    /// An optimizer for the named parameters, with zero state.
     pub fn new(
         gpu: &Gpu,
         kind: OptimizerKind,
         weight_decay: f32,
         clip_norm: Option<f32>,
-        params: &[&Param],
+        params: &[(String, &Param)],
     ) -> GpuResult<Self> {
         let state = params
             .iter()
-            .map(|p| {
-                kind.state_names()
+            .map(|(name, p)| {
+                let tensors = kind
+                    .state_names()
                     .iter()
                     .map(|_| gpu.zeros(p.value.shape()))
-                    .collect::<GpuResult<Vec<_>>>()
+                    .collect::<GpuResult<Vec<_>>>()?;
+                Ok((name.clone(), ParamState { tensors, steps: 0 }))
             })
-            .collect::<GpuResult<Vec<_>>>()?;
-        let lens: Vec<usize> = params.iter().map(|p| p.len()).collect();
+            .collect::<GpuResult<_>>()?;
         Ok(Optimizer {
             kind,
             weight_decay,
             clip_norm,
             state,
             norm: gpu.zeros(&[1])?,
-            plan: SquaresPlan::new(gpu, &lens)?,
-            steps: 0,
+            plans: HashMap::new(),
         })
     }
 
-    /// The state tensors of parameter `i`, named.
-    pub fn state_of(&self, i: usize) -> impl Iterator<Item = (&'static str, &Tensor)> {
-        self.kind.state_names().iter().copied().zip(&self.state[i])
+    pub fn kind(&self) -> OptimizerKind {
+        self.kind
+    }
+
+    /// Every state tensor as `(parameter.state, tensor)`, in name order.
+    pub fn state(&self) -> Vec<(String, &Tensor)> {
+        self.state
+            .iter()
+            .flat_map(|(name, s)| {
+                self.kind
+                    .state_names()
+                    .iter()
+                    .zip(&s.tensors)
+                    .map(move |(state, t)| (format!("{name}.{state}"), t))
+            })
+            .collect()
+    }
+
+    /// Updates taken by each parameter, by name.
+    pub fn steps(&self) -> BTreeMap<String, u64> {
+        self.state
+            .iter()
+            .map(|(name, s)| (name.clone(), s.steps))
+            .collect()
+    }
+
+    /// Restores the update counts of `steps()`; names not in this optimizer
+    /// are refused.
+    pub fn set_steps(&mut self, steps: &BTreeMap<String, u64>) -> Result<(), String> {
+        for (name, &n) in steps {
+            match self.state.get_mut(name) {
+                Some(s) => s.steps = n,
+                None => {
+                    return Err(format!(
+                        "has update counts for {name:?}, which this optimizer does not train"
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The global gradient norm of the last step (when clipping).
@@ -119,13 +170,30 @@ impl Optimizer {
         &self.norm
     }
 
-    /// Records one update of every parameter with learning rate `lr`.
-    pub fn step(&mut self, rec: &mut Recorder, params: &[&Param], lr: f32) -> GpuResult<()> {
-        self.steps += 1;
+    /// Records one update with learning rate `lr` of the given parameters
+    /// (a subset of those the optimizer was made for); the others, and their
+    /// state, stay as they are. Clipping takes the norm over the given ones.
+    pub fn step(
+        &mut self,
+        rec: &mut Recorder,
+        params: &[(String, &Param)],
+        lr: f32,
+    ) -> GpuResult<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
         let clip = match self.clip_norm {
             Some(max_norm) => {
-                let grads: Vec<&Tensor> = params.iter().map(|p| &p.grad).collect();
-                self.plan.global_norm(rec, &grads, &self.norm)?;
+                let lens: Vec<usize> = params.iter().map(|(_, p)| p.len()).collect();
+                if !self.plans.contains_key(&lens) {
+                    if self.plans.len() >= MAX_PLANS {
+                        self.plans.clear();
+                    }
+                    let plan = SquaresPlan::new(rec.gpu(), &lens)?;
+                    self.plans.insert(lens.clone(), plan);
+                }
+                let grads: Vec<&Tensor> = params.iter().map(|(_, p)| &p.grad).collect();
+                self.plans[&lens].global_norm(rec, &grads, &self.norm)?;
                 Some(Clip {
                     norm: &self.norm,
                     max_norm,
@@ -133,7 +201,13 @@ impl Optimizer {
             }
             None => None,
         };
-        for (p, state) in params.iter().zip(&self.state) {
+        for (name, p) in params {
+            let state = self.state.get_mut(name).ok_or_else(|| {
+                GpuError::Order(format!(
+                    "parameter {name:?} is not one this optimizer was made for"
+                ))
+            })?;
+            state.steps += 1;
             let decay = if p.decay { self.weight_decay } else { 0.0 };
             match self.kind {
                 OptimizerKind::Sgd { momentum, nesterov } => {
@@ -146,10 +220,10 @@ impl Optimizer {
                     sgd_step(
                         rec,
                         &cfg,
-                        self.steps,
+                        state.steps,
                         &p.value,
                         &p.grad,
-                        &state[0],
+                        &state.tensors[0],
                         clip.as_ref(),
                     )?;
                 }
@@ -166,11 +240,11 @@ impl Optimizer {
                     adam_step(
                         rec,
                         &cfg,
-                        self.steps,
+                        state.steps,
                         &p.value,
                         &p.grad,
-                        &state[0],
-                        &state[1],
+                        &state.tensors[0],
+                        &state.tensors[1],
                         clip.as_ref(),
                     )?;
                 }

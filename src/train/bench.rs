@@ -4,11 +4,13 @@
 //! and, on request, a per-kernel GPU time breakdown from timestamp queries.
 
 use super::cli::load_architecture;
+use super::schedule::LrSchedule;
+use super::session::{GroupConfig, Session, SessionConfig, StepPart};
+use crate::data::batch::Batch;
 use crate::gpu::{Gpu, KernelTime};
-use crate::kernels::softmax_xent::{softmax_cross_entropy, SoftmaxXent, XentOutputs};
 use crate::model::Network;
-use crate::nn::optim::{Optimizer, OptimizerKind};
-use crate::nn::{batched, Pass};
+use crate::nn::optim::OptimizerKind;
+use crate::nn::{batched, Pass, WEIGHTS};
 use crate::util::rng::Rng;
 use clap::Args;
 use serde::Serialize;
@@ -89,76 +91,66 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
     };
     let (arch, shape, _) = load_architecture(&path)?;
     let batch = args.batch;
-    let mut network = Network::build(gpu, &arch, &shape, CLASSES, SEED)?;
+    let network = Network::build(gpu, &arch, &shape, CLASSES, SEED)?;
     // As the reference script: SGD, lr 0.01, momentum 0.9, no clipping.
-    let sgd = OptimizerKind::Sgd {
-        momentum: 0.9,
-        nesterov: false,
+    let weights = GroupConfig {
+        name: WEIGHTS,
+        optimizer: OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        lr: 0.01,
+        schedule: LrSchedule::default(),
+        weight_decay: 0.0,
+        clip_norm: None,
     };
-    let mut optimizer = Optimizer::new(gpu, sgd, 0.0, None, &network.params())?;
+    let config = SessionConfig {
+        batch_size: batch,
+        label_smoothing: 0.0,
+        seed: SEED,
+        steps_per_epoch: 1,
+        epochs: 1,
+        log_every: args.warmup + args.steps + 1,
+    };
+    let mut session = Session::new(gpu, network, &[weights], config)?;
     let mut rng = Rng::new(SEED + 1);
     let x_shape = batched(batch, &shape);
-    let x = gpu.upload(
-        &x_shape,
-        &(0..x_shape.iter().product())
+    let host_batch = Batch {
+        features: (0..x_shape.iter().product())
             .map(|_| rng.normal())
-            .collect::<Vec<_>>(),
-    )?;
-    let labels: Vec<u32> = (0..batch).map(|_| rng.below(CLASSES) as u32).collect();
-    let labels = gpu.upload_u32(&[batch], &labels)?;
-    let xent = SoftmaxXent::new(batch, CLASSES);
-    let loss = gpu.empty(&[batch])?;
-    let dlogits = gpu.empty(&[batch, CLASSES])?;
-    let correct = gpu.empty(&[1])?;
-    let state_bytes: u64 = network
+            .collect(),
+        labels: (0..batch).map(|_| rng.below(CLASSES) as u32).collect(),
+        shape: [batch, shape[0], shape[1], shape[2]],
+    };
+    let part = [StepPart::new(&host_batch, &[WEIGHTS])];
+    let state_bytes: u64 = session
+        .network
         .params()
         .iter()
         .map(|p| p.value.bytes() * 3) // value, gradient, momentum
         .sum();
 
-    let mut saved_bytes = 0;
-    let mut step = |timed: bool| -> anyhow::Result<Vec<KernelTime>> {
-        let mut rec = if timed {
-            gpu.timed_recorder()
-        } else {
-            gpu.recorder()
-        };
-        let logits = network.forward(&mut rec, &x, Pass::train(SEED))?;
-        saved_bytes = network.saved_bytes();
-        let outputs = XentOutputs {
-            loss: &loss,
-            grad: &dlogits,
-            correct: &correct,
-            mean_loss: None,
-        };
-        softmax_cross_entropy(&mut rec, &xent, &logits, &labels, &outputs)?;
-        network.backward(&mut rec, &dlogits)?;
-        optimizer.step(&mut rec, &network.params(), 0.01)?;
-        if timed {
-            let times = rec.submit_timed()?;
-            gpu.wait()?;
-            Ok(times)
-        } else {
-            rec.submit_and_wait()?;
-            Ok(Vec::new())
-        }
-    };
     for _ in 0..args.warmup {
-        step(false)?;
+        session.step(&part)?;
+        gpu.wait()?;
     }
     gpu.reset_peak_memory();
     let mut train_times = Vec::with_capacity(args.steps);
     for _ in 0..args.steps {
         let start = Instant::now();
-        step(false)?;
+        session.step(&part)?;
+        gpu.wait()?;
         train_times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let peak = gpu.memory().peak_bytes;
+    let saved_bytes = session.network.saved_bytes();
     let kernel_ms = if args.kernels && gpu.has_timestamps() {
-        kernel_breakdown(&step(true)?)
+        kernel_breakdown(&session.step_timed(&part)?)
     } else {
         Vec::new()
     };
+    let mut network = session.network;
+    let x = gpu.upload(&x_shape, &host_batch.features)?;
 
     let mut infer_times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {

@@ -3,7 +3,8 @@
 use super::config::Experiment;
 use super::model_file::load_model;
 use super::run_dir::RunDir;
-use super::trainer::{evaluate, train, Evaluation, TrainOptions};
+use super::session::{evaluate, Evaluation};
+use super::trainer::{train, TrainOptions};
 use crate::data::augment::AugmentConfig;
 use crate::data::batch::{BatchConfig, BatchLoader};
 use crate::data::dataset::{DataSet, DataSetConfig, Split};
@@ -46,6 +47,14 @@ pub struct TrainArgs {
     /// Feature cache folder [default: $AUDIONAS_CACHE, else ~/.cache/audionas].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Train this architecture description (.json or .toml) in place of the
+    /// config's [model], e.g. one a search found.
+    #[arg(long, conflicts_with = "resume")]
+    pub arch: Option<PathBuf>,
+    /// Start from the weights of this model file or run folder wherever a
+    /// layer's tensor has the same name and shape; the rest start fresh.
+    #[arg(long, conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
 }
 
 fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
@@ -71,6 +80,9 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
     } else {
         let path = args.config.as_ref().expect("clap requires it");
         let mut experiment = Experiment::load(path)?;
+        if let Some(arch) = &args.arch {
+            experiment.model = Architecture::load(arch)?;
+        }
         if let Some(e) = args.epochs {
             experiment.train.epochs = e;
             experiment
@@ -93,6 +105,7 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         stop_after_epochs: args.stop_after,
         verbose: true,
+        init_from: args.init_from.clone(),
     };
     let summary = match train(gpu, &experiment, &run, &options) {
         Ok(summary) => summary,

@@ -15,6 +15,7 @@ pub mod plots;
 pub mod progress;
 pub mod run_dir;
 pub mod schedule;
+pub mod session;
 pub mod trainer;
 
 pub use atomic::write_durably;

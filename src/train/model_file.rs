@@ -6,7 +6,7 @@ use super::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
 use super::run_dir::MODEL_FILE;
 use crate::data::features::FeatureConfig;
 use crate::gpu::Gpu;
-use crate::model::{Architecture, Network};
+use crate::model::{Architecture, Inheritance, Network};
 use crate::nn::optim::Optimizer;
 use anyhow::{anyhow, Context};
 use std::collections::BTreeMap;
@@ -97,13 +97,7 @@ pub fn load_model(
     path: &Path,
     architecture: Option<&Architecture>,
 ) -> anyhow::Result<(Network, ModelInfo, BTreeMap<String, String>)> {
-    let run_folder_model;
-    let path = if path.is_dir() {
-        run_folder_model = path.join(MODEL_FILE);
-        &run_folder_model
-    } else {
-        path
-    };
+    let path = &model_path(path);
     let (tensors, meta) = load_checkpoint(path)?;
     let mut info = ModelInfo::from_metadata(&meta, path)?;
     if let Some(a) = architecture {
@@ -112,15 +106,34 @@ pub fn load_model(
     let shape = info.features.clip_shape();
     let network = Network::build(gpu, &info.architecture, &shape, info.classes.len(), 0)
         .with_context(|| format!("{}: building the network it describes", path.display()))?;
-    network.load_state(
-        gpu,
-        tensors
-            .iter()
-            .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
-            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
-        path,
-    )?;
+    network.load_state(gpu, network_part(&tensors), path)?;
     Ok((network, info, meta))
+}
+
+/// The network's tensors of a model file or checkpoint (not the optimizer's).
+fn network_part(tensors: &[NamedTensor]) -> impl Iterator<Item = (&str, &[usize], &[f32])> {
+    tensors
+        .iter()
+        .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+        .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice()))
+}
+
+/// A model file's path, or a run folder's best model.
+fn model_path(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Copies into `network` every tensor of a model file (or a run folder's
+/// best model, or a checkpoint) whose name and shape match, and says what
+/// was copied and what not.
+pub fn inherit_from_file(gpu: &Gpu, network: &Network, path: &Path) -> anyhow::Result<Inheritance> {
+    let path = model_path(path);
+    let (tensors, _) = load_checkpoint(&path)?;
+    Ok(network.inherit(gpu, network_part(&tensors))?)
 }
 
 /// Where a checkpoint says training stood.
@@ -134,29 +147,49 @@ pub struct Standing {
     pub best_epoch: usize,
 }
 
-/// Saves network, optimizer state and progress (atomically).
+impl Standing {
+    /// Before the first step.
+    pub fn start() -> Standing {
+        Standing {
+            epoch: 0,
+            step: 0,
+            best_val_accuracy: f64::NEG_INFINITY,
+            best_epoch: 0,
+        }
+    }
+}
+
+/// The name of a group's optimizer state tensor for `param_state`
+/// (`layer.param.state`).
+fn optimizer_tensor(group: &str, param_state: &str) -> String {
+    format!("{OPTIMIZER_PREFIX}{group}.{param_state}")
+}
+
+/// Saves network, the optimizer state of every group and progress (atomically).
 pub fn save_checkpoint_file(
     gpu: &Gpu,
     path: &Path,
     network: &Network,
-    optimizer: &Optimizer,
+    optimizers: &[(&str, &Optimizer)],
     info: &ModelInfo,
     standing: Standing,
 ) -> anyhow::Result<()> {
     let mut tensors = network_tensors(gpu, network)?;
-    for (i, (name, _)) in network.named_params().iter().enumerate() {
-        for (state, t) in optimizer.state_of(i) {
+    let mut steps = BTreeMap::new();
+    for (group, optimizer) in optimizers {
+        for (name, t) in optimizer.state() {
             tensors.push(NamedTensor {
-                name: format!("{OPTIMIZER_PREFIX}{name}.{state}"),
+                name: optimizer_tensor(group, &name),
                 shape: t.shape().to_vec(),
                 data: gpu.download(t)?,
             });
         }
+        steps.insert(group.to_string(), optimizer.steps());
     }
     let mut meta = info.metadata(CHECKPOINT_FORMAT);
     meta.insert("epoch".into(), standing.epoch.to_string());
     meta.insert("step".into(), standing.step.to_string());
-    meta.insert("optimizer_steps".into(), optimizer.steps.to_string());
+    meta.insert("optimizer_steps".into(), serde_json::to_string(&steps)?);
     meta.insert(
         "best_val_accuracy".into(),
         standing.best_val_accuracy.to_string(),
@@ -166,12 +199,14 @@ pub fn save_checkpoint_file(
     Ok(())
 }
 
-/// Restores network and optimizer from a checkpoint and says where training stood.
+/// Restores network and every group's optimizer from a checkpoint and says
+/// where training stood. A checkpoint of another network or other groups is
+/// refused, naming the first tensor that does not fit.
 pub fn load_checkpoint_file(
     gpu: &Gpu,
     path: &Path,
     network: &Network,
-    optimizer: &mut Optimizer,
+    optimizers: &mut [(&str, &mut Optimizer)],
 ) -> anyhow::Result<Standing> {
     let (tensors, meta) = load_checkpoint(path)?;
     if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
@@ -180,27 +215,55 @@ pub fn load_checkpoint_file(
             path.display()
         );
     }
-    network.load_state(
-        gpu,
-        tensors
-            .iter()
-            .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
-            .map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())),
-        path,
-    )?;
-    let by_name: BTreeMap<&str, &NamedTensor> =
-        tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    for (i, (name, _)) in network.named_params().iter().enumerate() {
-        for (state, t) in optimizer.state_of(i) {
-            let key = format!("{OPTIMIZER_PREFIX}{name}.{state}");
-            let saved = by_name.get(key.as_str()).ok_or_else(|| {
+    network.load_state(gpu, network_part(&tensors), path)?;
+    let mut unread: BTreeMap<&str, &NamedTensor> = tensors
+        .iter()
+        .filter(|t| t.name.starts_with(OPTIMIZER_PREFIX))
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let steps: BTreeMap<String, BTreeMap<String, u64>> = meta
+        .get("optimizer_steps")
+        .and_then(|v| serde_json::from_str(v).ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: metadata \"optimizer_steps\" missing or unreadable; it was not written by this version of audionas",
+                path.display()
+            )
+        })?;
+    for (group, optimizer) in optimizers.iter_mut() {
+        for (name, t) in optimizer.state() {
+            let key = optimizer_tensor(group, &name);
+            let saved = unread.remove(key.as_str()).ok_or_else(|| {
                 anyhow!(
-                    "{}: has no optimizer state {key:?} (was the optimizer changed?); start a new run",
+                    "{}: has no optimizer state {key:?} (was the optimizer or the network changed?); start a new run",
                     path.display()
                 )
             })?;
+            if saved.shape != t.shape() {
+                anyhow::bail!(
+                    "{}: optimizer state {key:?} has shape {:?}, this network's is {:?}",
+                    path.display(),
+                    saved.shape,
+                    t.shape()
+                );
+            }
             gpu.write(t, &saved.data)?;
         }
+        let group_steps = steps.get(*group).ok_or_else(|| {
+            anyhow!(
+                "{}: has no update counts of parameter group {group:?}",
+                path.display()
+            )
+        })?;
+        optimizer
+            .set_steps(group_steps)
+            .map_err(|reason| anyhow!("{}: group {group:?} {reason}", path.display()))?;
+    }
+    if let Some(name) = unread.keys().next() {
+        anyhow::bail!(
+            "{}: has optimizer state {name:?}, which this run does not have (another network or other parameter groups); start a new run",
+            path.display()
+        );
     }
     let number = |key: &str| -> anyhow::Result<f64> {
         meta.get(key)
@@ -212,7 +275,6 @@ pub fn load_checkpoint_file(
                 )
             })
     };
-    optimizer.steps = number("optimizer_steps")? as u64;
     Ok(Standing {
         epoch: number("epoch")? as usize,
         step: number("step")? as u64,

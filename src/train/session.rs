@@ -1,0 +1,577 @@
+//! Training sessions: data opened and prepared once and kept in memory, and
+//! a network trained on it with one optimizer per parameter group. The one
+//! training step of the code base lives here: `train`, `bench` and every
+//! search call `Session::step`.
+//!
+//! A step is made of parts, each a batch (from any split) that trains some
+//! groups: a plain step is one part training `weights`; a bi-level search
+//! step is an architecture part on one split (batch norm's running
+//! statistics frozen) then a weights part on another. All parts are
+//! recorded into one submit, each batch in GPU buffers of its own.
+
+use super::config::Experiment;
+use super::model_file::{load_checkpoint_file, save_checkpoint_file, ModelInfo, Standing};
+use super::schedule::LrSchedule;
+use crate::data::augment::AugmentConfig;
+use crate::data::batch::{Batch, BatchConfig, BatchLoader, GpuBatch};
+use crate::data::dataset::{DataSet, Split};
+use crate::data::prepare::{prepare, PrepareOptions, Prepared};
+use crate::gpu::{Gpu, KernelTime, Tensor};
+use crate::kernels::softmax_xent::{softmax_cross_entropy, SoftmaxXent, XentOutputs};
+use crate::model::Network;
+use crate::nn::optim::{Optimizer, OptimizerKind};
+use crate::nn::{Pass, WEIGHTS};
+use anyhow::{anyhow, bail};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A data set opened and its features prepared, checked for training; open
+/// it once and train any number of networks on it.
+pub struct Data {
+    pub set: DataSet,
+    pub prepared: Arc<Prepared>,
+}
+
+impl Data {
+    pub fn open(
+        dir: &Path,
+        experiment: &Experiment,
+        options: &PrepareOptions,
+    ) -> anyhow::Result<Data> {
+        let set = DataSet::open(dir, &experiment.data)?;
+        let prepared = prepare(&set, &experiment.features, options)?;
+        let mut counts = vec![[0usize; 3]; prepared.classes.len()];
+        for clip in &prepared.clips {
+            counts[clip.label][clip.split as usize] += 1;
+        }
+        if let Some((class, _)) = prepared
+            .classes
+            .iter()
+            .zip(&counts)
+            .find(|(_, c)| c[Split::Train as usize] == 0)
+        {
+            bail!(
+                "{}: class {class:?} has no usable training clips; add WAV files to its folder (or remove it), or change the split",
+                dir.display()
+            );
+        }
+        Ok(Data {
+            set,
+            prepared: Arc::new(prepared),
+        })
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.prepared.classes
+    }
+
+    /// A loader of `split`: the training split shuffled, augmented and
+    /// without its last partial batch; the others in order, as they are.
+    pub fn loader(
+        &self,
+        experiment: &Experiment,
+        split: Split,
+        batch_size: usize,
+    ) -> anyhow::Result<BatchLoader> {
+        let training = split == Split::Train;
+        let config = BatchConfig {
+            batch_size,
+            seed: experiment.train.seed,
+            drop_last: training,
+            shuffle: training,
+            augment: if training {
+                experiment.augment.clone()
+            } else {
+                AugmentConfig::none()
+            },
+        };
+        Ok(BatchLoader::new(
+            &self.set,
+            self.prepared.clone(),
+            &experiment.features,
+            split,
+            config,
+        )?)
+    }
+}
+
+/// Loss, accuracy and confusion of a network on some batches.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub samples: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `confusion[truth][predicted]`.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl Evaluation {
+    /// Scores logits `[samples, classes]` against their labels; the loss is
+    /// the plain cross-entropy (no label smoothing).
+    pub fn of(predictions: &Predictions) -> Evaluation {
+        let classes = predictions.classes;
+        let mut confusion = vec![vec![0u64; classes]; classes];
+        let mut loss = 0.0f64;
+        for (row, &label) in predictions
+            .logits
+            .chunks_exact(classes)
+            .zip(&predictions.labels)
+        {
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = top
+                + row
+                    .iter()
+                    .map(|&z| (z as f64 - top).exp())
+                    .sum::<f64>()
+                    .ln();
+            loss += lse - row[label as usize] as f64;
+            let predicted =
+                (0..classes).fold(0, |best, j| if row[j] > row[best] { j } else { best });
+            confusion[label as usize][predicted] += 1;
+        }
+        let samples = predictions.labels.len();
+        let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();
+        let per = |v: f64| {
+            if samples == 0 {
+                0.0
+            } else {
+                v / samples as f64
+            }
+        };
+        Evaluation {
+            samples,
+            loss: per(loss),
+            accuracy: per(correct as f64),
+            confusion,
+        }
+    }
+
+    /// Precision and recall of each class (0 where undefined).
+    pub fn precision_recall(&self) -> Vec<(f64, f64)> {
+        let n = self.confusion.len();
+        (0..n)
+            .map(|c| {
+                let tp = self.confusion[c][c] as f64;
+                let predicted: u64 = (0..n).map(|t| self.confusion[t][c]).sum();
+                let actual: u64 = self.confusion[c].iter().sum();
+                let ratio = |a: f64, b: u64| if b == 0 { 0.0 } else { a / b as f64 };
+                (ratio(tp, predicted), ratio(tp, actual))
+            })
+            .collect()
+    }
+}
+
+/// The logits of every sample of some batches, with their labels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictions {
+    pub classes: usize,
+    /// `[samples, classes]`, row-major.
+    pub logits: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+/// Runs `network` in inference mode over `batches` (only what its mask
+/// leaves on) and reads the logits back.
+pub fn predict(
+    gpu: &Gpu,
+    network: &mut Network,
+    batches: impl Iterator<Item = Batch>,
+) -> anyhow::Result<Predictions> {
+    let mut out = Predictions {
+        classes: network.classes(),
+        ..Predictions::default()
+    };
+    let mut input: Option<GpuBatch> = None;
+    for batch in batches {
+        let x = &load_batch(gpu, &mut input, &batch)?.features;
+        let mut rec = gpu.recorder();
+        let logits = network.forward(&mut rec, x, Pass::eval())?;
+        rec.submit()?;
+        out.logits.extend(gpu.download(&logits)?);
+        out.labels.extend(&batch.labels);
+    }
+    Ok(out)
+}
+
+/// Loss, accuracy and confusion of `network` on `batches`.
+pub fn evaluate(
+    gpu: &Gpu,
+    network: &mut Network,
+    batches: impl Iterator<Item = Batch>,
+) -> anyhow::Result<Evaluation> {
+    Ok(Evaluation::of(&predict(gpu, network, batches)?))
+}
+
+/// Writes `batch` into `slot`'s GPU buffers (made on first use).
+fn load_batch<'s>(
+    gpu: &Gpu,
+    slot: &'s mut Option<GpuBatch>,
+    batch: &Batch,
+) -> anyhow::Result<&'s GpuBatch> {
+    match slot {
+        Some(b) => b.load(gpu, batch)?,
+        None => *slot = Some(GpuBatch::upload(gpu, batch)?),
+    }
+    Ok(slot.as_ref().expect("loaded just now"))
+}
+
+/// A parameter group's optimizer and learning-rate rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupConfig {
+    pub name: &'static str,
+    pub optimizer: OptimizerKind,
+    /// The base learning rate (the schedule scales it).
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    pub weight_decay: f64,
+    pub clip_norm: Option<f64>,
+}
+
+impl GroupConfig {
+    /// The `weights` group as an experiment's `[train]` sets it.
+    pub fn weights(experiment: &Experiment) -> GroupConfig {
+        let t = &experiment.train;
+        GroupConfig {
+            name: WEIGHTS,
+            optimizer: t.optimizer,
+            lr: t.lr,
+            schedule: t.schedule.clone(),
+            weight_decay: t.weight_decay,
+            clip_norm: t.clip_norm,
+        }
+    }
+}
+
+struct Group {
+    config: GroupConfig,
+    optimizer: Optimizer,
+}
+
+/// How a session trains, besides its groups.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub batch_size: usize,
+    pub label_smoothing: f64,
+    /// Seeds each step's dropout masks (with the step number).
+    pub seed: u64,
+    /// For the learning-rate schedules.
+    pub steps_per_epoch: u64,
+    pub epochs: u64,
+    /// Steps whose loss and correct count are kept on the GPU before they
+    /// are read back.
+    pub log_every: usize,
+}
+
+/// One part of a step: a batch and the groups it trains.
+#[derive(Clone, Copy, Debug)]
+pub struct StepPart<'a> {
+    pub batch: &'a Batch,
+    pub groups: &'a [&'static str],
+    /// Keep batch norm's running statistics as they are.
+    pub freeze_stats: bool,
+}
+
+impl<'a> StepPart<'a> {
+    /// A part that trains `groups` on `batch`.
+    pub fn new(batch: &'a Batch, groups: &'a [&'static str]) -> Self {
+        StepPart {
+            batch,
+            groups,
+            freeze_stats: false,
+        }
+    }
+
+    pub fn frozen_stats(self) -> Self {
+        StepPart {
+            freeze_stats: true,
+            ..self
+        }
+    }
+}
+
+/// The parts of a step a session can record (a bi-level step has two).
+pub const MAX_PARTS: usize = 2;
+
+/// What the logged steps of one part added up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PartTotals {
+    /// Sum over steps of the batch-mean loss.
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub steps: usize,
+    /// The first loss that was not finite.
+    pub bad_loss: Option<f32>,
+}
+
+impl PartTotals {
+    fn add(&mut self, loss: f32, correct: u64) {
+        if !loss.is_finite() {
+            self.bad_loss.get_or_insert(loss);
+        }
+        self.loss_sum += loss as f64;
+        self.correct += correct;
+        self.steps += 1;
+    }
+
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.steps.max(1) as f64
+    }
+}
+
+/// A network in training: its optimizer groups, the buffers of a step, the
+/// per-step log and where training stands.
+pub struct Session<'g> {
+    gpu: &'g Gpu,
+    pub network: Network,
+    groups: Vec<Group>,
+    config: SessionConfig,
+    xent: SoftmaxXent,
+    sample_loss: Tensor,
+    dlogits: Tensor,
+    correct: Tensor,
+    mean_loss: Tensor,
+    /// Each part's batch in its own buffers.
+    inputs: Vec<Option<GpuBatch>>,
+    /// `[log_every, MAX_PARTS, 2]`: each logged step's loss and correct count per part.
+    log: Tensor,
+    logged: usize,
+    logged_parts: usize,
+    totals: [PartTotals; MAX_PARTS],
+    pub standing: Standing,
+}
+
+impl<'g> Session<'g> {
+    /// A session training `network` with one optimizer per group; every
+    /// parameter must belong to one of the groups.
+    pub fn new(
+        gpu: &'g Gpu,
+        network: Network,
+        groups: &[GroupConfig],
+        config: SessionConfig,
+    ) -> anyhow::Result<Session<'g>> {
+        if config.batch_size == 0 || config.log_every == 0 {
+            bail!("a session needs a batch size and log_every of at least 1");
+        }
+        if let Some((name, p)) = network
+            .named_params()
+            .into_iter()
+            .find(|(_, p)| !groups.iter().any(|g| g.name == p.group))
+        {
+            bail!(
+                "parameter {name:?} is in group {:?}, which has no optimizer (groups: {})",
+                p.group,
+                groups.iter().map(|g| g.name).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let groups = groups
+            .iter()
+            .map(|g| {
+                let params: Vec<(String, &crate::nn::Param)> = network
+                    .named_params()
+                    .into_iter()
+                    .filter(|(_, p)| p.group == g.name)
+                    .collect();
+                let optimizer = Optimizer::new(
+                    gpu,
+                    g.optimizer,
+                    g.weight_decay as f32,
+                    g.clip_norm.map(|c| c as f32),
+                    &params,
+                )?;
+                Ok(Group {
+                    config: g.clone(),
+                    optimizer,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (batch, classes) = (config.batch_size, network.classes());
+        Ok(Session {
+            gpu,
+            xent: SoftmaxXent::new(batch, classes).label_smoothing(config.label_smoothing as f32),
+            sample_loss: gpu.empty(&[batch])?,
+            dlogits: gpu.empty(&[batch, classes])?,
+            correct: gpu.empty(&[1])?,
+            mean_loss: gpu.empty(&[1])?,
+            inputs: (0..MAX_PARTS).map(|_| None).collect(),
+            log: gpu.zeros(&[config.log_every, MAX_PARTS, 2])?,
+            logged: 0,
+            logged_parts: 0,
+            totals: [PartTotals::default(); MAX_PARTS],
+            standing: Standing::start(),
+            network,
+            groups,
+            config,
+        })
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// The learning rate of `group` at the current step.
+    pub fn lr(&self, group: &str) -> Option<f64> {
+        self.groups
+            .iter()
+            .find(|g| g.config.name == group)
+            .map(|g| self.lr_of(&g.config))
+    }
+
+    fn lr_of(&self, g: &GroupConfig) -> f64 {
+        g.schedule.lr_at(
+            g.lr,
+            self.standing.step,
+            self.config.steps_per_epoch,
+            self.config.epochs,
+        )
+    }
+
+    /// Records one step (its parts in order, in one submit) and submits it
+    /// without waiting.
+    pub fn step(&mut self, parts: &[StepPart]) -> anyhow::Result<()> {
+        let rec = self.gpu.recorder();
+        self.record_step(rec, parts)?.submit()?;
+        Ok(())
+    }
+
+    /// A step whose every dispatch is timed (it waits for the GPU).
+    pub fn step_timed(&mut self, parts: &[StepPart]) -> anyhow::Result<Vec<KernelTime>> {
+        let rec = self.gpu.timed_recorder();
+        Ok(self.record_step(rec, parts)?.submit_timed()?)
+    }
+
+    fn record_step<'r>(
+        &mut self,
+        mut rec: crate::gpu::Recorder<'r>,
+        parts: &[StepPart],
+    ) -> anyhow::Result<crate::gpu::Recorder<'r>>
+    where
+        'g: 'r,
+    {
+        if parts.is_empty() || parts.len() > MAX_PARTS {
+            bail!("a step has 1 to {MAX_PARTS} parts, given {}", parts.len());
+        }
+        if self.logged == self.config.log_every
+            || (self.logged > 0 && self.logged_parts != parts.len())
+        {
+            self.read_log()?;
+        }
+        let gpu = self.gpu;
+        let lrs: Vec<f32> = self
+            .groups
+            .iter()
+            .map(|g| self.lr_of(&g.config) as f32)
+            .collect();
+        for (k, part) in parts.iter().enumerate() {
+            if part.batch.labels.len() != self.config.batch_size {
+                bail!(
+                    "a training batch has {} samples; this session trains on batches of {}",
+                    part.batch.labels.len(),
+                    self.config.batch_size
+                );
+            }
+            let input = load_batch(gpu, &mut self.inputs[k], part.batch)?;
+            let mut pass = Pass::train(step_seed(self.config.seed, self.standing.step, k));
+            pass.freeze_stats = part.freeze_stats;
+            let logits = self.network.forward(&mut rec, &input.features, pass)?;
+            let outputs = XentOutputs {
+                loss: &self.sample_loss,
+                grad: &self.dlogits,
+                correct: &self.correct,
+                mean_loss: Some(&self.mean_loss),
+            };
+            softmax_cross_entropy(&mut rec, &self.xent, &logits, &input.labels, &outputs)?;
+            self.network.backward(&mut rec, &self.dlogits)?;
+            for name in part.groups {
+                let g = self
+                    .groups
+                    .iter()
+                    .position(|g| g.config.name == *name)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "a step part trains group {name:?}, which this session does not have"
+                        )
+                    })?;
+                let params = self.network.trained_params(name);
+                self.groups[g].optimizer.step(&mut rec, &params, lrs[g])?;
+            }
+            let at = 2 * (self.logged * MAX_PARTS + k);
+            rec.copy_range(&self.mean_loss, 0, &self.log, at, 1)?;
+            rec.copy_range(&self.correct, 0, &self.log, at + 1, 1)?;
+        }
+        self.logged += 1;
+        self.logged_parts = parts.len();
+        self.standing.step += 1;
+        Ok(rec)
+    }
+
+    /// Moves the steps kept on the GPU into the totals.
+    fn read_log(&mut self) -> anyhow::Result<()> {
+        if self.logged == 0 {
+            return Ok(());
+        }
+        let values = self.gpu.download(&self.log)?;
+        for step in values.chunks_exact(2 * MAX_PARTS).take(self.logged) {
+            for (k, totals) in self.totals.iter_mut().enumerate().take(self.logged_parts) {
+                totals.add(step[2 * k], step[2 * k + 1].to_bits() as u64);
+            }
+        }
+        self.logged = 0;
+        Ok(())
+    }
+
+    /// Each part's totals since the last call (this reads the log back).
+    pub fn take_totals(&mut self) -> anyhow::Result<[PartTotals; MAX_PARTS]> {
+        self.read_log()?;
+        Ok(std::mem::take(&mut self.totals))
+    }
+
+    /// The logits of `batches` in inference mode.
+    pub fn predict(&mut self, batches: impl Iterator<Item = Batch>) -> anyhow::Result<Predictions> {
+        predict(self.gpu, &mut self.network, batches)
+    }
+
+    /// Loss, accuracy and confusion on `batches`.
+    pub fn evaluate(&mut self, batches: impl Iterator<Item = Batch>) -> anyhow::Result<Evaluation> {
+        evaluate(self.gpu, &mut self.network, batches)
+    }
+
+    fn optimizers(&self) -> Vec<(&'static str, &Optimizer)> {
+        self.groups
+            .iter()
+            .map(|g| (g.config.name, &g.optimizer))
+            .collect()
+    }
+
+    /// Saves the network, every group's optimizer state and the standing
+    /// (atomically).
+    pub fn save_checkpoint(&self, path: &Path, info: &ModelInfo) -> anyhow::Result<()> {
+        save_checkpoint_file(
+            self.gpu,
+            path,
+            &self.network,
+            &self.optimizers(),
+            info,
+            self.standing,
+        )
+    }
+
+    /// Restores network, optimizer state and standing from a checkpoint of
+    /// this network with these groups; anything else is refused by name.
+    pub fn resume(&mut self, path: &Path) -> anyhow::Result<()> {
+        let mut optimizers: Vec<(&'static str, &mut Optimizer)> = self
+            .groups
+            .iter_mut()
+            .map(|g| (g.config.name, &mut g.optimizer))
+            .collect();
+        self.standing = load_checkpoint_file(self.gpu, path, &self.network, &mut optimizers)?;
+        Ok(())
+    }
+}
+
+/// A seed for the random choices on the GPU (dropout) of part `part` of
+/// step `step`.
+fn step_seed(seed: u64, step: u64, part: usize) -> u64 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step)
+        .wrapping_add((part as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
