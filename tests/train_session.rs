@@ -10,7 +10,7 @@ use audionas::model::{Architecture, Mask, Network};
 use audionas::nn::optim::OptimizerKind;
 use audionas::nn::{Pass, WEIGHTS};
 use audionas::train::load_checkpoint;
-use audionas::train::model_file::ModelInfo;
+use audionas::train::model_file::{inherit_from_file, save_model, ModelInfo};
 use audionas::train::session::{GroupConfig, Session, SessionConfig, StepPart};
 use audionas::train::LrSchedule;
 use audionas::util::rng::Rng;
@@ -356,4 +356,21 @@ fn backward_without_forward_is_an_error() {
     let mut rec = gpu.recorder();
     let e = net.backward(&mut rec, &d).unwrap_err();
     assert!(e.to_string().contains("forward first"), "{e}");
+}
+
+#[test]
+fn a_model_file_passes_on_what_matches() {
+    let gpu = Gpu::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let parent = network(NET, 1);
+    let path = dir.path().join("model.safetensors");
+    save_model(gpu, &path, &parent, &info(), &[]).unwrap();
+    let child = network(&NET.replacen("kernel = [1, 3]", "kernel = [3, 1]", 1), 2);
+    let report = inherit_from_file(gpu, &child, &path).unwrap();
+    assert_eq!(report.copied.len(), 11);
+    assert_eq!(report.reshaped[0].name, "right.weight");
+    let stem = |n: &Network| gpu.download(n.state()[0].1).unwrap();
+    assert_eq!(stem(&child), stem(&parent));
+    let e = inherit_from_file(gpu, &child, &dir.path().join("none.safetensors")).unwrap_err();
+    assert!(format!("{e:#}").contains("none.safetensors"), "{e:#}");
 }
