@@ -2,13 +2,14 @@
 //! topological order, forward in that order, backward in reverse, summing the
 //! gradients of an output that several layers read.
 
-use super::arch::{Architecture, LstmReturns, Op, Padding, Pair};
+use super::arch::{Architecture, LstmReturns, Op};
 use super::error::ModelError;
 use super::mask::Source;
+use super::shapes::{conv_geometry, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
-    same_padding, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, ConvGeometry, Dense,
+    ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, Dense,
     Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind,
     SeparableConv2d,
 };
@@ -311,54 +312,6 @@ impl Network {
                 .iter()
                 .map(|n| n.layer.saved_bytes())
                 .sum::<u64>()
-    }
-}
-
-fn pair_stride(stride: Option<Pair>, kernel: Pair) -> [usize; 2] {
-    stride.unwrap_or(kernel).0
-}
-
-fn spatial(shape: &[usize]) -> Result<[usize; 3], String> {
-    match shape {
-        &[c, h, w] => Ok([c, h, w]),
-        _ => Err(format!(
-            "needs a [channels, time, freq] input, got {shape:?} (a dense or pooling layer may have flattened it)"
-        )),
-    }
-}
-
-fn single(in_shapes: &[Vec<usize>]) -> Result<&Vec<usize>, String> {
-    match in_shapes {
-        [one] => Ok(one),
-        _ => Err(format!("takes one input, given {}", in_shapes.len())),
-    }
-}
-
-fn conv_geometry(
-    input: [usize; 3],
-    out_channels: usize,
-    kernel: Pair,
-    stride: Pair,
-    padding: Padding,
-    dilation: Pair,
-    groups: usize,
-) -> ConvGeometry {
-    let padding = match padding {
-        Padding::Valid => [[0, 0], [0, 0]],
-        Padding::Explicit(p) => p,
-        Padding::Same => [
-            same_padding(input[1], kernel.0[0], stride.0[0], dilation.0[0]),
-            same_padding(input[2], kernel.0[1], stride.0[1], dilation.0[1]),
-        ],
-    };
-    ConvGeometry {
-        input,
-        out_channels,
-        kernel: kernel.0,
-        stride: stride.0,
-        padding,
-        dilation: dilation.0,
-        groups,
     }
 }
 
