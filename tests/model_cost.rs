@@ -344,7 +344,10 @@ fn invalid_descriptions_are_refused_naming_the_layer() {
 
     let bad_concat = "name = \"x\"\n[[layers]]\nname = \"p\"\nop = \"max_pool2d\"\nkernel = 2\n\
         [[layers]]\nname = \"c\"\nop = \"concat\"\ninputs = [\"p\", \"input\"]\n";
-    assert_eq!(refused_layer(&format!("{bad_concat}{head}"), &[1, 4, 4]).0, "c");
+    assert_eq!(
+        refused_layer(&format!("{bad_concat}{head}"), &[1, 4, 4]).0,
+        "c"
+    );
 
     let no_head = "name = \"x\"\n[[layers]]\nname = \"g\"\nop = \"global_avg_pool\"\n";
     let (layer, reason) = refused_layer(no_head, &[3, 4, 4]);
@@ -531,4 +534,25 @@ fn the_cost_command_takes_a_bare_description_on_default_features() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     // One channel pooled, then 1 x 5 weights and 5 biases.
     assert!(stdout.contains("parameters              10"), "{stdout}");
+
+    let out = audionas(&[
+        "cost",
+        "--arch",
+        path.to_str().unwrap(),
+        "--json",
+        "--measure",
+        "--runs",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let batches: Vec<&serde_json::Value> = report["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["batch"])
+        .collect();
+    assert_eq!(batches, [1, 64]);
+    assert!(report["latency"][1]["per_clip_ms"].as_f64().unwrap() > 0.0);
 }

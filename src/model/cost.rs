@@ -82,7 +82,9 @@ struct Work {
 impl Cost {
     /// Costs `arch` on samples of `input_shape` (`[channels, time, freq]`)
     /// with `classes` outputs, counting only what runs under `activity`
-    /// (everything when `None`). Refuses what `Network::build` refuses.
+    /// (everything when `None`): a running layer counts in full, except that
+    /// an `add` adds only the inputs it reads. Refuses what `Network::build`
+    /// refuses, naming the layer.
     pub fn of(
         arch: &Architecture,
         input_shape: &[usize],
@@ -122,8 +124,8 @@ impl Cost {
                 .collect();
             let runs = activity.runs[i];
             let inputs_read = activity.reads[i].iter().filter(|&&r| r).count();
-            let (output, work) = layer_work(&spec.op, &in_shapes, inputs_read, classes)
-                .map_err(|reason| {
+            let (output, work) =
+                layer_work(&spec.op, &in_shapes, inputs_read, classes).map_err(|reason| {
                     arch.build_error(
                         &name,
                         &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
@@ -348,10 +350,7 @@ fn layer_work(
             // Inference passes the input through.
             same_shape(OtherOps::default())?
         }
-        Op::Flatten => (
-            vec![single(in_shapes)?.iter().product()],
-            Work::default(),
-        ),
+        Op::Flatten => (vec![single(in_shapes)?.iter().product()], Work::default()),
         Op::Lstm { hidden, returns } => {
             positive("hidden", hidden)?;
             let (time, features) = lstm_steps(single(in_shapes)?)?;
@@ -405,7 +404,11 @@ fn conv_work(geometry: &ConvGeometry, bias: bool) -> Result<Work, String> {
     spec.validate().map_err(|e| e.to_string())?;
     let (_, _, taps_by_channels) = spec.gemm_shape();
     let outputs = spec.output_len() as u64;
-    let biases = if bias { geometry.out_channels as u64 } else { 0 };
+    let biases = if bias {
+        geometry.out_channels as u64
+    } else {
+        0
+    };
     Ok(Work {
         params: spec.weight_len() as u64 + biases,
         macs: outputs * taps_by_channels as u64,

@@ -9,9 +9,8 @@ use super::shapes::{conv_geometry, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
-    ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, Dense,
-    Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind,
-    SeparableConv2d,
+    ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, Dense, Dropout, Flatten,
+    GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use std::collections::HashMap;
