@@ -1,7 +1,7 @@
 //! The audionas command line.
 
 use audionas::gpu::{self, AdapterOptions, BackendChoice, Gpu};
-use audionas::train::{bench, cli};
+use audionas::train::{bench, cli, cost_cmd};
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -50,6 +50,9 @@ enum Command {
     /// Accuracy, per-class precision and recall, confusion matrix and cost
     /// of a trained model on a data set.
     Eval(cli::EvalArgs),
+    /// Parameters, multiply-accumulates and other ops of an architecture,
+    /// from its description alone; --measure adds latency on the adapter.
+    Cost(cost_cmd::CostArgs),
     /// Label WAV clips with a trained model, or spot keywords in a long recording.
     Infer(cli::InferArgs),
     /// Training and inference speed of model configs, one JSON line per model.
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(command) => audionas::data::cli::run(command),
         Command::Train(args) => cli::run_train(&open_gpu(&cli.gpu)?, args),
         Command::Eval(args) => cli::run_eval(&open_gpu(&cli.gpu)?, args),
+        Command::Cost(args) => cost_cmd::run_cost(args, || open_gpu(&cli.gpu)),
         Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
     }

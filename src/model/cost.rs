@@ -1,31 +1,422 @@
-//! The cost model of a network: parameters, multiply-accumulates per
-//! inference and per second of audio, and latency measured on the adapter.
+//! The cost model of an architecture, from its description alone (no GPU):
+//! per layer its output shape, trained parameters, multiply-accumulates and
+//! other element operations, and their totals per clip and per second of
+//! audio; and latency measured on the adapter, for `--measure`.
+//!
+//! Multiply-accumulates are counted as the reference scripts count them:
+//! a convolution `output elements x (in_channels / groups) x kernel area`,
+//! a dense layer `outputs x inputs`, an LSTM `time x 4 hidden x (inputs +
+//! hidden)`. Everything else is an other op (see `OtherOps`). Parameters
+//! are exactly those `Network::build` creates.
 
+use super::arch::{Architecture, LstmReturns, Op};
+use super::error::ModelError;
+use super::mask::{Activity, Source};
 use super::network::Network;
+use super::shapes::{
+    conv_geometry, lstm_steps, pair_stride, pool_spec, separable_geometries, single, spatial,
+};
 use crate::gpu::{Gpu, GpuResult};
-use crate::nn::Pass;
+use crate::nn::{ConvGeometry, Pass};
 use serde::Serialize;
+use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
+/// Element operations of one sample's forward pass besides the
+/// multiply-accumulates, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OtherOps {
+    /// Max and average pooling: one comparison or addition per window cell
+    /// (output elements x window area); global average pooling: one
+    /// addition per input element.
+    pub pooling: u64,
+    /// Batch normalisation: one scale-and-shift per element.
+    pub batch_norm: u64,
+    /// ReLU, sigmoid, tanh: one per element; an LSTM: its four gates and the
+    /// tanh of its cell, `5 x hidden` per step.
+    pub activation: u64,
+    /// Additions outside the multiply-accumulates: biases (one per output),
+    /// an `add` layer (one per element per input after the first), an LSTM's
+    /// bias and cell update (`5 x hidden` per step).
+    pub addition: u64,
+    /// Elementwise products: an LSTM's gating (`3 x hidden` per step).
+    pub product: u64,
+}
+
+/// One layer's cost per sample.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerCost {
+    pub name: String,
+    pub op: String,
+    /// Whether the layer runs; one that does not counts zero.
+    pub runs: bool,
+    /// Output shape of one sample.
+    pub output: Vec<usize>,
+    pub params: u64,
+    pub macs: u64,
+    pub other: OtherOps,
+}
+
+/// The cost of an architecture on clips of one input shape.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Cost {
+    pub layers: Vec<LayerCost>,
+    /// Trained parameters.
     pub params: u64,
     /// Multiply-accumulates of one inference (one clip).
     pub macs: u64,
-    /// Multiply-accumulates per second of audio when a clip is `clip_ms` long
-    /// and classified once.
+    /// Multiply-accumulates per second of audio when a clip is `clip_ms`
+    /// long and classified once.
     pub macs_per_second: f64,
+    pub other: OtherOps,
+}
+
+/// What one layer computes per sample.
+#[derive(Default)]
+struct Work {
+    params: u64,
+    macs: u64,
+    other: OtherOps,
 }
 
 impl Cost {
-    pub fn of(network: &Network, clip_ms: f64) -> Cost {
-        let macs = network.macs();
-        Cost {
-            params: network.parameter_count(),
+    /// Costs `arch` on samples of `input_shape` (`[channels, time, freq]`)
+    /// with `classes` outputs, counting only what runs under `activity`
+    /// (everything when `None`): a running layer counts in full, except that
+    /// an `add` adds only the inputs it reads. Refuses what `Network::build`
+    /// refuses, naming the layer.
+    pub fn of(
+        arch: &Architecture,
+        input_shape: &[usize],
+        classes: usize,
+        clip_ms: f64,
+        activity: Option<&Activity>,
+    ) -> Result<Cost, ModelError> {
+        if arch.layers.is_empty() {
+            return Err(arch.build_error("-", "has no layers"));
+        }
+        let sources = arch.sources()?;
+        let full = Activity::full(&sources);
+        let activity = activity.unwrap_or(&full);
+        if activity.runs.len() != sources.len() {
+            return Err(arch.build_error(
+                "-",
+                &format!(
+                    "the activity is for {} layers, the architecture has {}",
+                    activity.runs.len(),
+                    sources.len()
+                ),
+            ));
+        }
+        let mut layers: Vec<LayerCost> = Vec::with_capacity(sources.len());
+        let mut read = vec![false; sources.len()];
+        for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
+            let name = arch.layer_name(i);
+            let in_shapes: Vec<Vec<usize>> = inputs
+                .iter()
+                .map(|s| match s {
+                    Source::Input => input_shape.to_vec(),
+                    Source::Layer(j) => {
+                        read[*j] = true;
+                        layers[*j].output.clone()
+                    }
+                })
+                .collect();
+            let runs = activity.runs[i];
+            let inputs_read = activity.reads[i].iter().filter(|&&r| r).count();
+            let (output, work) =
+                layer_work(&spec.op, &in_shapes, inputs_read, classes).map_err(|reason| {
+                    arch.build_error(
+                        &name,
+                        &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
+                    )
+                })?;
+            if output.iter().product::<usize>() == 0 {
+                return Err(arch.build_error(&name, &format!("its output {output:?} is empty")));
+            }
+            let work = if runs { work } else { Work::default() };
+            layers.push(LayerCost {
+                name,
+                op: spec.op.name(),
+                runs,
+                output,
+                params: work.params,
+                macs: work.macs,
+                other: work.other,
+            });
+        }
+        let last = &layers[layers.len() - 1];
+        if let Some(j) = (0..layers.len() - 1).find(|&j| !read[j]) {
+            return Err(arch.build_error(
+                &layers[j].name,
+                "its output is never read; every layer but the last must feed another",
+            ));
+        }
+        if last.output != [classes] {
+            return Err(arch.build_error(
+                &last.name,
+                &format!(
+                    "the last layer gives {:?} per sample, but there are {classes} classes (end with a `dense` layer without `units`)",
+                    last.output
+                ),
+            ));
+        }
+        let macs = layers.iter().map(|l| l.macs).sum();
+        let mut other = OtherOps::default();
+        for layer in &layers {
+            other += layer.other;
+        }
+        Ok(Cost {
+            params: layers.iter().map(|l| l.params).sum(),
             macs,
             macs_per_second: macs as f64 * 1000.0 / clip_ms.max(f64::MIN_POSITIVE),
-        }
+            other,
+            layers,
+        })
     }
+}
+
+impl AddAssign for OtherOps {
+    fn add_assign(&mut self, o: OtherOps) {
+        self.pooling += o.pooling;
+        self.batch_norm += o.batch_norm;
+        self.activation += o.activation;
+        self.addition += o.addition;
+        self.product += o.product;
+    }
+}
+
+impl AddAssign for Work {
+    fn add_assign(&mut self, w: Work) {
+        self.params += w.params;
+        self.macs += w.macs;
+        self.other += w.other;
+    }
+}
+
+/// The output shape of a layer and what it computes per sample when it reads
+/// `inputs_read` of its inputs, with the checks `Network::build` makes.
+fn layer_work(
+    op: &Op,
+    in_shapes: &[Vec<usize>],
+    inputs_read: usize,
+    classes: usize,
+) -> Result<(Vec<usize>, Work), String> {
+    let positive = |what: &str, v: usize| {
+        if v == 0 {
+            Err(format!("{what} must be at least 1"))
+        } else {
+            Ok(())
+        }
+    };
+    let elements = |shape: &[usize]| shape.iter().product::<usize>() as u64;
+    let same_shape = |other: OtherOps| -> Result<(Vec<usize>, Work), String> {
+        let shape = single(in_shapes)?.clone();
+        Ok((
+            shape,
+            Work {
+                other,
+                ..Work::default()
+            },
+        ))
+    };
+    Ok(match *op {
+        Op::Conv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => {
+            positive("channels", channels)?;
+            let input = spatial(single(in_shapes)?)?;
+            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, groups);
+            (g.output().to_vec(), conv_work(&g, bias)?)
+        }
+        Op::DepthwiseConv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => {
+            let input = spatial(single(in_shapes)?)?;
+            let g = conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]);
+            (g.output().to_vec(), conv_work(&g, bias)?)
+        }
+        Op::SeparableConv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => {
+            positive("channels", channels)?;
+            let input = spatial(single(in_shapes)?)?;
+            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, 1);
+            let [depthwise, pointwise] = separable_geometries(g);
+            let mut work = conv_work(&depthwise, false)?;
+            work += conv_work(&pointwise, bias)?;
+            (pointwise.output().to_vec(), work)
+        }
+        Op::Dense { units, bias } => {
+            let inputs = elements(single(in_shapes)?);
+            let units = units.unwrap_or(classes);
+            positive("units", units)?;
+            let outputs = units as u64;
+            let biases = if bias { outputs } else { 0 };
+            let work = Work {
+                params: inputs * outputs + biases,
+                macs: inputs * outputs,
+                other: OtherOps {
+                    addition: biases,
+                    ..OtherOps::default()
+                },
+            };
+            (vec![units], work)
+        }
+        Op::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        }
+        | Op::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => {
+            let input = spatial(single(in_shapes)?)?;
+            let spec = pool_spec(input, kernel, pair_stride(stride, kernel), padding);
+            spec.validate().map_err(|e| e.to_string())?;
+            let window = (kernel.0[0] * kernel.0[1]) as u64;
+            let work = Work {
+                other: OtherOps {
+                    pooling: spec.output_len() as u64 * window,
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (spec.output_shape()[1..].to_vec(), work)
+        }
+        Op::GlobalAvgPool => {
+            let input = single(in_shapes)?;
+            if input.len() < 2 {
+                return Err(format!(
+                    "needs [channels, ...] with positions to average, got {input:?}"
+                ));
+            }
+            let work = Work {
+                other: OtherOps {
+                    pooling: elements(input),
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (vec![input[0]], work)
+        }
+        Op::BatchNorm {
+            affine,
+            eps,
+            momentum,
+        } => {
+            let input = single(in_shapes)?;
+            if eps.is_nan() || eps <= 0.0 || !(0.0..=1.0).contains(&momentum) {
+                return Err(format!(
+                    "eps ({eps}) must be positive and momentum ({momentum}) in [0, 1]"
+                ));
+            }
+            let work = Work {
+                params: if affine { 2 * input[0] as u64 } else { 0 },
+                other: OtherOps {
+                    batch_norm: elements(input),
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (input.clone(), work)
+        }
+        Op::Relu | Op::Sigmoid | Op::Tanh => same_shape(OtherOps {
+            activation: elements(single(in_shapes)?),
+            ..OtherOps::default()
+        })?,
+        Op::Dropout { rate } => {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(format!("rate {rate} must be in [0, 1)"));
+            }
+            // Inference passes the input through.
+            same_shape(OtherOps::default())?
+        }
+        Op::Flatten => (vec![single(in_shapes)?.iter().product()], Work::default()),
+        Op::Lstm { hidden, returns } => {
+            positive("hidden", hidden)?;
+            let (time, features) = lstm_steps(single(in_shapes)?)?;
+            let (t, i, h) = (time as u64, features as u64, hidden as u64);
+            let work = Work {
+                params: 4 * h * (i + h) + 2 * 4 * h,
+                macs: t * 4 * h * (i + h),
+                other: OtherOps {
+                    activation: t * 5 * h,
+                    addition: t * 5 * h,
+                    product: t * 3 * h,
+                    ..OtherOps::default()
+                },
+            };
+            let output = match returns {
+                LstmReturns::Last => vec![hidden],
+                LstmReturns::Sequence => vec![time, hidden],
+            };
+            (output, work)
+        }
+        Op::Add => {
+            if in_shapes.len() < 2 || in_shapes.iter().any(|s| *s != in_shapes[0]) {
+                return Err("needs two or more inputs of one shape".into());
+            }
+            let work = Work {
+                other: OtherOps {
+                    addition: inputs_read.saturating_sub(1) as u64 * elements(&in_shapes[0]),
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (in_shapes[0].clone(), work)
+        }
+        Op::Concat => {
+            let same_rest = in_shapes
+                .iter()
+                .all(|s| !s.is_empty() && s[1..] == in_shapes[0][1..]);
+            if in_shapes.len() < 2 || !same_rest {
+                return Err("needs two or more inputs that differ only in channels".into());
+            }
+            let mut output = in_shapes[0].clone();
+            output[0] = in_shapes.iter().map(|s| s[0]).sum();
+            (output, Work::default())
+        }
+    })
+}
+
+/// A convolution's weights (and bias), its multiply-accumulates and bias additions.
+fn conv_work(geometry: &ConvGeometry, bias: bool) -> Result<Work, String> {
+    let spec = geometry.spec(1);
+    spec.validate().map_err(|e| e.to_string())?;
+    let (_, _, taps_by_channels) = spec.gemm_shape();
+    let outputs = spec.output_len() as u64;
+    let biases = if bias {
+        geometry.out_channels as u64
+    } else {
+        0
+    };
+    Ok(Work {
+        params: spec.weight_len() as u64 + biases,
+        macs: outputs * taps_by_channels as u64,
+        other: OtherOps {
+            addition: if bias { outputs } else { 0 },
+            ..OtherOps::default()
+        },
+    })
 }
 
 /// Median wall time of a batch-`batch` inference (record, submit, wait) over

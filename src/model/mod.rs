@@ -6,9 +6,10 @@ pub mod cost;
 pub mod error;
 pub mod mask;
 pub mod network;
+mod shapes;
 
 pub use arch::{Architecture, LayerSpec, Op};
-pub use cost::{measure_latency, Cost};
+pub use cost::{measure_latency, Cost, LayerCost, OtherOps};
 pub use error::ModelError;
 pub use mask::{Activity, Mask, Source};
 pub use network::{Inheritance, Network, Reshaped};

@@ -2,15 +2,17 @@
 //! topological order, forward in that order, backward in reverse, summing the
 //! gradients of an output that several layers read.
 
-use super::arch::{Architecture, LstmReturns, Op, Padding, Pair};
+use super::arch::{Architecture, LstmReturns, Op};
+use super::cost::Cost;
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
+use super::shapes::{conv_geometry, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
-    batch_of, batched, same_padding, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer,
-    ConvGeometry, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param,
-    Pass, Pool, PoolKind, SeparableConv2d,
+    batch_of, batched, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, Dense, Dropout,
+    Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind,
+    SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -145,6 +147,11 @@ impl Network {
     /// Layer names in order.
     pub fn layer_names(&self) -> impl Iterator<Item = &str> {
         self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// The per-sample output shape of every layer, in order.
+    pub fn layer_shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
     }
 
     /// The index of the layer called `name`.
@@ -452,9 +459,17 @@ impl Network {
         self.params().iter().map(|p| p.len() as u64).sum()
     }
 
-    /// Multiply-accumulates of one sample's forward pass.
-    pub fn macs(&self) -> u64 {
-        self.nodes.iter().map(|n| n.layer.macs()).sum()
+    /// Multiply-accumulates of one sample's forward pass under the current
+    /// mask, from the description (the cost model's count).
+    pub fn macs(&self) -> Result<u64, ModelError> {
+        let cost = Cost::of(
+            &self.arch,
+            &self.input_shape,
+            self.classes,
+            1000.0,
+            Some(&self.activity),
+        )?;
+        Ok(cost.macs)
     }
 
     /// Bytes the last forward kept for the backward: layer outputs plus
@@ -558,54 +573,6 @@ impl Inheritance {
         self.unused
             .first()
             .map(|name| format!("has tensor {name:?}, which this network does not have"))
-    }
-}
-
-fn pair_stride(stride: Option<Pair>, kernel: Pair) -> [usize; 2] {
-    stride.unwrap_or(kernel).0
-}
-
-fn spatial(shape: &[usize]) -> Result<[usize; 3], String> {
-    match shape {
-        &[c, h, w] => Ok([c, h, w]),
-        _ => Err(format!(
-            "needs a [channels, time, freq] input, got {shape:?} (a dense or pooling layer may have flattened it)"
-        )),
-    }
-}
-
-fn single(in_shapes: &[Vec<usize>]) -> Result<&Vec<usize>, String> {
-    match in_shapes {
-        [one] => Ok(one),
-        _ => Err(format!("takes one input, given {}", in_shapes.len())),
-    }
-}
-
-fn conv_geometry(
-    input: [usize; 3],
-    out_channels: usize,
-    kernel: Pair,
-    stride: Pair,
-    padding: Padding,
-    dilation: Pair,
-    groups: usize,
-) -> ConvGeometry {
-    let padding = match padding {
-        Padding::Valid => [[0, 0], [0, 0]],
-        Padding::Explicit(p) => p,
-        Padding::Same => [
-            same_padding(input[1], kernel.0[0], stride.0[0], dilation.0[0]),
-            same_padding(input[2], kernel.0[1], stride.0[1], dilation.0[1]),
-        ],
-    };
-    ConvGeometry {
-        input,
-        out_channels,
-        kernel: kernel.0,
-        stride: stride.0,
-        padding,
-        dilation: dilation.0,
-        groups,
     }
 }
 

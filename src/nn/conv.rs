@@ -103,12 +103,6 @@ impl Layer for Conv2dLayer {
             .collect()
     }
 
-    fn macs(&self) -> u64 {
-        let spec = self.geometry.spec(1);
-        let (_, _, taps_by_channels) = spec.gemm_shape();
-        (spec.output_len() * taps_by_channels) as u64
-    }
-
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let spec = self.geometry.spec(batch_of(inputs[0]));
         let y = rec.empty(&spec.output_shape())?;
@@ -199,10 +193,6 @@ impl Layer for SeparableConv2d {
         let mut params = self.depthwise.params_mut();
         params.extend(self.pointwise.params_mut());
         params
-    }
-
-    fn macs(&self) -> u64 {
-        self.depthwise.macs() + self.pointwise.macs()
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], pass: Pass) -> GpuResult<Tensor> {

@@ -56,10 +56,6 @@ impl Layer for Dense {
             .collect()
     }
 
-    fn macs(&self) -> u64 {
-        (self.inputs * self.outputs) as u64
-    }
-
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let batch = batch_of(inputs[0]);
         let x = inputs[0].reshaped(&[batch, self.inputs])?;

@@ -112,10 +112,6 @@ impl Layer for Lstm {
         ]
     }
 
-    fn macs(&self) -> u64 {
-        (self.time * 4 * self.hidden * (self.input + self.hidden)) as u64
-    }
-
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let gpu = rec.gpu();
         let batch = batch_of(inputs[0]);

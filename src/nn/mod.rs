@@ -139,13 +139,6 @@ pub trait Layer: Send {
         Vec::new()
     }
 
-    /// Multiply-accumulates per sample of the forward pass, counted as the
-    /// reference scripts count them: convolutions, dense and recurrent
-    /// matrix products only.
-    fn macs(&self) -> u64 {
-        0
-    }
-
     /// Records the forward pass of a batch.
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], pass: Pass) -> GpuResult<Tensor>;
 

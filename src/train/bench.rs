@@ -172,7 +172,7 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
         adapter: gpu.describe(),
         batch,
         params: network.parameter_count(),
-        fwd_flops_per_sample: 2 * network.macs(),
+        fwd_flops_per_sample: 2 * network.macs()?,
         train_step_median_ms: train_median,
         train_step_min_ms: train_min,
         train_samples_per_s: batch as f64 / (train_median / 1e3),

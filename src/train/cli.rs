@@ -232,7 +232,13 @@ pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
         );
     }
     let result = evaluate(gpu, &mut network, batches.into_iter())?;
-    let cost = Cost::of(&network, info.features.clip_ms);
+    let cost = Cost::of(
+        network.architecture(),
+        network.input_shape(),
+        network.classes(),
+        info.features.clip_ms,
+        None,
+    )?;
     print_evaluation(&result, &info.classes);
     println!(
         "parameters {}, MACs per clip {}, MACs per second of audio {:.0}",

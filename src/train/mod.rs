@@ -1,6 +1,6 @@
 //! Training fixed architectures: experiment configs, the training loop,
 //! evaluation, model files and checkpoints, run folders with metrics and
-//! plots, learning-rate schedules, the `train`/`eval`/`infer`/`bench`
+//! plots, learning-rate schedules, the `train`/`eval`/`infer`/`bench`/`cost`
 //! commands.
 
 pub mod atomic;
@@ -8,6 +8,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod cost_cmd;
 pub mod error;
 pub mod metrics;
 pub mod model_file;

@@ -166,7 +166,7 @@ pub fn train_on(
         seconds: started.elapsed().as_secs_f64(),
         train_samples_per_s: train_time.samples as f64 / train_time.seconds.max(1e-9),
         params: session.network.parameter_count(),
-        macs: session.network.macs(),
+        macs: session.network.macs()?,
     };
     if summary.test.is_some() {
         let path = run.root.join("results.json");
@@ -223,7 +223,7 @@ fn epochs(
             "{}: {} parameters, {} MACs per clip; {} classes; {} training clips, {} steps per epoch; {}",
             experiment.model.name,
             session.network.parameter_count(),
-            session.network.macs(),
+            session.network.macs()?,
             data.classes().len(),
             train_loader.len(),
             steps_per_epoch,
