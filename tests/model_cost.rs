@@ -452,7 +452,7 @@ fn descriptions_count_the_parameters_the_network_builds() {
         let network = Network::build(gpu, &arch, &input, 12, 0).unwrap();
         let name = path.display();
         assert_eq!(cost.params, network.parameter_count(), "{name}");
-        let shapes = network.layer_shapes().to_vec();
+        let shapes = network.layer_shapes();
         let outputs: Vec<Vec<usize>> = cost.layers.iter().map(|l| l.output.clone()).collect();
         assert_eq!(outputs, shapes, "{name}");
         checked += 1;

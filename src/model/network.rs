@@ -6,7 +6,7 @@ use super::arch::{Architecture, LstmReturns, Op};
 use super::cost::Cost;
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
-use super::shapes::{conv_geometry, pair_stride, single, spatial};
+use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::nn::{
@@ -55,29 +55,20 @@ impl Network {
         classes: usize,
         seed: u64,
     ) -> Result<Network, ModelError> {
-        let fail = |layer: &str, reason: String| ModelError::Build {
-            arch: arch.name.clone(),
-            layer: layer.to_string(),
-            reason,
-        };
-        if arch.layers.is_empty() {
-            return Err(fail("-", "has no layers".into()));
-        }
+        // The cost model checks every shape and setting, naming the layer,
+        // before anything is allocated.
+        let cost = Cost::of(arch, input_shape, classes, 1000.0, None)?;
+        let shapes: Vec<Vec<usize>> = cost.layers.into_iter().map(|l| l.output).collect();
         let sources = arch.sources()?;
         let mut rng = Rng::new(seed);
-        let mut shapes: Vec<Vec<usize>> = Vec::new();
         let mut nodes: Vec<Node> = Vec::new();
-        let mut used = vec![false; arch.layers.len()];
         for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
             let name = arch.layer_name(i);
             let in_shapes: Vec<Vec<usize>> = inputs
                 .iter()
                 .map(|s| match s {
                     Source::Input => input_shape.to_vec(),
-                    Source::Layer(j) => {
-                        used[*j] = true;
-                        shapes[*j].clone()
-                    }
+                    Source::Layer(j) => shapes[*j].clone(),
                 })
                 .collect();
             let salt = i as u64;
@@ -85,33 +76,12 @@ impl Network {
                 gpu, &spec.op, &in_shapes, classes, arch.init, &mut rng, salt,
             )
             .map_err(|reason| {
-                fail(
+                arch.build_error(
                     &name,
-                    format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
+                    &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
                 )
             })?;
-            let out = layer.output_shape();
-            if out.iter().product::<usize>() == 0 {
-                return Err(fail(&name, format!("its output {out:?} is empty")));
-            }
-            shapes.push(out);
             nodes.push(Node { name, layer });
-        }
-        let last = nodes.len() - 1;
-        if let Some(j) = (0..last).find(|&j| !used[j]) {
-            return Err(fail(
-                &nodes[j].name,
-                "its output is never read; every layer but the last must feed another".into(),
-            ));
-        }
-        if shapes[last] != [classes] {
-            return Err(fail(
-                &nodes[last].name,
-                format!(
-                    "the last layer gives {:?} per sample, but there are {classes} classes (end with a `dense` layer without `units`)",
-                    shapes[last]
-                ),
-            ));
         }
         let activity = Activity::full(&sources);
         let read_plan = read_plan(arch, &sources, &activity, input_shape, &shapes);
@@ -149,9 +119,10 @@ impl Network {
         self.nodes.iter().map(|n| n.name.as_str())
     }
 
-    /// The per-sample output shape of every layer, in order.
-    pub fn layer_shapes(&self) -> &[Vec<usize>] {
-        &self.shapes
+    /// The per-sample output shape of every layer, in order, as the layers
+    /// themselves give it.
+    pub fn layer_shapes(&self) -> Vec<Vec<usize>> {
+        self.nodes.iter().map(|n| n.layer.output_shape()).collect()
     }
 
     /// The index of the layer called `name`.
@@ -586,13 +557,6 @@ fn build_layer(
     salt: u64,
 ) -> Result<Box<dyn Layer>, String> {
     let gpu_err = |e: crate::gpu::GpuError| e.to_string();
-    let positive = |what: &str, v: usize| {
-        if v == 0 {
-            Err(format!("{what} must be at least 1"))
-        } else {
-            Ok(())
-        }
-    };
     Ok(match *op {
         Op::Conv2d {
             channels,
@@ -603,7 +567,6 @@ fn build_layer(
             groups,
             bias,
         } => {
-            positive("channels", channels)?;
             let input = spatial(single(in_shapes)?)?;
             let g = conv_geometry(input, channels, kernel, stride, padding, dilation, groups);
             Box::new(Conv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
@@ -627,7 +590,6 @@ fn build_layer(
             dilation,
             bias,
         } => {
-            positive("channels", channels)?;
             let input = spatial(single(in_shapes)?)?;
             let g = conv_geometry(input, channels, kernel, stride, padding, dilation, 1);
             Box::new(SeparableConv2d::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
@@ -635,7 +597,6 @@ fn build_layer(
         Op::Dense { units, bias } => {
             let inputs = single(in_shapes)?.iter().product();
             let units = units.unwrap_or(classes);
-            positive("units", units)?;
             Box::new(Dense::new(gpu, inputs, units, bias, init, rng).map_err(gpu_err)?)
         }
         Op::MaxPool2d {
@@ -658,26 +619,13 @@ fn build_layer(
             let kind = PoolKind::Avg { count_include_pad };
             Box::new(Pool::new(kind, input, kernel.0, stride, padding.0).map_err(gpu_err)?)
         }
-        Op::GlobalAvgPool => {
-            let input = single(in_shapes)?;
-            if input.len() < 2 {
-                return Err(format!(
-                    "needs [channels, ...] with positions to average, got {input:?}"
-                ));
-            }
-            Box::new(GlobalAvgPool::new(input))
-        }
+        Op::GlobalAvgPool => Box::new(GlobalAvgPool::new(single(in_shapes)?)),
         Op::BatchNorm {
             affine,
             eps,
             momentum,
         } => {
             let input = single(in_shapes)?;
-            if eps.is_nan() || eps <= 0.0 || !(0.0..=1.0).contains(&momentum) {
-                return Err(format!(
-                    "eps ({eps}) must be positive and momentum ({momentum}) in [0, 1]"
-                ));
-            }
             Box::new(BatchNormLayer::new(gpu, input, eps, momentum, affine).map_err(gpu_err)?)
         }
         Op::Relu => Box::new(ActivationLayer::new(Activation::Relu, single(in_shapes)?)),
@@ -686,43 +634,17 @@ fn build_layer(
             single(in_shapes)?,
         )),
         Op::Tanh => Box::new(ActivationLayer::new(Activation::Tanh, single(in_shapes)?)),
-        Op::Dropout { rate } => {
-            if !(0.0..1.0).contains(&rate) {
-                return Err(format!("rate {rate} must be in [0, 1)"));
-            }
-            Box::new(Dropout::new(rate, salt, single(in_shapes)?))
-        }
+        Op::Dropout { rate } => Box::new(Dropout::new(rate, salt, single(in_shapes)?)),
         Op::Flatten => Box::new(Flatten::new(single(in_shapes)?)),
         Op::Lstm { hidden, returns } => {
-            positive("hidden", hidden)?;
-            let (time, features) = match single(in_shapes)?.as_slice() {
-                &[1, t, f] | &[t, f] => (t, f),
-                other => {
-                    return Err(format!(
-                        "needs a [1, time, freq] or [time, features] input, got {other:?}"
-                    ))
-                }
-            };
+            let (time, features) = lstm_steps(single(in_shapes)?)?;
             let returns = match returns {
                 LstmReturns::Last => LstmReturn::Last,
                 LstmReturns::Sequence => LstmReturn::Sequence,
             };
             Box::new(Lstm::new(gpu, time, features, hidden, returns, rng).map_err(gpu_err)?)
         }
-        Op::Add => {
-            if in_shapes.len() < 2 || in_shapes.iter().any(|s| *s != in_shapes[0]) {
-                return Err("needs two or more inputs of one shape".into());
-            }
-            Box::new(Add::new(&in_shapes[0]))
-        }
-        Op::Concat => {
-            let same_rest = in_shapes
-                .iter()
-                .all(|s| !s.is_empty() && s[1..] == in_shapes[0][1..]);
-            if in_shapes.len() < 2 || !same_rest {
-                return Err("needs two or more inputs that differ only in channels".into());
-            }
-            Box::new(Concat::new(in_shapes))
-        }
+        Op::Add => Box::new(Add::new(&in_shapes[0])),
+        Op::Concat => Box::new(Concat::new(in_shapes)),
     })
 }
