@@ -119,7 +119,7 @@ fn bench_mixed_edge(c: &mut Criterion) {
 fn bench_complex_dense(c: &mut Criterion) {
     let gpu = Gpu::shared();
     let (rows, inputs, outputs) = (64 * 98, 257, 128);
-    let layer = ComplexDense::new(gpu, rows, inputs, outputs).unwrap();
+    let layer = ComplexDense::new(gpu, inputs, outputs).unwrap();
     let mut rng = Rng::new(2);
     let x = rng.vec_uniform(2 * rows * inputs, -1.0, 1.0);
     let w = rng.vec_uniform(2 * inputs * outputs, -0.1, 0.1);
@@ -134,7 +134,7 @@ fn bench_complex_dense(c: &mut Criterion) {
     let mut group = c.benchmark_group("complex/dense_257x128_rows6272");
     configure(&mut group);
     group.measurement_time(Duration::from_secs(8));
-    group.throughput(Throughput::Elements(layer.flops() as u64));
+    group.throughput(Throughput::Elements(layer.flops(rows) as u64));
     bench_gpu(&mut group, "forward", 1, |rec| {
         layer.forward(rec, &tx, &tw, &ty).unwrap();
     });
@@ -150,18 +150,18 @@ fn bench_complex_dense(c: &mut Criterion) {
             gemm(rec, &real, &a, &b, &out).unwrap();
         }
     });
-    group.throughput(Throughput::Elements(3 * layer.flops() as u64));
+    group.throughput(Throughput::Elements(3 * layer.flops(rows) as u64));
     bench_gpu(&mut group, "forward_backward", 1, |rec| {
         layer.forward(rec, &tx, &tw, &ty).unwrap();
         layer.backward(rec, &tx, &tdy, Some(&tdx), &tdw).unwrap();
     });
     if !gpu_only() {
-        group.throughput(Throughput::Elements(layer.flops() as u64));
+        group.throughput(Throughput::Elements(layer.flops(rows) as u64));
         let (x64, w64, dy64) = (to_f64(&x), to_f64(&w), to_f64(&dy));
         group.bench_function("cpu_reference_forward", |bench| {
             bench.iter(|| dense_reference(&x64, &w64, rows, inputs, outputs))
         });
-        group.throughput(Throughput::Elements(2 * layer.flops() as u64));
+        group.throughput(Throughput::Elements(2 * layer.flops(rows) as u64));
         group.bench_function("cpu_reference_backward", |bench| {
             bench.iter(|| dense_backward_reference(&x64, &w64, &dy64, rows, inputs, outputs))
         });

@@ -2,7 +2,7 @@
 //! reference backward against finite differences taken on the real and the
 //! imaginary parts separately (each interleaved entry is perturbed alone).
 
-use audionas::gpu::{Gpu, Tensor};
+use audionas::gpu::{Gpu, Recorder, Tensor};
 use audionas::kernels::check::{assert_close, assert_gradient, to_f32, to_f64};
 use audionas::kernels::complex::*;
 use audionas::kernels::conv2d::Conv2d;
@@ -209,45 +209,90 @@ fn elementwise_backward_references_match_finite_differences() {
     );
 }
 
+/// A forward and backward of a complex layer recorded on random inputs,
+/// and what the CPU references say they give.
+struct LayerCase {
+    what: String,
+    /// `y`, `dx` and `dw` as the GPU writes them.
+    got: [Tensor; 3],
+    want: [Vec<f64>; 3],
+    dw_atol: f32,
+}
+
+impl LayerCase {
+    /// After the recording is submitted.
+    fn assert_matches_reference(&self) {
+        for ((name, got), want) in ["y", "dx", "dw"].iter().zip(&self.got).zip(&self.want) {
+            let atol = if *name == "dw" { self.dw_atol } else { 1e-5 };
+            let what = format!("{} {name}", self.what);
+            assert_close(&what, &down(got), &to_f32(want), atol, 1e-4);
+        }
+    }
+}
+
+fn dense_case(rec: &mut Recorder, layer: &ComplexDense, rows: usize, rng: &mut Rng) -> LayerCase {
+    let (inputs, outputs) = (layer.inputs, layer.outputs);
+    let x = random(rng, 2 * rows * inputs);
+    let w = random(rng, 2 * inputs * outputs);
+    let dy = random(rng, 2 * rows * outputs);
+    let tx = up(&[rows, inputs, 2], &x);
+    let tw = up(&[inputs, outputs, 2], &w);
+    let tdy = up(&[rows, outputs, 2], &dy);
+    let got = [
+        nan(&[rows, outputs, 2]),
+        nan(&[rows, inputs, 2]),
+        nan(&[inputs, outputs, 2]),
+    ];
+    layer.forward(rec, &tx, &tw, &got[0]).unwrap();
+    layer
+        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2])
+        .unwrap();
+    let (dx, dw) = dense_backward_reference(&x, &w, &dy, rows, inputs, outputs);
+    LayerCase {
+        what: format!("dense {rows}x{inputs}->{outputs}"),
+        got,
+        want: [dense_reference(&x, &w, rows, inputs, outputs), dx, dw],
+        dw_atol: 1e-5,
+    }
+}
+
+/// `spec` gives the layer's geometry and the batch of this case.
+fn conv_case(rec: &mut Recorder, layer: &ComplexConv2d, spec: Conv2d, rng: &mut Rng) -> LayerCase {
+    let pair = |s: [usize; 4]| with_pair(&s);
+    let x = random(rng, 2 * spec.input_len());
+    let w = random(rng, 2 * spec.weight_len());
+    let dy = random(rng, 2 * spec.output_len());
+    let tx = up(&pair(spec.input_shape()), &x);
+    let tw = up(&pair(spec.weight_shape()), &w);
+    let tdy = up(&pair(spec.output_shape()), &dy);
+    let got = [
+        nan(&pair(spec.output_shape())),
+        nan(&pair(spec.input_shape())),
+        nan(&pair(spec.weight_shape())),
+    ];
+    layer.forward(rec, &tx, &tw, &got[0]).unwrap();
+    layer
+        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2])
+        .unwrap();
+    let (dx, dw) = conv2d_backward_reference(&spec, &x, &w, &dy);
+    LayerCase {
+        what: format!("{spec:?}"),
+        got,
+        want: [conv2d_reference(&spec, &x, &w), dx, dw],
+        dw_atol: 1e-4,
+    }
+}
+
 #[test]
 fn complex_dense_matches_reference() {
     let gpu = Gpu::shared();
     let mut rng = Rng::new(4);
     for &(rows, inputs, outputs) in &[(1, 1, 1), (5, 3, 7), (13, 17, 9), (33, 2, 31)] {
-        let layer = ComplexDense::new(gpu, rows, inputs, outputs).unwrap();
-        let x = random(&mut rng, 2 * rows * inputs);
-        let w = random(&mut rng, 2 * inputs * outputs);
-        let dy = random(&mut rng, 2 * rows * outputs);
-        let tx = up(&[rows, inputs, 2], &x);
-        let tw = up(&[inputs, outputs, 2], &w);
-        let tdy = up(&[rows, outputs, 2], &dy);
-        let (y, dx, dw) = (
-            nan(&[rows, outputs, 2]),
-            nan(&[rows, inputs, 2]),
-            nan(&[inputs, outputs, 2]),
-        );
+        let layer = ComplexDense::new(gpu, inputs, outputs).unwrap();
         let mut rec = gpu.recorder();
-        layer.forward(&mut rec, &tx, &tw, &y).unwrap();
-        layer.backward(&mut rec, &tx, &tdy, Some(&dx), &dw).unwrap();
+        let case = dense_case(&mut rec, &layer, rows, &mut rng);
         rec.submit_and_wait().unwrap();
-        let what = format!("dense {rows}x{inputs}->{outputs}");
-        let y_ref = dense_reference(&x, &w, rows, inputs, outputs);
-        let (dx_ref, dw_ref) = dense_backward_reference(&x, &w, &dy, rows, inputs, outputs);
-        assert_close(&format!("{what} y"), &down(&y), &to_f32(&y_ref), 1e-5, 1e-4);
-        assert_close(
-            &format!("{what} dx"),
-            &down(&dx),
-            &to_f32(&dx_ref),
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} dw"),
-            &down(&dw),
-            &to_f32(&dw_ref),
-            1e-5,
-            1e-4,
-        );
+        case.assert_matches_reference();
     }
 }
 
@@ -291,38 +336,40 @@ fn complex_conv2d_matches_reference() {
     ];
     for spec in specs {
         let layer = ComplexConv2d::new(gpu, spec).unwrap();
-        let pair = |s: [usize; 4]| with_pair(&s);
-        let x = random(&mut rng, 2 * spec.input_len());
-        let w = random(&mut rng, 2 * spec.weight_len());
-        let dy = random(&mut rng, 2 * spec.output_len());
-        let tx = up(&pair(spec.input_shape()), &x);
-        let tw = up(&pair(spec.weight_shape()), &w);
-        let tdy = up(&pair(spec.output_shape()), &dy);
-        let y = nan(&pair(spec.output_shape()));
-        let dx = nan(&pair(spec.input_shape()));
-        let dw = nan(&pair(spec.weight_shape()));
         let mut rec = gpu.recorder();
-        layer.forward(&mut rec, &tx, &tw, &y).unwrap();
-        layer.backward(&mut rec, &tdy, Some(&dx), &dw).unwrap();
+        let case = conv_case(&mut rec, &layer, spec, &mut rng);
         rec.submit_and_wait().unwrap();
-        let what = format!("{spec:?}");
-        let (dx_ref, dw_ref) = conv2d_backward_reference(&spec, &x, &w, &dy);
-        let y_ref = conv2d_reference(&spec, &x, &w);
-        assert_close(&format!("{what} y"), &down(&y), &to_f32(&y_ref), 1e-5, 1e-4);
-        assert_close(
-            &format!("{what} dx"),
-            &down(&dx),
-            &to_f32(&dx_ref),
-            1e-5,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} dw"),
-            &down(&dw),
-            &to_f32(&dw_ref),
-            1e-4,
-            1e-4,
-        );
+        case.assert_matches_reference();
+    }
+}
+
+/// One layer of each kind run on a larger and then a smaller batch in one
+/// recording (so per-call scratch is reused between them), and on a larger
+/// one again in the next: every pass matches the reference.
+#[test]
+fn complex_layers_take_any_batch_size() {
+    let gpu = Gpu::shared();
+    let mut rng = Rng::new(7);
+    let dense = ComplexDense::new(gpu, 5, 3).unwrap();
+    let geometry = Conv2d::new(2, 3, 2, [6, 5], [3, 2])
+        .padding(1, 1)
+        .stride(2, 1);
+    let conv = ComplexConv2d::new(gpu, geometry).unwrap();
+    let at_batch = |batch| Conv2d { batch, ..geometry };
+    let mut rec = gpu.recorder();
+    let mut cases = vec![
+        dense_case(&mut rec, &dense, 7, &mut rng),
+        dense_case(&mut rec, &dense, 2, &mut rng),
+        conv_case(&mut rec, &conv, at_batch(3), &mut rng),
+        conv_case(&mut rec, &conv, at_batch(1), &mut rng),
+    ];
+    rec.submit_and_wait().unwrap();
+    let mut rec = gpu.recorder();
+    cases.push(dense_case(&mut rec, &dense, 11, &mut rng));
+    cases.push(conv_case(&mut rec, &conv, at_batch(4), &mut rng));
+    rec.submit_and_wait().unwrap();
+    for case in &cases {
+        case.assert_matches_reference();
     }
 }
 

@@ -1,13 +1,18 @@
 //! Training end to end on a tiny tone data set: the loss falls and the run
 //! folder fills, a stopped and resumed run equals an uninterrupted one bit
 //! for bit, and a diverging run stops with a message naming the last good
-//! checkpoint, which stays loadable.
+//! checkpoint, which stays loadable; `infer --json` prints the trained
+//! model's scores of each clip in full.
 
 mod common;
 
+use audionas::data::features::FeatureExtractor;
 use audionas::data::prepare::PrepareOptions;
+use audionas::data::wav::read_wav;
 use audionas::gpu::Gpu;
+use audionas::nn::{batched, Pass};
 use audionas::train::config::Experiment;
+use audionas::train::model_file::load_model;
 use audionas::train::trainer::{train, TrainOptions};
 use audionas::train::{load_checkpoint, read_epoch_records, EpochRecord, NamedTensor, RunDir};
 use std::path::{Path, PathBuf};
@@ -316,4 +321,92 @@ fn the_quickstart_model_learns_on_synthesized_keywords_and_resumes_exactly() {
             .collect()
     };
     assert_eq!(untimed_records(&whole), untimed_records(&parts));
+}
+
+/// The logits of one clip, computed here as `infer` does.
+fn logits_in_process(gpu: &Gpu, model: &Path, clip: &Path) -> (Vec<String>, Vec<f32>) {
+    let (mut network, info, _) = load_model(gpu, model, None).unwrap();
+    let audio = read_wav(clip, info.features.sample_rate).unwrap();
+    let features = FeatureExtractor::new(&info.features).clip_features(&audio.samples);
+    let x = gpu
+        .upload(&batched(1, network.input_shape()), &features)
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let logits = network.forward(&mut rec, &x, Pass::eval()).unwrap();
+    rec.submit().unwrap();
+    (info.classes, gpu.download(&logits).unwrap())
+}
+
+/// `infer --json CLIPS` prints one JSON object per clip, in order: the file,
+/// the class names, the logits (reading back to the very bits the model
+/// gives) and every class's probability, a softmax of the logits.
+#[test]
+fn infer_json_prints_each_clips_scores_in_full() {
+    let gpu = Gpu::shared();
+    let ws = Workspace::new();
+    let experiment = tiny_experiment(1);
+    let run = ws.new_run("tiny", &experiment);
+    train(gpu, &experiment, &run, &ws.options(false, None)).unwrap();
+    let clips: Vec<PathBuf> = common::CLASSES
+        .iter()
+        .map(|(class, _)| {
+            let folder = ws.dir.path().join("data").join(class);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files.swap_remove(0)
+        })
+        .collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_audionas"))
+        .args(["infer", "--json", "--model"])
+        .arg(&run.root)
+        .args(&clips)
+        .env("WGPU_BACKEND", "vulkan")
+        .env("NODEVICE_SELECT", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), clips.len(), "one line per clip:\n{stdout}");
+    for (line, clip) in lines.iter().zip(&clips) {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        let field = |name: &str| object[name].clone();
+        assert_eq!(field("file"), clip.display().to_string(), "{line}");
+        let classes: Vec<String> = serde_json::from_value(field("classes")).unwrap();
+        let logits: Vec<f32> = serde_json::from_value(field("logits")).unwrap();
+        let probabilities: Vec<f32> = serde_json::from_value(field("probabilities")).unwrap();
+
+        let (want_classes, want_logits) = logits_in_process(gpu, &run.root, clip);
+        assert_eq!(classes, want_classes, "{line}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&logits), bits(&want_logits), "logits of {line}");
+
+        assert_eq!(probabilities.len(), classes.len(), "{line}");
+        let top = logits
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+        let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - top).exp()).collect();
+        let total: f64 = exps.iter().sum();
+        for (p, e) in probabilities.iter().zip(&exps) {
+            assert!(
+                (*p as f64 - e / total).abs() <= 1e-6,
+                "probability {p} is not the softmax {} in {line}",
+                e / total
+            );
+        }
+        let sum: f64 = probabilities.iter().map(|&p| p as f64).sum();
+        assert!(
+            (sum - 1.0).abs() <= 1e-5,
+            "probabilities sum to {sum}: {line}"
+        );
+    }
 }

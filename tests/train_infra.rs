@@ -392,11 +392,43 @@ fn plots_write_two_pngs() {
     assert!(!empty.exists());
 }
 
+/// Set in the child process of `progress_bar_runs_without_a_terminal`.
+const PROGRESS_CHILD: &str = "AUDIONAS_TEST_PROGRESS_CHILD";
+
+/// Without a terminal (stderr piped, as in logs and CI) a whole epoch's bar
+/// runs to its end and writes nothing: this test runs itself again as a
+/// child process with stderr piped and reads what the bar left there.
 #[test]
 fn progress_bar_runs_without_a_terminal() {
-    let progress = Progress::new(1, 3, 10);
-    for step in 1..=10 {
-        progress.update(step, 0.5, 0.75, 1000.0);
+    if std::env::var_os(PROGRESS_CHILD).is_some() {
+        let progress = Progress::new(1, 3, 10);
+        for step in 1..=10 {
+            progress.update(step, 0.5, 0.75, 1000.0);
+        }
+        progress.finish("done");
+        return;
     }
-    progress.finish("done");
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "progress_bar_runs_without_a_terminal",
+            "--nocapture",
+        ])
+        .env(PROGRESS_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the bar did not run to its end: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.is_empty(),
+        "the bar wrote to stderr without a terminal:\n{stderr}"
+    );
 }

@@ -1,15 +1,19 @@
 //! Batches for training and evaluation: clips shuffled per epoch from the
 //! seed, augmented, assembled on a background thread while the GPU works on
-//! the previous batch, and written into reused GPU buffers.
+//! the previous batch, and written into reused GPU buffers. A loader gives
+//! one epoch's batches, or batches without end from any point of the
+//! epoch sequence (a training step that draws from two splits at once
+//! takes one endless stream of each).
 
 use super::augment::{augment_audio, spec_augment, AugmentConfig};
 use super::dataset::{DataSet, Split};
-use super::error::DataResult;
+use super::error::{DataError, DataResult};
 use super::features::{FeatureConfig, FeatureExtractor};
 use super::prepare::{noise_piece, Prepared};
 use super::wav::read_wav;
 use crate::gpu::{Gpu, GpuResult, Tensor};
 use crate::util::rng::Rng;
+use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
@@ -45,6 +49,14 @@ pub fn epoch_order(indices: &[usize], seed: u64, epoch: u64, shuffle: bool) -> V
     order
 }
 
+/// The augmentation generator of the batch at `position` in epoch `epoch`.
+/// Every batch has a stream of its own, so a batch can be assembled without
+/// assembling the ones before it (how a stream starts part-way).
+fn batch_rng(seed: u64, epoch: u64, position: u64) -> Rng {
+    let epoch_seed = Rng::new(seed ^ 0xA076_1D64_78BD_642F ^ epoch).next_u64();
+    Rng::new(Rng::new(epoch_seed ^ position).next_u64())
+}
+
 /// Everything the batch thread needs, shared between epochs.
 struct Source {
     prepared: Arc<Prepared>,
@@ -60,6 +72,9 @@ pub struct BatchLoader {
     source: Arc<Source>,
     indices: Vec<usize>,
     config: BatchConfig,
+    /// The data set folder and the split, for messages.
+    root: PathBuf,
+    split: Split,
 }
 
 impl BatchLoader {
@@ -100,6 +115,8 @@ impl BatchLoader {
                 noise,
             }),
             config,
+            root: data_set.root.clone(),
+            split,
         })
     }
 
@@ -120,15 +137,63 @@ impl BatchLoader {
     }
 
     /// The batches of one epoch, assembled on a background thread.
-    pub fn epoch(&self, epoch: u64) -> EpochBatches {
-        let order = epoch_order(&self.indices, self.config.seed, epoch, self.config.shuffle);
+    pub fn epoch(&self, epoch: u64) -> BatchStream {
+        let per_epoch = self.batches_per_epoch() as u64;
+        self.stream(epoch * per_epoch, Some(per_epoch))
+    }
+
+    /// Batches epoch after epoch without end, starting after `consumed`
+    /// batches have been taken: at position `consumed % batches_per_epoch`
+    /// of epoch `consumed / batches_per_epoch`, each batch equal to the one
+    /// `epoch` gives there (a resumed run continues where it stood). The
+    /// skipped batches are not assembled. Refused when the loader cannot
+    /// give one batch an epoch (an empty split, or fewer clips than one
+    /// batch when the last partial batch is dropped).
+    pub fn forever(&self, consumed: u64) -> DataResult<BatchStream> {
+        if self.batches_per_epoch() == 0 {
+            let split = self.split.name();
+            let reason = if self.is_empty() {
+                format!("the {split} split has no clips, so it has no batches to repeat")
+            } else {
+                format!(
+                    "the {split} split has {} clips, fewer than one full batch of {}, and the \
+                     last partial batch is dropped; use a smaller batch size or more data",
+                    self.len(),
+                    self.config.batch_size
+                )
+            };
+            return Err(DataError::BadDataSet {
+                path: self.root.clone(),
+                reason,
+            });
+        }
+        Ok(self.stream(consumed, None))
+    }
+
+    /// `count` batches (without end for `None`) from the batch at `first`
+    /// in the sequence of every epoch's batches, assembled on a background
+    /// thread.
+    fn stream(&self, first: u64, count: Option<u64>) -> BatchStream {
+        let indices = self.indices.clone();
         let source = self.source.clone();
         let config = self.config.clone();
-        let count = self.batches_per_epoch();
+        let per_epoch = self.batches_per_epoch() as u64;
+        let end = count.map(|c| first + c);
         let (sender, receiver) = sync_channel(PREFETCH);
         let worker = std::thread::spawn(move || {
-            let mut rng = Rng::new(config.seed ^ 0xA076_1D64_78BD_642F ^ epoch);
-            for chunk in order.chunks(config.batch_size).take(count) {
+            let mut order = Vec::new();
+            for index in first.. {
+                if Some(index) == end {
+                    break;
+                }
+                let (epoch, position) = (index / per_epoch, index % per_epoch);
+                // An epoch's order is needed where it begins, or where the stream does.
+                if position == 0 || index == first {
+                    order = epoch_order(&indices, config.seed, epoch, config.shuffle);
+                }
+                let start = position as usize * config.batch_size;
+                let chunk = &order[start..(start + config.batch_size).min(order.len())];
+                let mut rng = batch_rng(config.seed, epoch, position);
                 if sender
                     .send(assemble(&source, chunk, &config.augment, &mut rng))
                     .is_err()
@@ -137,7 +202,7 @@ impl BatchLoader {
                 }
             }
         });
-        EpochBatches {
+        BatchStream {
             receiver,
             worker: Some(worker),
         }
@@ -197,13 +262,14 @@ fn assemble(source: &Source, chunk: &[usize], augment: &AugmentConfig, rng: &mut
     }
 }
 
-/// An epoch's batches in order; dropping it stops the background thread.
-pub struct EpochBatches {
+/// Batches in order, assembled ahead on a background thread; dropping it
+/// stops the thread.
+pub struct BatchStream {
     receiver: Receiver<Batch>,
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Iterator for EpochBatches {
+impl Iterator for BatchStream {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
@@ -211,7 +277,7 @@ impl Iterator for EpochBatches {
     }
 }
 
-impl Drop for EpochBatches {
+impl Drop for BatchStream {
     fn drop(&mut self) {
         // Closing the channel makes the worker's next send fail, so it ends.
         let (_, closed) = sync_channel(0);

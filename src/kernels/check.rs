@@ -1,6 +1,17 @@
-//! What kernel tests share: comparing a GPU result with its CPU reference
-//! within `atol + rtol * |ref|`, and central finite differences for checking
-//! backward references.
+//! Checks the kernels share: the shape check their launchers make, and
+//! what kernel tests use (comparing a GPU result with its CPU reference
+//! within `atol + rtol * |ref|`, central finite differences for checking
+//! backward references).
+
+use crate::gpu::{ensure, GpuResult, Tensor};
+
+/// A shape error naming the kernel `op` and its argument `what` unless `t`
+/// has exactly the shape `want`.
+pub fn same_shape(op: &str, what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
+    ensure(t.shape() == want, || {
+        format!("{op}: {what} has shape {:?}, expected {want:?}", t.shape())
+    })
+}
 
 /// `|got - want| <= atol + rtol * |want|`, false for NaN.
 fn within(got: f32, want: f32, atol: f32, rtol: f32) -> bool {

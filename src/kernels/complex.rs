@@ -16,12 +16,15 @@
 //! real products of a complex one, with no extra passes over the input.
 
 use crate::gpu::{ensure, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::check::same_shape;
 use crate::kernels::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2d,
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, for_each_term, Conv2d,
 };
 use crate::kernels::gemm::{gemm, Gemm};
 
 static SHADER: Shader = crate::shader!("complex", trusted);
+/// The kernel family named in shape errors.
+const KERNEL: &str = "complex";
 
 const WORKGROUP: usize = 256;
 
@@ -52,15 +55,6 @@ fn complex_len(what: &str, t: &Tensor) -> GpuResult<usize> {
     Ok(t.len() / 2)
 }
 
-fn same_shape(what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
-    ensure(t.shape() == want, || {
-        format!(
-            "complex: {what} has shape {:?}, expected {want:?}",
-            t.shape()
-        )
-    })
-}
-
 fn real_shape(complex: &Tensor) -> &[usize] {
     &complex.shape()[..complex.shape().len() - 1]
 }
@@ -76,8 +70,8 @@ fn elementwise(rec: &mut Recorder, entry: &str, len: usize, tensors: &[&Tensor])
 /// `out = a * b`, elementwise complex product.
 pub fn complex_mul(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> GpuResult<()> {
     let n = complex_len("a", a)?;
-    same_shape("b", b, a.shape())?;
-    same_shape("out", out, a.shape())?;
+    same_shape(KERNEL, "b", b, a.shape())?;
+    same_shape(KERNEL, "out", out, a.shape())?;
     elementwise(rec, "mul", n, &[a, b, out])
 }
 
@@ -92,7 +86,7 @@ pub fn complex_mul_backward(
 ) -> GpuResult<()> {
     let n = complex_len("a", a)?;
     for (what, t) in [("b", b), ("dout", dout), ("da", da), ("db", db)] {
-        same_shape(what, t, a.shape())?;
+        same_shape(KERNEL, what, t, a.shape())?;
     }
     elementwise(rec, "mul_backward", n, &[a, b, dout, da, db])
 }
@@ -100,14 +94,14 @@ pub fn complex_mul_backward(
 /// CReLU: relu on the real and imaginary parts separately.
 pub fn crelu(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("out", out, x.shape())?;
+    same_shape(KERNEL, "out", out, x.shape())?;
     elementwise(rec, "crelu", n, &[x, out])
 }
 
 pub fn crelu_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("dout", dout, x.shape())?;
-    same_shape("dx", dx, x.shape())?;
+    same_shape(KERNEL, "dout", dout, x.shape())?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
     elementwise(rec, "crelu_backward", n, &[x, dout, dx])
 }
 
@@ -123,7 +117,7 @@ fn modrelu_params(x: &Tensor, bias: &Tensor) -> GpuResult<Params> {
         )
     })?;
     let channels = shape[1];
-    same_shape("bias", bias, &[channels])?;
+    same_shape(KERNEL, "bias", bias, &[channels])?;
     Ok(Params {
         len: n as u32,
         inner: shape[2..].iter().product::<usize>() as u32,
@@ -135,7 +129,7 @@ fn modrelu_params(x: &Tensor, bias: &Tensor) -> GpuResult<Params> {
 /// modReLU: `relu(|z| + b) z / |z|` with a real bias per channel (zero at z = 0).
 pub fn modrelu(rec: &mut Recorder, x: &Tensor, bias: &Tensor, out: &Tensor) -> GpuResult<()> {
     let params = modrelu_params(x, bias)?;
-    same_shape("out", out, x.shape())?;
+    same_shape(KERNEL, "out", out, x.shape())?;
     let g = groups(params.len as usize);
     rec.dispatch(&SHADER, "modrelu", &[], &params, &[x, bias, out], g)
 }
@@ -150,9 +144,9 @@ pub fn modrelu_backward(
     dbias: &Tensor,
 ) -> GpuResult<()> {
     let params = modrelu_params(x, bias)?;
-    same_shape("dout", dout, x.shape())?;
-    same_shape("dx", dx, x.shape())?;
-    same_shape("dbias", dbias, bias.shape())?;
+    same_shape(KERNEL, "dout", dout, x.shape())?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
+    same_shape(KERNEL, "dbias", dbias, bias.shape())?;
     let g = groups(params.len as usize);
     rec.dispatch(
         &SHADER,
@@ -176,14 +170,14 @@ pub fn modrelu_backward(
 /// `out = |z|` (real, the logical shape of `x`).
 pub fn magnitude(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("out", out, real_shape(x))?;
+    same_shape(KERNEL, "out", out, real_shape(x))?;
     elementwise(rec, "magnitude", n, &[x, out])
 }
 
 /// `out = atan2(im z, re z)` in `(-pi, pi]`; the phase of zero is 0.
 pub fn phase(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("out", out, real_shape(x))?;
+    same_shape(KERNEL, "out", out, real_shape(x))?;
     elementwise(rec, "phase", n, &[x, out])
 }
 
@@ -194,15 +188,15 @@ pub fn magnitude_backward(
     dx: &Tensor,
 ) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("dout", dout, real_shape(x))?;
-    same_shape("dx", dx, x.shape())?;
+    same_shape(KERNEL, "dout", dout, real_shape(x))?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
     elementwise(rec, "magnitude_backward", n, &[x, dout, dx])
 }
 
 pub fn phase_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor) -> GpuResult<()> {
     let n = complex_len("x", x)?;
-    same_shape("dout", dout, real_shape(x))?;
-    same_shape("dx", dx, x.shape())?;
+    same_shape(KERNEL, "dout", dout, real_shape(x))?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
     elementwise(rec, "phase_backward", n, &[x, dout, dx])
 }
 
@@ -266,10 +260,10 @@ fn relayout(
     rec.dispatch(&SHADER, entry, &[], &params, &[from, to], groups(len))
 }
 
-/// Complex dense `y [rows, out] = x [rows, in] w [in, out]`, and what its
-/// backward needs (the expanded real weights). Make one per layer and keep it.
+/// Complex dense `y [rows, out] = x [rows, in] w [in, out]` for any number
+/// of rows, and what its backward needs (the expanded real weights). Make
+/// one per layer and keep it.
 pub struct ComplexDense {
-    pub rows: usize,
     pub inputs: usize,
     pub outputs: usize,
     w_real: Tensor,
@@ -277,9 +271,8 @@ pub struct ComplexDense {
 }
 
 impl ComplexDense {
-    pub fn new(gpu: &Gpu, rows: usize, inputs: usize, outputs: usize) -> GpuResult<Self> {
+    pub fn new(gpu: &Gpu, inputs: usize, outputs: usize) -> GpuResult<Self> {
         Ok(ComplexDense {
-            rows,
             inputs,
             outputs,
             w_real: gpu.empty(&[2 * inputs, 2 * outputs])?,
@@ -287,20 +280,22 @@ impl ComplexDense {
         })
     }
 
-    /// Real FLOPs of the forward product.
-    pub fn flops(&self) -> f64 {
-        8.0 * (self.rows * self.inputs * self.outputs) as f64
+    /// Real FLOPs of the forward product over `rows` rows.
+    pub fn flops(&self, rows: usize) -> f64 {
+        8.0 * (rows * self.inputs * self.outputs) as f64
     }
 
-    fn check(&self, what: &str, t: &Tensor, rows: usize, cols: usize) -> GpuResult<()> {
-        same_shape(what, t, &[rows, cols, 2])
+    /// The rows of `x`, which must be `[rows, inputs, 2]`.
+    fn rows(&self, x: &Tensor) -> GpuResult<usize> {
+        let rows = x.shape().first().copied().unwrap_or(0);
+        same_shape(KERNEL, "x", x, &[rows, self.inputs, 2])?;
+        Ok(rows)
     }
 
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
-        let (r, i, o) = (self.rows, self.inputs, self.outputs);
-        self.check("x", x, r, i)?;
-        self.check("w", w, i, o)?;
-        self.check("y", y, r, o)?;
+        let (r, i, o) = (self.rows(x)?, self.inputs, self.outputs);
+        same_shape(KERNEL, "w", w, &[i, o, 2])?;
+        same_shape(KERNEL, "y", y, &[r, o, 2])?;
         expand(rec, w, &self.w_real, [i, o, 1], false)?;
         gemm(rec, &Gemm::new(r, 2 * o, 2 * i), x, &self.w_real, y)
     }
@@ -315,12 +310,11 @@ impl ComplexDense {
         dx: Option<&Tensor>,
         dw: &Tensor,
     ) -> GpuResult<()> {
-        let (r, i, o) = (self.rows, self.inputs, self.outputs);
-        self.check("x", x, r, i)?;
-        self.check("dy", dy, r, o)?;
-        self.check("dw", dw, i, o)?;
+        let (r, i, o) = (self.rows(x)?, self.inputs, self.outputs);
+        same_shape(KERNEL, "dy", dy, &[r, o, 2])?;
+        same_shape(KERNEL, "dw", dw, &[i, o, 2])?;
         if let Some(dx) = dx {
-            self.check("dx", dx, r, i)?;
+            same_shape(KERNEL, "dx", dx, x.shape())?;
             gemm(
                 rec,
                 &Gemm::new(r, 2 * i, 2 * o).trans_b(true),
@@ -337,35 +331,35 @@ impl ComplexDense {
 
 /// Complex conv2d on `[batch, channels, h, w, 2]` with complex weights
 /// `[out, in / groups, kh, kw, 2]`, run as a real conv2d on real and
-/// imaginary planes. `spec` counts complex channels. Keeps the planar input
-/// and the expanded weights for the backward; make one per layer.
+/// imaginary planes, for any batch. Keeps the expanded weights for the
+/// backward; the batch-sized planes are scratch of each call. Make one per
+/// layer.
 pub struct ComplexConv2d {
-    pub spec: Conv2d,
-    real: Conv2d,
-    x_planes: Tensor,
+    /// The geometry in complex channels; each call takes its input's batch.
+    geometry: Conv2d,
     w_real: Tensor,
-    y_planes: Tensor,
-    dx_planes: Tensor,
     dw_real: Tensor,
 }
 
 impl ComplexConv2d {
+    /// `spec` counts complex channels; its batch does not matter.
     pub fn new(gpu: &Gpu, spec: Conv2d) -> GpuResult<Self> {
         spec.validate()?;
-        let real = Conv2d {
-            in_channels: 2 * spec.in_channels,
-            out_channels: 2 * spec.out_channels,
-            ..spec
-        };
+        let weight_shape = Self::real(spec).weight_shape();
         Ok(ComplexConv2d {
-            spec,
-            real,
-            x_planes: gpu.empty(&real.input_shape())?,
-            w_real: gpu.empty(&real.weight_shape())?,
-            y_planes: gpu.empty(&real.output_shape())?,
-            dx_planes: gpu.empty(&real.input_shape())?,
-            dw_real: gpu.empty(&real.weight_shape())?,
+            geometry: spec,
+            w_real: gpu.empty(&weight_shape)?,
+            dw_real: gpu.empty(&weight_shape)?,
         })
+    }
+
+    /// The real convolution on the planes of `complex`.
+    fn real(complex: Conv2d) -> Conv2d {
+        Conv2d {
+            in_channels: 2 * complex.in_channels,
+            out_channels: 2 * complex.out_channels,
+            ..complex
+        }
     }
 
     fn with_pair(shape: [usize; 4]) -> Vec<usize> {
@@ -374,67 +368,66 @@ impl ComplexConv2d {
         s
     }
 
-    fn plane(&self) -> (usize, usize) {
-        let s = &self.spec;
-        (s.in_h * s.in_w, s.out_h() * s.out_w())
+    /// The geometry at the batch of `x`, once `x` has its shape.
+    fn spec_of(&self, x: &Tensor) -> GpuResult<Conv2d> {
+        let spec = Conv2d {
+            batch: x.shape().first().copied().unwrap_or(0),
+            ..self.geometry
+        };
+        same_shape(KERNEL, "x", x, &Self::with_pair(spec.input_shape()))?;
+        Ok(spec)
     }
 
+    /// `[out, in / groups, taps]` of the complex weights, for expand and fold.
     fn weight_dims(&self) -> [usize; 3] {
-        let s = &self.spec;
-        [
-            s.out_channels,
-            s.in_channels / s.groups,
-            s.kernel_h * s.kernel_w,
-        ]
+        let [out, inputs, kh, kw] = self.geometry.weight_shape();
+        [out, inputs, kh * kw]
+    }
+
+    /// `x` split into real and imaginary planes, in scratch of this recording.
+    fn planes_of(&self, rec: &mut Recorder, spec: &Conv2d, x: &Tensor) -> GpuResult<Tensor> {
+        let planes = rec.empty(&Self::real(*spec).input_shape())?;
+        relayout(rec, "planar", x, &planes, spec.in_h * spec.in_w)?;
+        Ok(planes)
     }
 
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
-        let s = &self.spec;
-        same_shape("x", x, &Self::with_pair(s.input_shape()))?;
-        same_shape("w", w, &Self::with_pair(s.weight_shape()))?;
-        same_shape("y", y, &Self::with_pair(s.output_shape()))?;
-        let (in_plane, out_plane) = self.plane();
-        relayout(rec, "planar", x, &self.x_planes, in_plane)?;
+        let s = self.spec_of(x)?;
+        same_shape(KERNEL, "w", w, &Self::with_pair(s.weight_shape()))?;
+        same_shape(KERNEL, "y", y, &Self::with_pair(s.output_shape()))?;
+        let real = Self::real(s);
+        let x_planes = self.planes_of(rec, &s, x)?;
         expand(rec, w, &self.w_real, self.weight_dims(), true)?;
-        conv2d_forward(
-            rec,
-            &self.real,
-            &self.x_planes,
-            &self.w_real,
-            None,
-            &self.y_planes,
-        )?;
-        relayout(rec, "interleave", &self.y_planes, y, out_plane)
+        let y_planes = rec.empty(&real.output_shape())?;
+        conv2d_forward(rec, &real, &x_planes, &self.w_real, None, &y_planes)?;
+        relayout(rec, "interleave", &y_planes, y, s.out_h() * s.out_w())
     }
 
-    /// `dx` (when asked) and `dw` after `forward` on the same input and weights.
+    /// `dx` (when asked) and `dw` after `forward` on the same weights; `x`
+    /// is the forward's input, split into planes again rather than kept
+    /// between the calls.
     pub fn backward(
         &self,
         rec: &mut Recorder,
+        x: &Tensor,
         dy: &Tensor,
         dx: Option<&Tensor>,
         dw: &Tensor,
     ) -> GpuResult<()> {
-        let s = &self.spec;
-        same_shape("dy", dy, &Self::with_pair(s.output_shape()))?;
-        same_shape("dw", dw, &Self::with_pair(s.weight_shape()))?;
-        let (in_plane, out_plane) = self.plane();
-        // y_planes is free after forward: it takes dy's planes.
-        let dy_planes = &self.y_planes;
-        relayout(rec, "planar", dy, dy_planes, out_plane)?;
+        let s = self.spec_of(x)?;
+        same_shape(KERNEL, "dy", dy, &Self::with_pair(s.output_shape()))?;
+        same_shape(KERNEL, "dw", dw, &Self::with_pair(s.weight_shape()))?;
+        let real = Self::real(s);
+        let dy_planes = rec.empty(&real.output_shape())?;
+        relayout(rec, "planar", dy, &dy_planes, s.out_h() * s.out_w())?;
         if let Some(dx) = dx {
-            same_shape("dx", dx, &Self::with_pair(s.input_shape()))?;
-            conv2d_backward_input(rec, &self.real, dy_planes, &self.w_real, &self.dx_planes)?;
-            relayout(rec, "interleave", &self.dx_planes, dx, in_plane)?;
+            same_shape(KERNEL, "dx", dx, x.shape())?;
+            let dx_planes = rec.empty(&real.input_shape())?;
+            conv2d_backward_input(rec, &real, &dy_planes, &self.w_real, &dx_planes)?;
+            relayout(rec, "interleave", &dx_planes, dx, s.in_h * s.in_w)?;
         }
-        conv2d_backward_weight(
-            rec,
-            &self.real,
-            dy_planes,
-            &self.x_planes,
-            &self.dw_real,
-            None,
-        )?;
+        let x_planes = self.planes_of(rec, &s, x)?;
+        conv2d_backward_weight(rec, &real, &dy_planes, &x_planes, &self.dw_real, None)?;
         fold(rec, &self.dw_real, dw, self.weight_dims(), true)
     }
 }
@@ -627,47 +620,10 @@ pub fn dense_backward_reference(
     (dx, dw)
 }
 
-/// Calls `f(y, x, w)` with the complex indices of every term of a conv2d.
-fn for_each_conv_term(s: &Conv2d, mut f: impl FnMut(usize, usize, usize)) {
-    let (icpg, ocpg) = (s.in_channels / s.groups, s.out_channels / s.groups);
-    for n in 0..s.batch {
-        for co in 0..s.out_channels {
-            let g = co / ocpg;
-            for oh in 0..s.out_h() {
-                for ow in 0..s.out_w() {
-                    let yi = ((n * s.out_channels + co) * s.out_h() + oh) * s.out_w() + ow;
-                    for ci in 0..icpg {
-                        for kh in 0..s.kernel_h {
-                            for kw in 0..s.kernel_w {
-                                let ih = (oh * s.stride_h + kh * s.dilation_h) as isize
-                                    - s.pad_h as isize;
-                                let iw = (ow * s.stride_w + kw * s.dilation_w) as isize
-                                    - s.pad_w as isize;
-                                if ih < 0
-                                    || iw < 0
-                                    || ih >= s.in_h as isize
-                                    || iw >= s.in_w as isize
-                                {
-                                    continue;
-                                }
-                                let c = g * icpg + ci;
-                                let xi = ((n * s.in_channels + c) * s.in_h + ih as usize) * s.in_w
-                                    + iw as usize;
-                                let wi = ((co * icpg + ci) * s.kernel_h + kh) * s.kernel_w + kw;
-                                f(yi, xi, wi);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Complex conv2d forward (no bias), interleaved.
 pub fn conv2d_reference(s: &Conv2d, x: &[f64], w: &[f64]) -> Vec<f64> {
     let mut y = vec![0.0; 2 * s.output_len()];
-    for_each_conv_term(s, |yi, xi, wi| add(&mut y, yi, cmul(at(x, xi), at(w, wi))));
+    for_each_term(s, |yi, xi, wi| add(&mut y, yi, cmul(at(x, xi), at(w, wi))));
     y
 }
 
@@ -679,7 +635,7 @@ pub fn conv2d_backward_reference(
     dy: &[f64],
 ) -> (Vec<f64>, Vec<f64>) {
     let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-    for_each_conv_term(s, |yi, xi, wi| {
+    for_each_term(s, |yi, xi, wi| {
         add(&mut dx, xi, cmul(at(dy, yi), conj(at(w, wi))));
         add(&mut dw, wi, cmul(at(dy, yi), conj(at(x, xi))));
     });

@@ -725,8 +725,9 @@ fn backward_weight_lowered(
 }
 
 /// Calls `visit(y_index, x_index, w_index)` for every product term of the
-/// convolution whose input element lies inside the (unpadded) input.
-fn for_each_term(spec: &Conv2d, mut visit: impl FnMut(usize, usize, usize)) {
+/// convolution whose input element lies inside the (unpadded) input (the
+/// references of the real and the complex convolution share it).
+pub(crate) fn for_each_term(spec: &Conv2d, mut visit: impl FnMut(usize, usize, usize)) {
     let (oh, ow) = (spec.out_h(), spec.out_w());
     let icpg = spec.in_channels / spec.groups;
     let ocpg = spec.out_channels / spec.groups;

@@ -21,10 +21,13 @@
 //! against 0.52 s for the forward, since the per-step gemm reuses registers
 //! far better and a dispatch costs little beside it; so the gemm form stays.
 
-use crate::gpu::{ensure, grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{grid_1d, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::check::same_shape;
 use crate::kernels::gemm::{gemm, Gemm};
 
 static SHADER: Shader = crate::shader!("lstm", trusted);
+/// The kernel family named in shape errors.
+const KERNEL: &str = "lstm";
 
 const WORKGROUP: usize = 64;
 
@@ -140,16 +143,10 @@ struct Params {
     _pad: [u32; 3],
 }
 
-fn check(what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
-    ensure(t.shape() == want, || {
-        format!("lstm: {what} has shape {:?}, expected {want:?}", t.shape())
-    })
-}
-
 fn check_weights(s: &LstmShape, w: &LstmWeights) -> GpuResult<()> {
-    check("w_ih", w.w_ih, &[4 * s.hidden, s.input])?;
-    check("w_hh", w.w_hh, &[4 * s.hidden, s.hidden])?;
-    check("bias", w.bias, &[4 * s.hidden])
+    same_shape(KERNEL, "w_ih", w.w_ih, &[4 * s.hidden, s.input])?;
+    same_shape(KERNEL, "w_hh", w.w_hh, &[4 * s.hidden, s.hidden])?;
+    same_shape(KERNEL, "bias", w.bias, &[4 * s.hidden])
 }
 
 fn output_shape(s: &LstmShape, output: LstmOutput) -> Vec<usize> {
@@ -176,12 +173,12 @@ pub fn lstm_forward(
 ) -> GpuResult<()> {
     let s = state.shape;
     check_weights(&s, weights)?;
-    check("x", x, &[s.time, s.batch, s.input])?;
-    check("out", out, &output_shape(&s, output))?;
+    same_shape(KERNEL, "x", x, &[s.time, s.batch, s.input])?;
+    same_shape(KERNEL, "out", out, &output_shape(&s, output))?;
     match initial {
         Some((h0, c0)) => {
-            check("h0", h0, &[s.batch, s.hidden])?;
-            check("c0", c0, &[s.batch, s.hidden])?;
+            same_shape(KERNEL, "h0", h0, &[s.batch, s.hidden])?;
+            same_shape(KERNEL, "c0", c0, &[s.batch, s.hidden])?;
             rec.copy(h0, &state.h_state)?;
             rec.copy(c0, &state.c_init)?;
         }
@@ -260,17 +257,17 @@ pub fn lstm_backward(
 ) -> GpuResult<()> {
     let s = state.shape;
     check_weights(&s, weights)?;
-    check("x", x, &[s.time, s.batch, s.input])?;
-    check("dout", dout, &output_shape(&s, output))?;
-    check("dw_ih", grads.dw_ih, &[4 * s.hidden, s.input])?;
-    check("dw_hh", grads.dw_hh, &[4 * s.hidden, s.hidden])?;
-    check("dbias", grads.dbias, &[4 * s.hidden])?;
+    same_shape(KERNEL, "x", x, &[s.time, s.batch, s.input])?;
+    same_shape(KERNEL, "dout", dout, &output_shape(&s, output))?;
+    same_shape(KERNEL, "dw_ih", grads.dw_ih, &[4 * s.hidden, s.input])?;
+    same_shape(KERNEL, "dw_hh", grads.dw_hh, &[4 * s.hidden, s.hidden])?;
+    same_shape(KERNEL, "dbias", grads.dbias, &[4 * s.hidden])?;
     if let Some(dx) = grads.dx {
-        check("dx", dx, &[s.time, s.batch, s.input])?;
+        same_shape(KERNEL, "dx", dx, &[s.time, s.batch, s.input])?;
     }
     if let Some((dh0, dc0)) = grads.dinitial {
-        check("dh0", dh0, &[s.batch, s.hidden])?;
-        check("dc0", dc0, &[s.batch, s.hidden])?;
+        same_shape(KERNEL, "dh0", dh0, &[s.batch, s.hidden])?;
+        same_shape(KERNEL, "dc0", dc0, &[s.batch, s.hidden])?;
     }
     let (rows, four_h) = (s.time * s.batch, 4 * s.hidden);
     if s.time == 0 || s.batch == 0 || s.hidden == 0 {

@@ -18,8 +18,11 @@
 //! entropy `-sum p ln p / ln K`, averaged over the rows.
 
 use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::check::same_shape;
 
 static SHADER: Shader = crate::shader!("mixed_edge", trusted);
+/// The kernel family named in shape errors.
+const KERNEL: &str = "mixed edge";
 
 const WORKGROUP: usize = 256;
 /// Elements one workgroup of the backward pass covers per tile.
@@ -85,15 +88,6 @@ fn rows_and_k(what: &str, t: &Tensor) -> GpuResult<(usize, usize)> {
     Ok((rows, k))
 }
 
-fn same_shape(what: &str, t: &Tensor, want: &[usize]) -> GpuResult<()> {
-    ensure(t.shape() == want, || {
-        format!(
-            "mixed edge: {what} has shape {:?}, expected {want:?}",
-            t.shape()
-        )
-    })
-}
-
 /// `w = softmax / sigmoid / copy of alpha`, per row; both `[rows, K]`.
 pub fn mixed_edge_weights(
     rec: &mut Recorder,
@@ -102,7 +96,7 @@ pub fn mixed_edge_weights(
     w: &Tensor,
 ) -> GpuResult<()> {
     let (rows, k) = rows_and_k("alpha", alpha)?;
-    same_shape("w", w, alpha.shape())?;
+    same_shape(KERNEL, "w", w, alpha.shape())?;
     let params = Params {
         k: k as u32,
         rows: rows as u32,
@@ -137,7 +131,7 @@ pub fn mixed_edge_forward(
     y: &Tensor,
 ) -> GpuResult<()> {
     let (k, n) = candidates(w, row, x)?;
-    same_shape("y", y, &x.shape()[1..])?;
+    same_shape(KERNEL, "y", y, &x.shape()[1..])?;
     let params = Params {
         n: n as u32,
         k: k as u32,
@@ -174,10 +168,15 @@ pub fn mixed_edge_backward(
     scratch: &Tensor,
 ) -> GpuResult<()> {
     let (k, n) = candidates(w, row, x)?;
-    same_shape("dy", dy, &x.shape()[1..])?;
-    same_shape("dx", dx, x.shape())?;
-    same_shape("dw", dw, w.shape())?;
-    same_shape("scratch", scratch, &backward_scratch_shape(x.shape()))?;
+    same_shape(KERNEL, "dy", dy, &x.shape()[1..])?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
+    same_shape(KERNEL, "dw", dw, w.shape())?;
+    same_shape(
+        KERNEL,
+        "scratch",
+        scratch,
+        &backward_scratch_shape(x.shape()),
+    )?;
     let groups = scratch.shape()[0];
     let partials = scratch;
     let params = Params {
@@ -219,8 +218,8 @@ pub fn mixed_edge_alpha_backward(
         "mixed edge: a 0/1 mask has no gradient to alpha".into()
     })?;
     let (rows, k) = rows_and_k("w", w)?;
-    same_shape("dw", dw, w.shape())?;
-    same_shape("dalpha", dalpha, w.shape())?;
+    same_shape(KERNEL, "dw", dw, w.shape())?;
+    same_shape(KERNEL, "dalpha", dalpha, w.shape())?;
     let params = Params {
         k: k as u32,
         rows: rows as u32,
@@ -250,7 +249,7 @@ pub fn arch_regulariser(
     accumulate: bool,
 ) -> GpuResult<()> {
     let (rows, k) = rows_and_k("alpha", alpha)?;
-    same_shape("dalpha", dalpha, alpha.shape())?;
+    same_shape(KERNEL, "dalpha", dalpha, alpha.shape())?;
     ensure(loss.len() == 1, || {
         format!(
             "regulariser: loss must hold one value, got shape {:?}",

@@ -3,9 +3,12 @@
 //! Backward passes write their gradients, or add to them with `accumulate`
 //! (an input feeding several products collects all their gradients).
 
-use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::gpu::{grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::check::same_shape;
 
 static SHADER: Shader = crate::shader!("pairwise", trusted);
+/// The kernel family named in shape errors.
+const KERNEL: &str = "pairwise";
 
 const WORKGROUP: usize = 256;
 
@@ -15,16 +18,6 @@ struct Params {
     len: u32,
     accumulate: u32,
     _pad: [u32; 2],
-}
-
-fn same_shape(what: &str, t: &Tensor, want: &Tensor) -> GpuResult<()> {
-    ensure(t.shape() == want.shape(), || {
-        format!(
-            "pairwise: {what} has shape {:?}, expected {:?}",
-            t.shape(),
-            want.shape()
-        )
-    })
 }
 
 fn launch(
@@ -45,8 +38,8 @@ fn launch(
 
 /// `out = a * b` elementwise.
 pub fn product(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> GpuResult<()> {
-    same_shape("b", b, a)?;
-    same_shape("out", out, a)?;
+    same_shape(KERNEL, "b", b, a.shape())?;
+    same_shape(KERNEL, "out", out, a.shape())?;
     launch(rec, "product", a.len(), false, &[a, b, out])
 }
 
@@ -61,7 +54,7 @@ pub fn product_backward(
     accumulate: bool,
 ) -> GpuResult<()> {
     for (what, t) in [("b", b), ("dout", dout), ("da", da), ("db", db)] {
-        same_shape(what, t, a)?;
+        same_shape(KERNEL, what, t, a.shape())?;
     }
     launch(
         rec,
@@ -74,7 +67,7 @@ pub fn product_backward(
 
 /// `out = x * x` elementwise.
 pub fn square(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
-    same_shape("out", out, x)?;
+    same_shape(KERNEL, "out", out, x.shape())?;
     launch(rec, "square", x.len(), false, &[x, out])
 }
 
@@ -86,8 +79,8 @@ pub fn square_backward(
     dx: &Tensor,
     accumulate: bool,
 ) -> GpuResult<()> {
-    same_shape("dout", dout, x)?;
-    same_shape("dx", dx, x)?;
+    same_shape(KERNEL, "dout", dout, x.shape())?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
     launch(rec, "square_backward", x.len(), accumulate, &[x, dout, dx])
 }
 

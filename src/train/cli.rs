@@ -282,6 +282,10 @@ pub struct InferArgs {
     /// Labels to show per clip.
     #[arg(long, default_value_t = 3)]
     pub top: usize,
+    /// Print one JSON object per clip instead: the file, the class names,
+    /// every class's probability and the logits, at full precision.
+    #[arg(long, conflicts_with = "stream")]
+    pub json: bool,
     /// Spot keywords in this long recording instead.
     #[arg(long, conflicts_with = "files")]
     pub stream: Option<PathBuf>,
@@ -295,7 +299,7 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
     let (mut network, info, _) = load_model(gpu, &args.model, None)?;
     let extractor = FeatureExtractor::new(&info.features);
     let rate = info.features.sample_rate;
-    let mut scores_of = |features: &[f32], count: usize| -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut logits_of = |features: &[f32], count: usize| -> anyhow::Result<Vec<Vec<f32>>> {
         let shape = crate::nn::batched(count, network.input_shape());
         let x = gpu.upload(&shape, features)?;
         let mut rec = gpu.recorder();
@@ -304,7 +308,7 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
         Ok(gpu
             .download(&logits)?
             .chunks_exact(info.classes.len())
-            .map(softmax)
+            .map(<[f32]>::to_vec)
             .collect())
     };
     if let Some(stream) = &args.stream {
@@ -314,7 +318,7 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
             &info.classes,
             &extractor,
             rate,
-            &mut scores_of,
+            &mut logits_of,
         );
     }
     if args.files.is_empty() {
@@ -323,7 +327,18 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
     for file in &args.files {
         let audio = read_wav(file, rate)?;
         let features = extractor.clip_features(&audio.samples);
-        let scores = scores_of(&features, 1)?.remove(0);
+        let logits = logits_of(&features, 1)?.remove(0);
+        let scores = softmax(&logits);
+        if args.json {
+            let line = ClipScores {
+                file: file.display().to_string(),
+                classes: &info.classes,
+                probabilities: &scores,
+                logits: &logits,
+            };
+            println!("{}", serde_json::to_string(&line)?);
+            continue;
+        }
         let mut ranked: Vec<usize> = (0..scores.len()).collect();
         ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
         let top: Vec<String> = ranked
@@ -336,6 +351,16 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `infer --json` prints for one clip. serde_json writes each f32 as
+/// the shortest decimal that reads back to the same bits.
+#[derive(serde::Serialize)]
+struct ClipScores<'a> {
+    file: String,
+    classes: &'a [String],
+    probabilities: &'a [f32],
+    logits: &'a [f32],
+}
+
 fn softmax(logits: &[f32]) -> Vec<f32> {
     let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = logits.iter().map(|&z| (z - top).exp()).collect();
@@ -343,8 +368,8 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / sum).collect()
 }
 
-/// Class probabilities of `count` clips' features.
-type ScoreFn<'a> = dyn FnMut(&[f32], usize) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
+/// The logits of `count` clips' features.
+type LogitsFn<'a> = dyn FnMut(&[f32], usize) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
 
 /// Slides the clip window along the recording every 30 ms (as the streaming
 /// test does), smooths the scores and reports each new keyword with its time.
@@ -354,7 +379,7 @@ fn infer_stream(
     classes: &[String],
     extractor: &FeatureExtractor,
     rate: u32,
-    scores_of: &mut ScoreFn,
+    logits_of: &mut LogitsFn,
 ) -> anyhow::Result<()> {
     let config = RecognizeConfig::default();
     let audio = read_wav(path, rate)?;
@@ -375,7 +400,7 @@ fn infer_stream(
             let end = (start + clip).min(audio.samples.len());
             features.extend(extractor.clip_features(&audio.samples[start..end]));
         }
-        scores.extend(scores_of(&features, count)?);
+        scores.extend(logits_of(&features, count)?.iter().map(|l| softmax(l)));
     }
     let truth_path = truth
         .map(Path::to_path_buf)
