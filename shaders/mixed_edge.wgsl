@@ -17,6 +17,14 @@
 //   reduce_dw:      1 partials, 2 dw                    (1, 1, 1)
 //   alpha_backward: 1 w, 2 dw, 3 dalpha                 (ceil(rows / 64), 1, 1)
 //   regulariser:    1 alpha, 2 dalpha, 3 loss           (1, 1, 1)
+//
+// The same edge over candidates held in separate tensors ("terms"), up to
+// four per dispatch (params `q`: their columns of w and how many are used;
+// an unused slot is bound to a tensor of the same access that it never reads):
+//   terms_forward:  1 w, 2 y, 3..6 x_0..x_3             grid_1d(ceil(n / 256))
+//   terms_dx:       1 dy, 2 w, 3..6 dx_0..dx_3          grid_1d(ceil(n / 256))
+//   terms_dw:       1 dy, 2 partials, 3..6 x_0..x_3     (chunks, 1, 1)
+//   terms_reduce:   1 partials, 2 dw                    (1, 1, 1)
 // Every index is guarded in-kernel (the module is compiled trusted).
 
 struct Params {
@@ -37,7 +45,21 @@ override CANDIDATES: u32 = 1u;
 // Elements per invocation per tile of the backward pass.
 const PER_LANE: u32 = 4u;
 
+// Params of the terms_* entry points.
+struct TermsParams {
+    n: u32,            // elements of one candidate
+    k: u32,            // columns of w
+    row: u32,          // which row of w / dw this edge uses
+    count: u32,        // slots used, 1..4
+    cols: vec4<u32>,   // the column of w of each slot
+    accumulate: u32,   // terms_forward: 1 y += sum, 0 y = sum
+    chunks: u32,       // workgroups of terms_dw (partials per slot)
+    _pad0: u32,
+    _pad1: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> q: TermsParams;
 // weights, regulariser
 @group(0) @binding(1) var<storage, read> alpha: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
@@ -55,6 +77,20 @@ const PER_LANE: u32 = 4u;
 @group(0) @binding(2) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(2) var<storage, read> dw_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dalpha: array<f32>;
+
+// terms_*
+@group(0) @binding(1) var<storage, read> terms_dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> terms_y: array<f32>;
+@group(0) @binding(2) var<storage, read> terms_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> terms_partials: array<f32>;
+@group(0) @binding(3) var<storage, read> x0: array<f32>;
+@group(0) @binding(4) var<storage, read> x1: array<f32>;
+@group(0) @binding(5) var<storage, read> x2: array<f32>;
+@group(0) @binding(6) var<storage, read> x3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx3: array<f32>;
 
 fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
@@ -265,4 +301,99 @@ fn regulariser(@builtin(local_invocation_id) lid: vec3<u32>) {
         }
         loss[0] = p.scale * sum;
     }
+}
+
+// y = (accumulate ? y : 0) + sum over the used slots s of w[row, cols[s]] * x_s.
+@compute @workgroup_size(256)
+fn terms_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
+    if (i >= q.n) {
+        return;
+    }
+    let wbase = q.row * q.k;
+    var acc = 0.0;
+    if (q.accumulate == 1u) {
+        acc = terms_y[i];
+    }
+    acc += w[wbase + q.cols.x] * x0[i];
+    if (q.count > 1u) {
+        acc += w[wbase + q.cols.y] * x1[i];
+    }
+    if (q.count > 2u) {
+        acc += w[wbase + q.cols.z] * x2[i];
+    }
+    if (q.count > 3u) {
+        acc += w[wbase + q.cols.w] * x3[i];
+    }
+    terms_y[i] = acc;
+}
+
+// dx_s = w[row, cols[s]] * dy for the used slots.
+@compute @workgroup_size(256)
+fn terms_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid.x;
+    if (i >= q.n) {
+        return;
+    }
+    let wbase = q.row * q.k;
+    let g = terms_dy[i];
+    dx0[i] = terms_w[wbase + q.cols.x] * g;
+    if (q.count > 1u) {
+        dx1[i] = terms_w[wbase + q.cols.y] * g;
+    }
+    if (q.count > 2u) {
+        dx2[i] = terms_w[wbase + q.cols.z] * g;
+    }
+    if (q.count > 3u) {
+        dx3[i] = terms_w[wbase + q.cols.w] * g;
+    }
+}
+
+var<workgroup> term_sums: array<vec4<f32>, WG>;
+
+// Workgroup c writes sum(dy * x_s) over elements c * 256 + lane, strided by
+// chunks * 256, to partials[s * chunks + c]. All slots share one read of dy
+// and one tree sum (of vec4s), so a group of terms costs one reduction.
+@compute @workgroup_size(256)
+fn terms_dw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    var part = vec4<f32>(0.0);
+    for (var i = wid.x * WG + lid.x; i < q.n; i += q.chunks * WG) {
+        let g = terms_dy[i];
+        part.x += g * x0[i];
+        if (q.count > 1u) {
+            part.y += g * x1[i];
+        }
+        if (q.count > 2u) {
+            part.z += g * x2[i];
+        }
+        if (q.count > 3u) {
+            part.w += g * x3[i];
+        }
+    }
+    term_sums[lid.x] = part;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid.x < stride) {
+            term_sums[lid.x] += term_sums[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x < q.count) {
+        terms_partials[lid.x * q.chunks + wid.x] = term_sums[0][lid.x];
+    }
+}
+
+// dw[row, cols[s]] = sum over c of partials[s * chunks + c], in order, so
+// the same inputs give the same bits.
+@compute @workgroup_size(64)
+fn terms_reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = lid.x;
+    if (s >= q.count) {
+        return;
+    }
+    var total = 0.0;
+    for (var c = 0u; c < q.chunks; c++) {
+        total += partials_in[s * q.chunks + c];
+    }
+    dw[q.row * q.k + q.cols[s]] = total;
 }

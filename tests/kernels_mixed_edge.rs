@@ -298,3 +298,254 @@ fn mismatched_tensors_are_named() {
     let err = mixed_edge_forward(&mut gpu.recorder(), &w, 0, &x, &y).unwrap_err();
     assert!(err.to_string().contains("y has shape [6]"), "{err}");
 }
+
+// Mixed edges over candidates in separate tensors ("terms"), four per
+// dispatch: 1, 3, 5 and 8 terms give one partial group, one full group and
+// remainders.
+
+/// Candidate outputs of one terms edge: column, values, GPU tensor.
+struct Terms {
+    columns: Vec<usize>,
+    xs: Vec<Vec<f32>>,
+    tensors: Vec<Tensor>,
+}
+
+impl Terms {
+    fn new(rng: &mut Rng, columns: &[usize], shape: &[usize]) -> Terms {
+        let n: usize = shape.iter().product();
+        let xs: Vec<Vec<f32>> = columns
+            .iter()
+            .map(|_| rng.vec_uniform(n, -1.0, 1.0))
+            .collect();
+        let tensors = xs.iter().map(|x| upload(shape, x)).collect();
+        Terms {
+            columns: columns.to_vec(),
+            xs,
+            tensors,
+        }
+    }
+
+    fn gpu(&self) -> Vec<(usize, &Tensor)> {
+        self.columns.iter().copied().zip(&self.tensors).collect()
+    }
+
+    fn cpu(&self) -> Vec<Vec<f64>> {
+        self.xs.iter().map(|x| to_f64(x)).collect()
+    }
+}
+
+fn term_refs<'a>(columns: &[usize], xs: &'a [Vec<f64>]) -> Vec<(usize, &'a [f64])> {
+    columns
+        .iter()
+        .copied()
+        .zip(xs.iter().map(|x| x.as_slice()))
+        .collect()
+}
+
+/// Runs forward (accumulating or not) and backward of the terms at `columns`
+/// of row `row` of a random `w: [rows, k]` on `shape`, with `dx` requested
+/// for every other term, and compares with the references. Entries of `dw`
+/// outside the terms and gradients not requested must stay as they were.
+fn check_terms(rows: usize, k: usize, row: usize, columns: &[usize], shape: &[usize]) {
+    let gpu = Gpu::shared();
+    let n: usize = shape.iter().product();
+    let mut rng = Rng::new((n * 13 + columns.len() * 5 + row) as u64);
+    let w = rng.vec_uniform(rows * k, -1.0, 1.0);
+    let y0 = rng.vec_uniform(n, -1.0, 1.0);
+    let dy = rng.vec_uniform(n, -1.0, 1.0);
+    let terms = Terms::new(&mut rng, columns, shape);
+    let t_w = upload(&[rows, k], &w);
+    let t_summed = upload(shape, &y0);
+    let t_written = gpu.full(shape, f32::NAN).unwrap();
+    let t_dy = upload(shape, &dy);
+    let sentinel = 7.0;
+    let t_dw = gpu.full(&[rows, k], sentinel).unwrap();
+    let t_dxs: Vec<Tensor> = columns
+        .iter()
+        .map(|_| gpu.full(shape, sentinel).unwrap())
+        .collect();
+    let wants_dx = |i: usize| i % 2 == 0;
+    let backward_terms: Vec<(usize, &Tensor, Option<&Tensor>)> = terms
+        .gpu()
+        .into_iter()
+        .zip(&t_dxs)
+        .enumerate()
+        .map(|(i, ((c, x), dx))| (c, x, wants_dx(i).then_some(dx)))
+        .collect();
+    let mut rec = gpu.recorder();
+    mixed_terms_forward(&mut rec, &t_w, row, &terms.gpu(), &t_summed, true).unwrap();
+    mixed_terms_forward(&mut rec, &t_w, row, &terms.gpu(), &t_written, false).unwrap();
+    mixed_terms_backward(&mut rec, &t_w, row, &t_dy, &backward_terms, &t_dw).unwrap();
+    rec.submit_and_wait().unwrap();
+
+    let what = format!("terms {columns:?} of [{rows}, {k}] row {row} shape {shape:?}");
+    let w_row = &to_f64(&w)[row * k..(row + 1) * k];
+    let xs = terms.cpu();
+    let refs = term_refs(columns, &xs);
+    for (accumulate, t_y) in [(true, &t_summed), (false, &t_written)] {
+        let want = terms_forward_reference(w_row, &refs, &to_f64(&y0), accumulate);
+        let label = format!("{what} y (accumulate {accumulate})");
+        assert_close(&label, &download(t_y), &to_f32(&want), 1e-5, 1e-5);
+    }
+    let grads = terms_backward_reference(w_row, &to_f64(&dy), &refs);
+    let mut dw_want = vec![sentinel; rows * k];
+    for (i, (&c, (dx_ref, dw_ref))) in columns.iter().zip(&grads).enumerate() {
+        dw_want[row * k + c] = *dw_ref as f32;
+        let dx_want = if wants_dx(i) {
+            to_f32(dx_ref)
+        } else {
+            vec![sentinel; n]
+        };
+        let label = format!("{what} dx of column {c}");
+        assert_close(&label, &download(&t_dxs[i]), &dx_want, 1e-6, 1e-5);
+    }
+    let tol = 1e-5 * (n as f32).sqrt();
+    assert_close(&format!("{what} dw"), &download(&t_dw), &dw_want, tol, 1e-4);
+}
+
+#[test]
+fn mixed_terms_match_reference_on_awkward_shapes() {
+    for shape in [&[1usize][..], &[7], &[2, 3, 5, 7], &[3, 1031]] {
+        check_terms(1, 1, 0, &[0], shape);
+        check_terms(2, 9, 1, &[8, 0, 4], shape);
+        check_terms(1, 6, 0, &[1, 2, 3, 4, 5], shape);
+        check_terms(3, 8, 2, &[3, 1, 4, 0, 7, 5, 2, 6], shape);
+    }
+}
+
+#[test]
+fn mixed_terms_cover_many_workgroups() {
+    // More elements than one pass of the dw kernel's workgroups covers.
+    check_terms(2, 9, 0, &[2, 5, 6, 8, 0], &[2, 256 * 513 + 3]);
+}
+
+#[test]
+fn mixed_terms_without_terms() {
+    let gpu = Gpu::shared();
+    let w = gpu.full(&[1, 3], 1.0).unwrap();
+    let y = gpu.full(&[5], 2.0).unwrap();
+    let dy = gpu.full(&[5], 1.0).unwrap();
+    let dw = gpu.full(&[1, 3], 3.0).unwrap();
+    let mut rec = gpu.recorder();
+    mixed_terms_forward(&mut rec, &w, 0, &[], &y, true).unwrap();
+    mixed_terms_backward(&mut rec, &w, 0, &dy, &[], &dw).unwrap();
+    rec.submit_and_wait().unwrap();
+    assert_eq!(download(&y), vec![2.0; 5]);
+    assert_eq!(download(&dw), vec![3.0; 3]);
+    let mut rec = gpu.recorder();
+    mixed_terms_forward(&mut rec, &w, 0, &[], &y, false).unwrap();
+    rec.submit_and_wait().unwrap();
+    assert_eq!(download(&y), vec![0.0; 5]);
+}
+
+#[test]
+fn mixed_terms_equal_the_stacked_edge_and_repeat_bit_for_bit() {
+    let gpu = Gpu::shared();
+    let (k, shape) = (8, [3, 5, 67]);
+    let n: usize = shape.iter().product();
+    let mut rng = Rng::new(7);
+    let columns: Vec<usize> = (0..k).collect();
+    let terms = Terms::new(&mut rng, &columns, &shape);
+    let dy = rng.vec_uniform(n, -1.0, 1.0);
+    let alpha = rng.vec_uniform(k, -2.0, 2.0);
+    let t_alpha = upload(&[1, k], &alpha);
+    let t_w = gpu.zeros(&[1, k]).unwrap();
+    let x_shape = [k, 3, 5, 67];
+    let t_x = upload(&x_shape, &terms.xs.concat());
+    let t_dy = upload(&shape, &dy);
+    let (stacked_y, stacked_dx, stacked_dw) = (
+        gpu.zeros(&shape).unwrap(),
+        gpu.zeros(&x_shape).unwrap(),
+        gpu.zeros(&[1, k]).unwrap(),
+    );
+    let scratch = gpu.empty(&backward_scratch_shape(&x_shape)).unwrap();
+    let terms_y = gpu.zeros(&shape).unwrap();
+    let terms_dx: Vec<Tensor> = (0..k).map(|_| gpu.zeros(&shape).unwrap()).collect();
+    let dws = [gpu.zeros(&[1, k]).unwrap(), gpu.zeros(&[1, k]).unwrap()];
+    let backward_terms: Vec<(usize, &Tensor, Option<&Tensor>)> = terms
+        .gpu()
+        .into_iter()
+        .zip(&terms_dx)
+        .map(|((c, x), dx)| (c, x, Some(dx)))
+        .collect();
+    let mut rec = gpu.recorder();
+    mixed_edge_weights(&mut rec, EdgeWeighting::Softmax, &t_alpha, &t_w).unwrap();
+    mixed_edge_forward(&mut rec, &t_w, 0, &t_x, &stacked_y).unwrap();
+    mixed_edge_backward(
+        &mut rec,
+        &t_w,
+        0,
+        &t_x,
+        &t_dy,
+        &stacked_dx,
+        &stacked_dw,
+        &scratch,
+    )
+    .unwrap();
+    mixed_terms_forward(&mut rec, &t_w, 0, &terms.gpu(), &terms_y, false).unwrap();
+    for dw in &dws {
+        mixed_terms_backward(&mut rec, &t_w, 0, &t_dy, &backward_terms, dw).unwrap();
+    }
+    rec.submit_and_wait().unwrap();
+    assert_close("y", &download(&terms_y), &download(&stacked_y), 1e-6, 1e-6);
+    let dx: Vec<f32> = terms_dx.iter().flat_map(download).collect();
+    assert_close("dx", &dx, &download(&stacked_dx), 0.0, 0.0);
+    let dw = download(&dws[0]);
+    assert_close("dw", &dw, &download(&stacked_dw), 1e-5, 1e-5);
+    assert_eq!(dw, download(&dws[1]), "dw must repeat bit for bit");
+}
+
+#[test]
+fn terms_backward_reference_matches_finite_differences() {
+    let mut rng = Rng::new(8);
+    let (k, n) = (7, 5);
+    let columns = [6, 0, 3, 2, 5];
+    let w = to_f64(&rng.vec_uniform(k, -1.5, 1.5));
+    let xs: Vec<Vec<f64>> = columns
+        .iter()
+        .map(|_| to_f64(&rng.vec_uniform(n, -1.0, 1.0)))
+        .collect();
+    let probe = to_f64(&rng.vec_uniform(n, -1.0, 1.0));
+    let y0 = to_f64(&rng.vec_uniform(n, -1.0, 1.0));
+    // loss = sum(probe * y(w, x)), so dy = probe.
+    let loss = |w: &[f64], xs: &[Vec<f64>]| {
+        let y = terms_forward_reference(w, &term_refs(&columns, xs), &y0, true);
+        y.iter().zip(&probe).map(|(a, b)| a * b).sum::<f64>()
+    };
+    let grads = terms_backward_reference(&w, &probe, &term_refs(&columns, &xs));
+    // Columns without a term get no gradient.
+    let mut dw = vec![0.0; k];
+    for (&c, (_, g)) in columns.iter().zip(&grads) {
+        dw[c] = *g;
+    }
+    assert_gradient("terms dw", &w, &dw, |w| loss(w, &xs), 1e-7, 1e-6);
+    for (i, (dx, _)) in grads.iter().enumerate() {
+        let probed = |x: &[f64]| {
+            let mut moved = xs.clone();
+            moved[i] = x.to_vec();
+            loss(&w, &moved)
+        };
+        assert_gradient(&format!("terms dx {i}"), &xs[i], dx, probed, 1e-7, 1e-6);
+    }
+}
+
+#[test]
+fn mismatched_terms_are_named() {
+    let gpu = Gpu::shared();
+    let w = gpu.zeros(&[2, 3]).unwrap();
+    let x = gpu.zeros(&[5]).unwrap();
+    let y = gpu.zeros(&[5]).unwrap();
+    let wrong = gpu.zeros(&[6]).unwrap();
+    let forward = |row, terms: &[(usize, &Tensor)]| {
+        mixed_terms_forward(&mut gpu.recorder(), &w, row, terms, &y, false)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(forward(0, &[(3, &x)]).contains("column 3"));
+    assert!(forward(0, &[(1, &x), (1, &x)]).contains("given twice"));
+    assert!(forward(2, &[(0, &x)]).contains("row 2"));
+    assert!(forward(0, &[(0, &wrong)]).contains("x has shape [6]"));
+    let err = mixed_terms_backward(&mut gpu.recorder(), &w, 0, &y, &[(0, &x, Some(&wrong))], &w)
+        .unwrap_err();
+    assert!(err.to_string().contains("dx has shape [6]"), "{err}");
+}

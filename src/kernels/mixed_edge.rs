@@ -12,6 +12,13 @@
 //! Backward: `dx_k = w_k * dy`, `dw_k = sum(dy * x_k)` over the whole tensor,
 //! then `dalpha` through the softmax or sigmoid Jacobian for all rows at once.
 //!
+//! The same edge over candidates held in separate tensors, as a supernet of
+//! separate layers produces them: `mixed_terms_forward` and
+//! `mixed_terms_backward` take a list of terms `(column k of w, x_k)`, and
+//! candidates not in the list cost nothing. They run up to four terms per
+//! dispatch (as many as keep every entry point within eight storage
+//! bindings, the portable limit).
+//!
 //! Regularisers (loss and gradient, scaled by a coefficient): the FairDARTS
 //! zero-one loss `-mean((sigmoid(alpha) - 0.5)^2)` over every entry, and the
 //! purity losses of `p = softmax(row)`, Gini `sum p (1 - p)` and normalised
@@ -31,6 +38,11 @@ const BACKWARD_TILE: usize = WORKGROUP * 4;
 /// GPU, few enough that their reductions stay cheap (each costs a chain of
 /// workgroup barriers, slow on llvmpipe).
 const BACKWARD_WORKGROUPS: usize = 256;
+
+/// Terms per dispatch of the `mixed_terms_*` kernels: the shader's slots.
+const TERMS_PER_DISPATCH: usize = 4;
+/// Most workgroups of one `terms_dw` dispatch (partial sums per term).
+const TERMS_DW_WORKGROUPS: usize = 256;
 
 /// How an edge's weights follow from its architecture parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +77,19 @@ struct Params {
     mode: u32,
     scale: f32,
     accumulate: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct TermsParams {
+    n: u32,
+    k: u32,
+    row: u32,
+    count: u32,
+    cols: [u32; 4],
+    accumulate: u32,
+    chunks: u32,
+    _pad: [u32; 2],
 }
 
 fn weighting_mode(weighting: EdgeWeighting) -> u32 {
@@ -204,6 +229,175 @@ pub fn mixed_edge_backward(
     )
 }
 
+/// Checks the columns of a term list against `w: [rows, K]` and `row`, and
+/// every term tensor (candidate outputs and gradients) against `shape`.
+/// Returns K.
+fn check_terms<'t>(
+    w: &Tensor,
+    row: usize,
+    columns: impl Iterator<Item = usize>,
+    tensors: impl Iterator<Item = (&'static str, &'t Tensor)>,
+    shape: &[usize],
+) -> GpuResult<usize> {
+    let (rows, k) = rows_and_k("w", w)?;
+    ensure(row < rows, || {
+        format!("mixed edge: row {row} is past the {rows} rows of w")
+    })?;
+    let mut seen = vec![false; k];
+    for column in columns {
+        ensure(column < k, || {
+            format!("mixed edge: term column {column} is past the {k} columns of w")
+        })?;
+        ensure(!seen[column], || {
+            format!("mixed edge: term column {column} is given twice")
+        })?;
+        seen[column] = true;
+    }
+    for (what, t) in tensors {
+        same_shape(KERNEL, what, t, shape)?;
+    }
+    Ok(k)
+}
+
+/// Params for one dispatch over the terms of `columns` (at most
+/// `TERMS_PER_DISPATCH`).
+fn terms_params(n: usize, k: usize, row: usize, columns: &[usize]) -> TermsParams {
+    let mut cols = [0; 4];
+    for (slot, &c) in cols.iter_mut().zip(columns) {
+        *slot = c as u32;
+    }
+    TermsParams {
+        n: n as u32,
+        k: k as u32,
+        row: row as u32,
+        count: columns.len() as u32,
+        cols,
+        ..TermsParams::default()
+    }
+}
+
+/// The tensors of one group's slots, each unused slot filled with the first.
+fn slots<'t>(group: &[&'t Tensor]) -> [&'t Tensor; TERMS_PER_DISPATCH] {
+    std::array::from_fn(|s| *group.get(s).unwrap_or(&group[0]))
+}
+
+/// `y = (accumulate ? y : 0) + sum over terms (k, x_k) of w[row, k] * x_k`,
+/// each `x_k` of the shape of `y`; each column at most once. Candidates
+/// not in the list are not read; an empty list leaves `y` (or zeroes it).
+pub fn mixed_terms_forward(
+    rec: &mut Recorder,
+    w: &Tensor,
+    row: usize,
+    terms: &[(usize, &Tensor)],
+    y: &Tensor,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let k = check_terms(
+        w,
+        row,
+        terms.iter().map(|t| t.0),
+        terms.iter().map(|t| ("x", t.1)),
+        y.shape(),
+    )?;
+    if terms.is_empty() && !accumulate {
+        rec.clear(y);
+    }
+    let groups = grid_1d(y.len().div_ceil(WORKGROUP) as u32);
+    for (i, group) in terms.chunks(TERMS_PER_DISPATCH).enumerate() {
+        let columns: Vec<usize> = group.iter().map(|t| t.0).collect();
+        let xs: Vec<&Tensor> = group.iter().map(|t| t.1).collect();
+        let params = TermsParams {
+            accumulate: (accumulate || i > 0) as u32,
+            ..terms_params(y.len(), k, row, &columns)
+        };
+        let [x0, x1, x2, x3] = slots(&xs);
+        rec.dispatch(
+            &SHADER,
+            "terms_forward",
+            &[],
+            &params,
+            &[w, y, x0, x1, x2, x3],
+            groups,
+        )?;
+    }
+    Ok(())
+}
+
+/// For each term `(k, x_k, dx_k)`: `dw[row, k] = sum(dy * x_k)` and, where
+/// `dx_k` is given, `dx_k = w[row, k] * dy`; `x_k` and `dx_k` have the shape
+/// of `dy`, each column comes at most once, and the other entries of `dw`
+/// are not touched. The sums are two-stage (partials in a scratch tensor
+/// taken from `rec`, then one small pass per four terms) in a fixed order,
+/// so the same inputs give the same bits.
+pub fn mixed_terms_backward(
+    rec: &mut Recorder,
+    w: &Tensor,
+    row: usize,
+    dy: &Tensor,
+    terms: &[(usize, &Tensor, Option<&Tensor>)],
+    dw: &Tensor,
+) -> GpuResult<()> {
+    let k = check_terms(
+        w,
+        row,
+        terms.iter().map(|t| t.0),
+        terms
+            .iter()
+            .flat_map(|t| std::iter::once(("x", t.1)).chain(t.2.map(|dx| ("dx", dx)))),
+        dy.shape(),
+    )?;
+    same_shape(KERNEL, "dw", dw, w.shape())?;
+    if terms.is_empty() {
+        return Ok(());
+    }
+    let n = dy.len();
+    let with_dx: Vec<(usize, &Tensor)> = terms
+        .iter()
+        .filter_map(|t| t.2.map(|dx| (t.0, dx)))
+        .collect();
+    for group in with_dx.chunks(TERMS_PER_DISPATCH) {
+        let columns: Vec<usize> = group.iter().map(|t| t.0).collect();
+        let dxs: Vec<&Tensor> = group.iter().map(|t| t.1).collect();
+        let [dx0, dx1, dx2, dx3] = slots(&dxs);
+        rec.dispatch(
+            &SHADER,
+            "terms_dx",
+            &[],
+            &terms_params(n, k, row, &columns),
+            &[dy, w, dx0, dx1, dx2, dx3],
+            grid_1d(n.div_ceil(WORKGROUP) as u32),
+        )?;
+    }
+    let chunks = n.div_ceil(WORKGROUP).clamp(1, TERMS_DW_WORKGROUPS);
+    let partials = rec.empty(&[TERMS_PER_DISPATCH, chunks])?;
+    for group in terms.chunks(TERMS_PER_DISPATCH) {
+        let columns: Vec<usize> = group.iter().map(|t| t.0).collect();
+        let xs: Vec<&Tensor> = group.iter().map(|t| t.1).collect();
+        let params = TermsParams {
+            chunks: chunks as u32,
+            ..terms_params(n, k, row, &columns)
+        };
+        let [x0, x1, x2, x3] = slots(&xs);
+        rec.dispatch(
+            &SHADER,
+            "terms_dw",
+            &[],
+            &params,
+            &[dy, &partials, x0, x1, x2, x3],
+            [chunks as u32, 1, 1],
+        )?;
+        rec.dispatch(
+            &SHADER,
+            "terms_reduce",
+            &[],
+            &params,
+            &[&partials, dw],
+            [1, 1, 1],
+        )?;
+    }
+    Ok(())
+}
+
 /// `dalpha (+)= dw` through the Jacobian of the weighting, for every row.
 /// A mask has no gradient, so `Mask` is refused.
 pub fn mixed_edge_alpha_backward(
@@ -332,6 +526,39 @@ pub fn backward_reference(w: &[f64], x: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f6
         }
     }
     (dx, dw)
+}
+
+/// CPU reference of `mixed_terms_forward` for one edge: `w` is that edge's
+/// row, `terms` the `(column, x_k)` pairs, `y` the output before the call.
+pub fn terms_forward_reference(
+    w: &[f64],
+    terms: &[(usize, &[f64])],
+    y: &[f64],
+    accumulate: bool,
+) -> Vec<f64> {
+    (0..y.len())
+        .map(|i| {
+            let start = if accumulate { y[i] } else { 0.0 };
+            start + terms.iter().map(|&(k, x)| w[k] * x[i]).sum::<f64>()
+        })
+        .collect()
+}
+
+/// CPU reference of `mixed_terms_backward` for one edge: per term, its
+/// `(dx_k, dw[k])`.
+pub fn terms_backward_reference(
+    w: &[f64],
+    dy: &[f64],
+    terms: &[(usize, &[f64])],
+) -> Vec<(Vec<f64>, f64)> {
+    terms
+        .iter()
+        .map(|&(k, x)| {
+            let dx = dy.iter().map(|g| w[k] * g).collect();
+            let dw = dy.iter().zip(x).map(|(g, v)| g * v).sum();
+            (dx, dw)
+        })
+        .collect()
 }
 
 /// CPU reference of `dalpha` from `dw` for `[rows][k]` weights.
