@@ -1,7 +1,8 @@
 //! The audionas command line.
 
+use audionas::bench;
 use audionas::gpu::{self, AdapterOptions, BackendChoice, Gpu};
-use audionas::train::{bench, cli, cost_cmd};
+use audionas::train::{cli, cost_cmd};
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -55,6 +56,9 @@ enum Command {
     Cost(cost_cmd::CostArgs),
     /// Label WAV clips with a trained model, or spot keywords in a long recording.
     Infer(cli::InferArgs),
+    /// Search an architecture: train a supernet, derive a plain
+    /// architecture from it (runs/NAME/architecture.json) for `train --arch`.
+    Search(audionas::search::cli::SearchArgs),
     /// Training and inference speed of model configs, one JSON line per model.
     Bench(bench::BenchArgs),
 }
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => cli::run_eval(&open_gpu(&cli.gpu)?, args),
         Command::Cost(args) => cost_cmd::run_cost(args, || open_gpu(&cli.gpu)),
         Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
+        Command::Search(args) => audionas::search::cli::run_search(&open_gpu(&cli.gpu)?, args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
     }
 }

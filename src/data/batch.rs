@@ -124,6 +124,25 @@ impl BatchLoader {
         self.indices.len()
     }
 
+    /// Two loaders with the settings of this one, over alternate clips of
+    /// its split (so each class is split evenly): the halves a bi-level
+    /// search trains weights and architecture on.
+    pub fn halves(&self) -> [BatchLoader; 2] {
+        [0, 1].map(|parity| BatchLoader {
+            source: self.source.clone(),
+            indices: self
+                .indices
+                .iter()
+                .skip(parity)
+                .step_by(2)
+                .copied()
+                .collect(),
+            config: self.config.clone(),
+            root: self.root.clone(),
+            split: self.split,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }

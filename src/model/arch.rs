@@ -161,6 +161,44 @@ pub enum Op {
     Add,
     /// Concatenation along the channel axis.
     Concat,
+    /// Drops the first `start` [time, freq] positions of each channel.
+    Crop {
+        start: Pair,
+    },
+    /// The architecture weights of a supernet: a trained table `alpha` of
+    /// `rows` x `candidates` (parameter group `arch`), handed to the `mixed`
+    /// layers as `softmax` or `sigmoid` of each row. It reads `input` only
+    /// to have a place in the graph; its output is one table for the whole
+    /// batch, not one per sample.
+    ArchWeights {
+        rows: usize,
+        candidates: usize,
+        #[serde(default)]
+        weighting: Weighting,
+        /// Initial alpha: this times a standard normal draw (0: all zero).
+        #[serde(default = "default_alpha_scale")]
+        init_scale: f32,
+    },
+    /// A mixed edge: its first input is an `arch_weights` layer, the others
+    /// are candidate outputs of one shape; the result is the sum of each
+    /// candidate times its weight `w[row, column]`, `columns` giving the
+    /// column of each candidate in input order. A candidate that computes
+    /// zero is simply not an input.
+    Mixed {
+        row: usize,
+        columns: Vec<usize>,
+    },
+}
+
+/// How architecture weights follow from alpha.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Over each row (DARTS, ForceDARTS).
+    #[default]
+    Softmax,
+    /// Of each entry (FairDARTS).
+    Sigmoid,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +221,9 @@ fn default_eps() -> f32 {
 fn default_momentum() -> f32 {
     0.1
 }
+fn default_alpha_scale() -> f32 {
+    1e-3
+}
 
 impl Pair {
     fn one() -> Pair {
@@ -194,6 +235,16 @@ impl Pair {
 }
 
 impl Op {
+    /// How many leading inputs are parameters rather than data (a `mixed`
+    /// layer's architecture weights): a layer with none of its data inputs
+    /// on does not run.
+    pub fn parameter_inputs(&self) -> usize {
+        match self {
+            Op::Mixed { .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// The `op` name as written in a description.
     pub fn name(&self) -> String {
         match serde_json::to_value(self) {
@@ -321,7 +372,7 @@ impl<'de> Deserialize<'de> for LayerSpec {
 
 impl Architecture {
     /// Every `op` a layer may have.
-    pub const OPS: [&'static str; 16] = [
+    pub const OPS: [&'static str; 19] = [
         "conv2d",
         "depthwise_conv2d",
         "separable_conv2d",
@@ -338,6 +389,9 @@ impl Architecture {
         "lstm",
         "add",
         "concat",
+        "crop",
+        "arch_weights",
+        "mixed",
     ];
 
     /// Reads a description from a `.json` or `.toml` file.

@@ -395,6 +395,64 @@ fn layer_work(
             output[0] = in_shapes.iter().map(|s| s[0]).sum();
             (output, Work::default())
         }
+        Op::Crop { start } => {
+            let [c, t, f] = spatial(single(in_shapes)?)?;
+            let [dt, df] = start.0;
+            if dt >= t || df >= f {
+                return Err(format!("start {:?} leaves nothing of [{t}, {f}]", start.0));
+            }
+            (vec![c, t - dt, f - df], Work::default())
+        }
+        Op::ArchWeights {
+            rows,
+            candidates,
+            init_scale,
+            ..
+        } => {
+            positive("rows", rows)?;
+            positive("candidates", candidates)?;
+            if !init_scale.is_finite() || init_scale < 0.0 {
+                return Err(format!("init_scale {init_scale} must be a number >= 0"));
+            }
+            let work = Work {
+                params: (rows * candidates) as u64,
+                ..Work::default()
+            };
+            (vec![rows, candidates], work)
+        }
+        Op::Mixed { row, ref columns } => {
+            let (weights, terms) = in_shapes
+                .split_first()
+                .filter(|(_, terms)| !terms.is_empty())
+                .ok_or("reads an arch_weights layer, then one or more candidates")?;
+            let [rows, k] = weights[..] else {
+                return Err(format!(
+                    "its first input must be an arch_weights table, got {weights:?}"
+                ));
+            };
+            if row >= rows {
+                return Err(format!("row {row} is past the {rows} rows of its weights"));
+            }
+            if columns.len() != terms.len() || columns.iter().any(|&c| c >= k) {
+                return Err(format!(
+                    "needs one column below {k} per candidate input ({} inputs), got columns {columns:?}",
+                    terms.len()
+                ));
+            }
+            if terms.iter().any(|s| *s != terms[0]) {
+                return Err(format!("its candidates must have one shape, got {terms:?}"));
+            }
+            let read = inputs_read.saturating_sub(1) as u64;
+            let work = Work {
+                other: OtherOps {
+                    product: read * elements(&terms[0]),
+                    addition: read.saturating_sub(1) * elements(&terms[0]),
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (terms[0].clone(), work)
+        }
     })
 }
 

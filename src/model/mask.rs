@@ -6,8 +6,9 @@
 //!
 //! The rules: the input is always there. A layer runs when it is not masked,
 //! reads at least one source that is there through an edge that is not
-//! masked, and its output reaches the last layer through running layers and
-//! open edges (a dead end computes nothing). An `add` sums the inputs it
+//! masked (for a `mixed` layer, a candidate besides its weights), and its
+//! output reaches the last layer through running layers and open edges (a
+//! dead end computes nothing). An `add` or a `mixed` sums the inputs it
 //! reads; a `concat` gives zeros for the parts it does not read; any other
 //! layer reads its one input. The last layer always runs: with nothing to
 //! read it runs on zeros (a dense head then gives its bias).
@@ -173,7 +174,8 @@ impl Architecture {
                 };
                 reads[i][k] = there && !mask.edges.contains(&(source_name(s), names[i].clone()));
             }
-            runs[i] = i + 1 == n || (!mask.layers.contains(&names[i]) && reads[i].contains(&true));
+            let data = &reads[i][self.layers[i].op.parameter_inputs().min(reads[i].len())..];
+            runs[i] = i + 1 == n || (!mask.layers.contains(&names[i]) && data.contains(&true));
         }
         // Backward: drop what the last layer does not reach.
         let mut needed = vec![false; n];

@@ -2,17 +2,18 @@
 //! topological order, forward in that order, backward in reverse, summing the
 //! gradients of an output that several layers read.
 
-use super::arch::{Architecture, LstmReturns, Op};
+use super::arch::{Architecture, LstmReturns, Op, Weighting};
 use super::cost::Cost;
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
 use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
+use crate::kernels::mixed_edge::EdgeWeighting;
 use crate::nn::{
-    batch_of, batched, ActivationLayer, Add, BatchNormLayer, Concat, Conv2dLayer, Dense, Dropout,
-    Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Param, Pass, Pool, PoolKind,
-    SeparableConv2d,
+    batch_of, batched, ActivationLayer, Add, ArchWeights, BatchNormLayer, Concat, Conv2dLayer,
+    Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Param,
+    Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -149,6 +150,9 @@ impl Network {
     /// get no gradient, so an optimizer leaves them and their state as they are.
     pub fn set_mask(&mut self, mask: &Mask) -> Result<(), ModelError> {
         self.activity = self.arch.activity(mask)?;
+        for (node, reads) in self.nodes.iter_mut().zip(&self.activity.reads) {
+            node.layer.read(reads);
+        }
         self.read_plan = read_plan(
             &self.arch,
             &self.sources,
@@ -483,14 +487,18 @@ fn read_plan(
                     Read::Zeros(shape_of(s))
                 }
             };
-            if !matches!(spec.op, Op::Add) {
+            let sums_what_is_on = matches!(spec.op, Op::Add | Op::Mixed { .. });
+            if !sums_what_is_on {
                 return sources.iter().zip(reads).map(read).collect();
             }
+            // A mixed layer's weights are always read.
+            let parameters = spec.op.parameter_inputs();
             let on: Vec<Read> = sources
                 .iter()
                 .zip(reads)
-                .filter(|(_, &r)| r)
-                .map(read)
+                .enumerate()
+                .filter(|(k, (_, &r))| r || *k < parameters)
+                .map(|(_, (s, _))| Read::Source(*s))
                 .collect();
             if on.is_empty() {
                 vec![Read::Zeros(shape_of(&sources[0]))]
@@ -646,5 +654,22 @@ fn build_layer(
         }
         Op::Add => Box::new(Add::new(&in_shapes[0])),
         Op::Concat => Box::new(Concat::new(in_shapes)),
+        Op::Crop { start } => Box::new(Crop::new(spatial(single(in_shapes)?)?, start.0)),
+        Op::ArchWeights {
+            rows,
+            candidates,
+            weighting,
+            init_scale,
+        } => {
+            let weighting = match weighting {
+                Weighting::Softmax => EdgeWeighting::Softmax,
+                Weighting::Sigmoid => EdgeWeighting::Sigmoid,
+            };
+            Box::new(
+                ArchWeights::new(gpu, rows, candidates, weighting, init_scale, rng)
+                    .map_err(gpu_err)?,
+            )
+        }
+        Op::Mixed { row, ref columns } => Box::new(Mixed::new(row, columns.clone(), &in_shapes[1])),
     })
 }

@@ -8,6 +8,7 @@
 
 mod activation;
 mod conv;
+mod crop;
 mod dense;
 mod init;
 mod lstm;
@@ -15,15 +16,18 @@ mod merge;
 mod norm;
 pub mod optim;
 mod pool;
+mod supernet;
 
 pub use activation::{ActivationLayer, Dropout, Flatten};
 pub use conv::{same_padding, Conv2dLayer, ConvGeometry, SeparableConv2d};
+pub use crop::Crop;
 pub use dense::Dense;
 pub use init::{default_bias, kaiming_uniform, xavier_uniform, Init};
 pub use lstm::{Lstm, LstmReturn};
 pub use merge::{Add, Concat};
 pub use norm::BatchNormLayer;
 pub use pool::{GlobalAvgPool, Pool, PoolKind};
+pub use supernet::{ArchWeights, Mixed, ARCH};
 
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 
@@ -132,6 +136,10 @@ pub trait Layer: Send {
     fn params_mut(&mut self) -> Vec<&mut Param> {
         Vec::new()
     }
+
+    /// Which of its inputs the current mask leaves on (called when the mask
+    /// changes); a layer that sums its inputs is then given only those.
+    fn read(&mut self, _reads: &[bool]) {}
 
     /// State that is not trained by gradients but belongs in a checkpoint
     /// (batch norm's running statistics).

@@ -57,7 +57,7 @@ pub struct TrainArgs {
     pub init_from: Option<PathBuf>,
 }
 
-fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
+pub(crate) fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
     PrepareOptions {
         cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
         ..PrepareOptions::default()
@@ -143,7 +143,7 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
 /// Removes what a new run wrote before it kept any model (its config.toml
 /// and an empty metrics.jsonl), so that the corrected command can use the
 /// same run name; a run that kept a checkpoint or a model stays for --resume.
-fn remove_unstarted_run(run: &RunDir) {
+pub(crate) fn remove_unstarted_run(run: &RunDir) {
     if run.last_checkpoint().exists() || run.best_model().exists() {
         return;
     }

@@ -87,6 +87,26 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The `features` of a config file: a path (relative to the file's folder)
+/// or an inline table.
+pub fn resolve_features(value: toml::Value, path: &Path) -> Result<FeatureConfig, ConfigError> {
+    let fail = |path: &Path, reason: String| ConfigError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match value {
+        toml::Value::String(p) => {
+            let p = path.parent().unwrap_or(Path::new(".")).join(p);
+            FeatureConfig::load(&p).map_err(|e| fail(&p, e.reason()))
+        }
+        table => {
+            let text = toml::to_string(&table).map_err(|e| fail(path, e.to_string()))?;
+            FeatureConfig::parse(&text, path)
+                .map_err(|e| fail(path, format!("[features]: {}", e.reason())))
+        }
+    }
+}
+
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
         let fail = |reason: String| ConfigError {
@@ -105,17 +125,7 @@ impl Experiment {
         };
         let file: ExperimentFile = toml::from_str(text).map_err(|e| fail(path, e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let features = match file.features {
-            toml::Value::String(p) => {
-                let p = base.join(p);
-                FeatureConfig::load(&p).map_err(|e| fail(&p, e.reason()))?
-            }
-            table => {
-                let text = toml::to_string(&table).map_err(|e| fail(path, e.to_string()))?;
-                FeatureConfig::parse(&text, path)
-                    .map_err(|e| fail(path, format!("[features]: {}", e.reason())))?
-            }
-        };
+        let features = resolve_features(file.features, path)?;
         let model = match file.model {
             toml::Value::String(p) => {
                 let p = base.join(p);

@@ -1,10 +1,9 @@
 //! Training fixed architectures: experiment configs, the training loop,
 //! evaluation, model files and checkpoints, run folders with metrics and
-//! plots, learning-rate schedules, the `train`/`eval`/`infer`/`bench`/`cost`
+//! plots, learning-rate schedules, the `train`/`eval`/`infer`/`cost`
 //! commands.
 
 pub mod atomic;
-pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

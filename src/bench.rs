@@ -1,16 +1,18 @@
-//! `audionas bench`: training-step and inference speed of model configs at a
-//! fixed batch on random inputs, timed as the PyTorch reference script times
-//! them (median wall time per step after warm-up steps), with peak GPU memory
-//! and, on request, a per-kernel GPU time breakdown from timestamp queries.
+//! `audionas bench`: training-step and inference speed of model configs (and
+//! search supernets) at a fixed batch on random inputs, timed as the PyTorch
+//! reference script times them (median wall time per step after warm-up
+//! steps), with peak GPU memory and, on request, a per-kernel GPU time
+//! breakdown from timestamp queries.
 
-use super::cli::load_architecture;
-use super::schedule::LrSchedule;
-use super::session::{GroupConfig, Session, SessionConfig, StepPart};
 use crate::data::batch::Batch;
 use crate::gpu::{Gpu, KernelTime};
-use crate::model::Network;
+use crate::model::{Architecture, Network};
 use crate::nn::optim::OptimizerKind;
-use crate::nn::{batched, Pass, WEIGHTS};
+use crate::nn::{batched, Pass, ARCH, WEIGHTS};
+use crate::search::config::SearchConfig;
+use crate::train::cli::load_architecture;
+use crate::train::schedule::LrSchedule;
+use crate::train::session::{GroupConfig, Session, SessionConfig, StepPart};
 use crate::util::rng::Rng;
 use clap::Args;
 use serde::Serialize;
@@ -24,7 +26,9 @@ const SEED: u64 = 1234;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Model configs to time, by name in --configs (or paths to .toml files).
+    /// Model configs to time, by name in --configs (or paths to .toml files);
+    /// a name in --configs/search (`darts_supernet`) times a search supernet's
+    /// bi-level step.
     #[arg(
         long,
         value_delimiter = ',',
@@ -83,27 +87,78 @@ fn median_min(times: &[f64]) -> (f64, f64) {
 
 const MB: f64 = 1024.0 * 1024.0;
 
-pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<BenchResult> {
+/// What is timed: a network, its parameter groups, and whether a step is
+/// bi-level (an architecture part, then a weights part, on two batches).
+struct Subject {
+    arch: Architecture,
+    shape: [usize; 3],
+    groups: Vec<GroupConfig>,
+    bilevel: bool,
+}
+
+/// A model config (`configs/NAME.toml`), trained as the reference script
+/// trains it: SGD, lr 0.01, momentum 0.9, no clipping; or a search config
+/// (`configs/search/NAME.toml`), whose supernet takes a first-order DARTS
+/// step as the reference script's `darts_supernet`.
+fn subject(name: &str, args: &BenchArgs) -> anyhow::Result<Subject> {
+    let model = args.configs.join(format!("{name}.toml"));
+    let search = args.configs.join("search").join(format!("{name}.toml"));
     let path = if name.ends_with(".toml") {
         PathBuf::from(name)
+    } else if !model.exists() && search.exists() {
+        search
     } else {
-        args.configs.join(format!("{name}.toml"))
+        model
     };
-    let (arch, shape, _) = load_architecture(&path)?;
-    let batch = args.batch;
-    let network = Network::build(gpu, &arch, &shape, CLASSES, SEED)?;
-    // As the reference script: SGD, lr 0.01, momentum 0.9, no clipping.
-    let weights = GroupConfig {
+    let sgd = |lr: f64, weight_decay: f64, clip_norm: Option<f64>| GroupConfig {
         name: WEIGHTS,
         optimizer: OptimizerKind::Sgd {
             momentum: 0.9,
             nesterov: false,
         },
-        lr: 0.01,
+        lr,
         schedule: LrSchedule::default(),
-        weight_decay: 0.0,
-        clip_norm: None,
+        weight_decay,
+        clip_norm,
     };
+    if path.parent().and_then(|p| p.file_name()) == Some("search".as_ref()) {
+        let config = SearchConfig::load(&path)?;
+        return Ok(Subject {
+            arch: config.experiment().model,
+            shape: config.features.clip_shape(),
+            groups: vec![sgd(0.025, 3e-4, Some(5.0)), config.arch_group()],
+            bilevel: true,
+        });
+    }
+    let (arch, shape, _) = load_architecture(&path)?;
+    Ok(Subject {
+        arch,
+        shape,
+        groups: vec![sgd(0.01, 0.0, None)],
+        bilevel: false,
+    })
+}
+
+/// A batch of normal noise with random labels.
+fn random_batch(rng: &mut Rng, batch: usize, shape: [usize; 3]) -> Batch {
+    Batch {
+        features: (0..batch * shape.iter().product::<usize>())
+            .map(|_| rng.normal())
+            .collect(),
+        labels: (0..batch).map(|_| rng.below(CLASSES) as u32).collect(),
+        shape: [batch, shape[0], shape[1], shape[2]],
+    }
+}
+
+pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<BenchResult> {
+    let Subject {
+        arch,
+        shape,
+        groups,
+        bilevel,
+    } = subject(name, args)?;
+    let batch = args.batch;
+    let network = Network::build(gpu, &arch, &shape, CLASSES, SEED)?;
     let config = SessionConfig {
         batch_size: batch,
         label_smoothing: 0.0,
@@ -112,17 +167,19 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
         epochs: 1,
         log_every: args.warmup + args.steps + 1,
     };
-    let mut session = Session::new(gpu, network, &[weights], config)?;
+    let mut session = Session::new(gpu, network, &groups, config)?;
     let mut rng = Rng::new(SEED + 1);
-    let x_shape = batched(batch, &shape);
-    let host_batch = Batch {
-        features: (0..x_shape.iter().product())
-            .map(|_| rng.normal())
-            .collect(),
-        labels: (0..batch).map(|_| rng.below(CLASSES) as u32).collect(),
-        shape: [batch, shape[0], shape[1], shape[2]],
+    let host_batch = random_batch(&mut rng, batch, shape);
+    let second_batch = random_batch(&mut rng, batch, shape);
+    let bilevel_parts = [
+        StepPart::new(&second_batch, &[ARCH]).frozen_stats(),
+        StepPart::new(&host_batch, &[WEIGHTS]),
+    ];
+    let part: &[StepPart] = if bilevel {
+        &bilevel_parts
+    } else {
+        &bilevel_parts[1..]
     };
-    let part = [StepPart::new(&host_batch, &[WEIGHTS])];
     let state_bytes: u64 = session
         .network
         .params()
@@ -131,26 +188,26 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
         .sum();
 
     for _ in 0..args.warmup {
-        session.step(&part)?;
+        session.step(part)?;
         gpu.wait()?;
     }
     gpu.reset_peak_memory();
     let mut train_times = Vec::with_capacity(args.steps);
     for _ in 0..args.steps {
         let start = Instant::now();
-        session.step(&part)?;
+        session.step(part)?;
         gpu.wait()?;
         train_times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let peak = gpu.memory().peak_bytes;
     let saved_bytes = session.network.saved_bytes();
     let kernel_ms = if args.kernels && gpu.has_timestamps() {
-        kernel_breakdown(&session.step_timed(&part)?)
+        kernel_breakdown(&session.step_timed(part)?)
     } else {
         Vec::new()
     };
     let mut network = session.network;
-    let x = gpu.upload(&x_shape, &host_batch.features)?;
+    let x = gpu.upload(&batched(batch, &shape), &host_batch.features)?;
 
     let mut infer_times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {

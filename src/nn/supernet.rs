@@ -1,0 +1,156 @@
+//! The layers of a weight-sharing supernet: the architecture weights (a
+//! trained table of alphas, in their own parameter group) and the mixed
+//! edges that weigh candidate outputs by them.
+
+use super::{Layer, Param, Pass};
+use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
+use crate::kernels::mixed_edge::{
+    mixed_edge_alpha_backward, mixed_edge_weights, mixed_terms_backward, mixed_terms_forward,
+    EdgeWeighting,
+};
+use crate::util::rng::Rng;
+
+/// The parameter group of architecture weights.
+pub const ARCH: &str = "arch";
+
+/// `w = softmax(alpha)` per row, or `sigmoid(alpha)`, for the whole batch.
+/// Its gradient is what the mixed layers reading it give back, summed.
+pub struct ArchWeights {
+    alpha: Param,
+    weighting: EdgeWeighting,
+}
+
+impl ArchWeights {
+    /// Alpha drawn as `init_scale` times a standard normal (DARTS draws
+    /// 1e-3 * randn; FairDARTS starts at zero).
+    pub fn new(
+        gpu: &Gpu,
+        rows: usize,
+        candidates: usize,
+        weighting: EdgeWeighting,
+        init_scale: f32,
+        rng: &mut Rng,
+    ) -> GpuResult<Self> {
+        let values: Vec<f32> = (0..rows * candidates)
+            .map(|_| init_scale * rng.normal())
+            .collect();
+        let alpha = Param::new(gpu, "alpha", &[rows, candidates], &values)?
+            .no_decay()
+            .in_group(ARCH);
+        Ok(ArchWeights { alpha, weighting })
+    }
+}
+
+impl Layer for ArchWeights {
+    fn output_shape(&self) -> Vec<usize> {
+        self.alpha.value.shape().to_vec()
+    }
+
+    fn params(&self) -> Vec<&Param> {
+        vec![&self.alpha]
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        vec![&mut self.alpha]
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, _inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let w = rec.empty(self.alpha.value.shape())?;
+        mixed_edge_weights(rec, self.weighting, &self.alpha.value, &w)?;
+        Ok(w)
+    }
+
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        _inputs: &[&Tensor],
+        output: &Tensor,
+        dout: &Tensor,
+        _need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        mixed_edge_alpha_backward(rec, self.weighting, output, dout, &self.alpha.grad, false)?;
+        Ok(vec![None])
+    }
+}
+
+/// A mixed edge: `y = sum_i w[row, columns[i]] * x_i` over the candidate
+/// inputs that are on (a masked candidate is not read and costs nothing).
+pub struct Mixed {
+    row: usize,
+    columns: Vec<usize>,
+    shape: Vec<usize>,
+    /// Per candidate input: whether the current mask leaves it on.
+    on: Vec<bool>,
+}
+
+impl Mixed {
+    /// `shape` is one candidate's per-sample shape.
+    pub fn new(row: usize, columns: Vec<usize>, shape: &[usize]) -> Self {
+        Mixed {
+            row,
+            on: vec![true; columns.len()],
+            columns,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// The weight column of each candidate input given (those that are on).
+    fn columns_on(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .zip(&self.on)
+            .filter(|(_, &on)| on)
+            .map(|(&c, _)| c)
+            .collect()
+    }
+}
+
+impl Layer for Mixed {
+    fn output_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn read(&mut self, reads: &[bool]) {
+        self.on = reads[1..].to_vec();
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let (w, xs) = (inputs[0], &inputs[1..]);
+        let terms: Vec<(usize, &Tensor)> = self
+            .columns_on()
+            .into_iter()
+            .zip(xs.iter().copied())
+            .collect();
+        let y = rec.empty(xs[0].shape())?;
+        mixed_terms_forward(rec, w, self.row, &terms, &y, false)?;
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        let (w, xs) = (inputs[0], &inputs[1..]);
+        let dxs: Vec<Option<Tensor>> = xs
+            .iter()
+            .zip(&need_input[1..])
+            .map(|(x, &need)| need.then(|| rec.empty(x.shape())).transpose())
+            .collect::<GpuResult<_>>()?;
+        let terms: Vec<(usize, &Tensor, Option<&Tensor>)> = self
+            .columns_on()
+            .into_iter()
+            .zip(xs.iter().copied())
+            .zip(&dxs)
+            .map(|((c, x), dx)| (c, x, dx.as_ref()))
+            .collect();
+        // Only this edge's entries of the table get a gradient here.
+        let dw = rec.empty(w.shape())?;
+        rec.clear(&dw);
+        mixed_terms_backward(rec, w, self.row, dout, &terms, &dw)?;
+        Ok(std::iter::once(Some(dw)).chain(dxs).collect())
+    }
+}

@@ -1,0 +1,342 @@
+//! The differentiable searches: a supernet trained bi-level in one session
+//! (each step an architecture part on a search-validation batch, with batch
+//! norm's running statistics frozen, then a weights part on a search-train
+//! batch; the two halves of the training split), the architecture weights
+//! logged after each epoch, and the derived architecture written for `train`.
+
+use super::config::SearchConfig;
+use super::derive::{darts_choices, derive, Genotype};
+use super::space::{NORMAL_WEIGHTS, REDUCE_WEIGHTS};
+use crate::data::dataset::Split;
+use crate::data::prepare::PrepareOptions;
+use crate::gpu::Gpu;
+use crate::kernels::mixed_edge::{weights_reference, EdgeWeighting};
+use crate::model::arch::Weighting;
+use crate::model::{Architecture, Cost, Network};
+use crate::nn::{ARCH, WEIGHTS};
+use crate::train::metrics::{read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog};
+use crate::train::model_file::ModelInfo;
+use crate::train::plots::plot_curves;
+use crate::train::progress::Progress;
+use crate::train::run_dir::RunDir;
+use crate::train::session::{Data, GroupConfig, PartTotals, Session, SessionConfig, StepPart};
+use crate::train::write_durably;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How `search` runs, besides its config.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    pub data_dir: PathBuf,
+    pub prepare: PrepareOptions,
+    /// Continue from the last checkpoint.
+    pub resume: bool,
+    /// Return after this many epochs of this call (the run stays resumable).
+    pub stop_after_epochs: Option<usize>,
+    pub verbose: bool,
+}
+
+/// The architecture weights of one epoch, as `arch_weights.jsonl` keeps them.
+#[derive(Serialize)]
+struct WeightsRecord<'a> {
+    epoch: usize,
+    ops: &'a [String],
+    /// `[edge][op]`, after the weighting.
+    normal: Vec<Vec<f64>>,
+    reduce: Vec<Vec<f64>>,
+}
+
+/// What a finished (or stopped) search reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchSummary {
+    pub strategy: String,
+    pub epochs_done: usize,
+    pub seconds: f64,
+    pub genotype: Genotype,
+    /// The derived architecture's parameters and MACs per clip.
+    pub params: u64,
+    pub macs: u64,
+    /// Where the derived architecture is (once all epochs are done).
+    pub architecture: Option<PathBuf>,
+}
+
+/// The file names of a search run folder.
+pub const ARCHITECTURE_FILE: &str = "architecture.json";
+pub const ARCH_WEIGHTS_FILE: &str = "arch_weights.jsonl";
+
+/// Runs (or resumes) the search of `config` in `run`.
+pub fn search(
+    gpu: &Gpu,
+    config: &SearchConfig,
+    run: &RunDir,
+    options: &SearchOptions,
+) -> anyhow::Result<SearchSummary> {
+    let started = Instant::now();
+    let experiment = config.experiment();
+    let cfg = &experiment.train;
+    let data = Data::open(&options.data_dir, &experiment, &options.prepare)?;
+    let [search_train, search_val] = data
+        .loader(&experiment, Split::Train, cfg.batch_size)?
+        .halves();
+    let steps_per_epoch = search_train.batches_per_epoch() as u64;
+    if steps_per_epoch == 0 || search_val.batches_per_epoch() == 0 {
+        bail!(
+            "{}: half of the {} training clips is fewer than one batch of {}; lower [train] batch_size",
+            options.data_dir.display(),
+            search_train.len() + search_val.len(),
+            cfg.batch_size
+        );
+    }
+    let val_loader = data.loader(&experiment, Split::Validation, cfg.batch_size)?;
+    let classes = data.classes().to_vec();
+    let shape = data.prepared.clip_shape;
+    let network = Network::build(gpu, &experiment.model, &shape, classes.len(), cfg.seed)?;
+    let mut session = Session::new(
+        gpu,
+        network,
+        &[GroupConfig::weights(&experiment), config.arch_group()],
+        SessionConfig {
+            batch_size: cfg.batch_size,
+            label_smoothing: cfg.label_smoothing,
+            seed: cfg.seed,
+            steps_per_epoch,
+            epochs: cfg.epochs as u64,
+            log_every: cfg.log_every,
+        },
+    )?;
+    let info = ModelInfo {
+        architecture: experiment.model.clone(),
+        features: experiment.features.clone(),
+        classes,
+    };
+    if options.resume && run.last_checkpoint().exists() {
+        session
+            .resume(&run.last_checkpoint())
+            .context("resuming the search")?;
+    }
+    let weights_log = run.root.join(ARCH_WEIGHTS_FILE);
+    for path in [run.metrics(), weights_log.clone()] {
+        truncate_after_epoch(&path, session.standing.epoch)?;
+    }
+    let mut metrics = MetricsLog::open(&run.metrics())?;
+    let mut arch_weights = MetricsLog::open(&weights_log)?;
+    if options.verbose {
+        let count = |group: &str| -> usize {
+            session
+                .network
+                .named_params()
+                .iter()
+                .filter(|(_, p)| p.group == group)
+                .map(|(_, p)| p.len())
+                .sum()
+        };
+        println!(
+            "{} search: a supernet of {} layers, {} weights and {} architecture parameters; {} steps per epoch on {} + {} clips; {}",
+            config.search.strategy.name(),
+            experiment.model.layers.len(),
+            count(WEIGHTS),
+            count(ARCH),
+            steps_per_epoch,
+            search_train.len(),
+            search_val.len(),
+            gpu.describe()
+        );
+    }
+    let last_epoch = options
+        .stop_after_epochs
+        .map_or(cfg.epochs, |n| (session.standing.epoch + n).min(cfg.epochs));
+    let mut train_stream = search_train.forever(session.standing.step)?;
+    let mut val_stream = search_val.forever(session.standing.step)?;
+    let mut genotype = None;
+    for epoch in session.standing.epoch..last_epoch {
+        let epoch_start = Instant::now();
+        let progress = Progress::new(epoch + 1, cfg.epochs, steps_per_epoch);
+        let (mut arch_seen, mut weights_seen) = (PartTotals::default(), PartTotals::default());
+        let mut lr = 0.0;
+        for i in 0..steps_per_epoch {
+            let (val, train) = match (val_stream.next(), train_stream.next()) {
+                (Some(v), Some(t)) => (v, t),
+                _ => bail!("the batch stream of the training split ended"),
+            };
+            lr = session.lr(WEIGHTS).unwrap_or_default();
+            session.step(&[
+                StepPart::new(&val, &[ARCH]).frozen_stats(),
+                StepPart::new(&train, &[WEIGHTS]),
+            ])?;
+            let last = i + 1 == steps_per_epoch;
+            if !(i as usize + 1).is_multiple_of(cfg.log_every) && !last {
+                continue;
+            }
+            let [arch, weights] = session.take_totals()?;
+            if let Some(value) = arch.bad_loss.or(weights.bad_loss) {
+                progress.finish("stopped");
+                bail!(
+                    "search stopped: the loss became {value} in epoch {}; {}",
+                    epoch + 1,
+                    resume_advice(run, session.standing.epoch)
+                );
+            }
+            for (seen, part) in [(&mut arch_seen, arch), (&mut weights_seen, weights)] {
+                seen.loss_sum += part.loss_sum;
+                seen.correct += part.correct;
+                seen.steps += part.steps;
+            }
+            let samples = (weights_seen.steps * cfg.batch_size) as f64;
+            progress.update(
+                i + 1,
+                weights_seen.mean_loss(),
+                weights_seen.correct as f64 / samples,
+                2.0 * samples / epoch_start.elapsed().as_secs_f64(),
+            );
+        }
+        gpu.wait()?;
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let samples = (weights_seen.steps * cfg.batch_size) as u64;
+        let validation = if val_loader.is_empty() {
+            None
+        } else {
+            Some(session.evaluate(val_loader.epoch(0))?)
+        };
+        let (normal, reduce) = read_weights(gpu, &session.network, config)?;
+        if normal
+            .iter()
+            .chain(&reduce)
+            .flatten()
+            .any(|w| !w.is_finite())
+        {
+            bail!(
+                "search stopped: the architecture weights became non-finite in epoch {}; {}",
+                epoch + 1,
+                resume_advice(run, session.standing.epoch)
+            );
+        }
+        let (g, _) = derive_from(config, "derived", &normal, &reduce)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            step: session.standing.step,
+            lr,
+            train_loss: weights_seen.mean_loss(),
+            train_accuracy: weights_seen.correct as f64 / samples.max(1) as f64,
+            val_loss: validation.as_ref().map(|v| v.loss),
+            val_accuracy: validation.as_ref().map(|v| v.accuracy),
+            samples_per_s: 2.0 * samples as f64 / train_seconds,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        progress.finish(&format!(
+            "loss {:.4} (arch {:.4}) val {} skips {} {:.0} samples/s",
+            record.train_loss,
+            arch_seen.mean_loss(),
+            record
+                .val_accuracy
+                .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+            g.skips,
+            record.samples_per_s
+        ));
+        session.standing.epoch = epoch + 1;
+        arch_weights.append(&WeightsRecord {
+            epoch: epoch + 1,
+            ops: &config.space.ops,
+            normal,
+            reduce,
+        })?;
+        metrics.append(&record)?;
+        session.save_checkpoint(&run.last_checkpoint(), &info)?;
+        genotype = Some(g);
+    }
+    plot_curves(&read_epoch_records(&run.metrics())?, &run.plots_dir())?;
+
+    let (normal, reduce) = read_weights(gpu, &session.network, config)?;
+    let name = format!("{}_{}", run.name(), config.search.strategy.name());
+    let (genotype_now, derived) = derive_from(config, &name, &normal, &reduce)?;
+    let genotype = genotype.unwrap_or(genotype_now);
+    let cost = Cost::of(
+        &derived,
+        &shape,
+        info.classes.len(),
+        experiment.features.clip_ms,
+        None,
+    )?;
+    let done = session.standing.epoch == cfg.epochs;
+    let architecture = if done {
+        let path = run.root.join(ARCHITECTURE_FILE);
+        write_durably(&path, derived.to_json().as_bytes())?;
+        Some(path)
+    } else {
+        None
+    };
+    let summary = SearchSummary {
+        strategy: config.search.strategy.name().to_string(),
+        epochs_done: session.standing.epoch,
+        seconds: started.elapsed().as_secs_f64(),
+        genotype,
+        params: cost.params,
+        macs: cost.macs,
+        architecture,
+    };
+    if done {
+        write_durably(
+            &run.root.join("results.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+    }
+    Ok(summary)
+}
+
+fn resume_advice(run: &RunDir, epochs_done: usize) -> String {
+    if epochs_done == 0 {
+        "no epoch finished, so there is no checkpoint; lower lr or arch_lr, or set clip_norm, and start again".into()
+    } else {
+        format!(
+            "the last good checkpoint is {} (after epoch {epochs_done}); lower lr or arch_lr in {}, then resume with --resume",
+            run.last_checkpoint().display(),
+            run.config().display()
+        )
+    }
+}
+
+/// One cell type's architecture weights, `[edge][op]`, after the weighting.
+type Table = Vec<Vec<f64>>;
+
+/// The architecture weights of both cell types.
+fn read_weights(
+    gpu: &Gpu,
+    network: &Network,
+    config: &SearchConfig,
+) -> anyhow::Result<(Table, Table)> {
+    let k = config.space.ops.len();
+    let weighting = match config.search.strategy.weighting().0 {
+        Weighting::Softmax => EdgeWeighting::Softmax,
+        Weighting::Sigmoid => EdgeWeighting::Sigmoid,
+    };
+    let table = |layer: &str| -> anyhow::Result<Table> {
+        let name = format!("{layer}.alpha");
+        let (_, tensor) = network
+            .state()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("the supernet has no {name}"))?;
+        let alpha: Vec<f64> = gpu.download(tensor)?.into_iter().map(f64::from).collect();
+        Ok(weights_reference(weighting, &alpha, k)
+            .chunks(k)
+            .map(<[f64]>::to_vec)
+            .collect())
+    };
+    Ok((table(NORMAL_WEIGHTS)?, table(REDUCE_WEIGHTS)?))
+}
+
+/// The genotype and architecture the strategy derives from these weights.
+fn derive_from(
+    config: &SearchConfig,
+    name: &str,
+    normal: &[Vec<f64>],
+    reduce: &[Vec<f64>],
+) -> anyhow::Result<(Genotype, Architecture)> {
+    let choose = |rows: &[Vec<f64>]| {
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        darts_choices(&config.space, &flat)
+    };
+    derive(&config.space, name, &choose(normal), &choose(reduce))
+        .map_err(|e| anyhow::anyhow!("deriving the architecture: {e}"))
+}

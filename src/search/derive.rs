@@ -1,0 +1,86 @@
+//! From architecture weights to a plain architecture: each strategy's rule
+//! for which edges and operations a derived cell keeps.
+
+use super::space::{Edge, SpaceConfig};
+use crate::model::Architecture;
+use serde::Serialize;
+
+/// The operation kept on each edge row of one cell type (`None`: the edge
+/// is left out).
+pub type Choices = Vec<Option<usize>>;
+
+/// DARTS: for each node, the 2 incoming edges whose strongest operation
+/// other than `zero` is strongest, each with that operation.
+pub fn darts_choices(space: &SpaceConfig, weights: &[f64]) -> Choices {
+    let k = space.ops.len();
+    let zero = space.ops.iter().position(|o| o == "zero");
+    let best = |row: usize| {
+        (0..k)
+            .filter(|&o| Some(o) != zero)
+            .map(|o| (o, weights[row * k + o]))
+            .fold(None, |top: Option<(usize, f64)>, (o, w)| match top {
+                Some((_, t)) if t >= w => top,
+                _ => Some((o, w)),
+            })
+            .expect("validation keeps an operation besides zero")
+    };
+    let edges = space.edges();
+    let mut choices = vec![None; edges.len()];
+    for node in 0..space.nodes {
+        let mut incoming: Vec<&Edge> = edges.iter().filter(|e| e.node == node).collect();
+        // Strongest first; a stable sort keeps earlier edges first on ties.
+        incoming.sort_by(|a, b| best(b.row).1.total_cmp(&best(a.row).1));
+        for edge in incoming.into_iter().take(2) {
+            choices[edge.row] = Some(best(edge.row).0);
+        }
+    }
+    choices
+}
+
+/// What a derived network is made of, by cell type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Genotype {
+    /// Per cell type, the kept edges: (node, input state, operation).
+    pub normal: Vec<(usize, usize, String)>,
+    pub reduce: Vec<(usize, usize, String)>,
+    /// Skip connections kept in the normal and reduction cells (DARTS's
+    /// best-known failure is cells that collapse to skips).
+    pub skips: usize,
+}
+
+/// The genotype and the derived architecture of `choices` (normal, reduce).
+pub fn derive(
+    space: &SpaceConfig,
+    name: &str,
+    normal: &Choices,
+    reduce: &Choices,
+) -> Result<(Genotype, Architecture), String> {
+    let edges = space.edges();
+    let list = |choices: &Choices| -> Vec<(usize, usize, String)> {
+        edges
+            .iter()
+            .filter_map(|e| choices[e.row].map(|o| (e.node, e.from, space.ops[o].clone())))
+            .collect()
+    };
+    let (normal_edges, reduce_edges) = (list(normal), list(reduce));
+    let skips = normal_edges
+        .iter()
+        .chain(&reduce_edges)
+        .filter(|e| e.2 == "skip")
+        .count();
+    let arch = space.derived(name, |reduction, edge| {
+        if reduction {
+            reduce[edge.row]
+        } else {
+            normal[edge.row]
+        }
+    })?;
+    Ok((
+        Genotype {
+            normal: normal_edges,
+            reduce: reduce_edges,
+            skips,
+        },
+        arch,
+    ))
+}

@@ -1,0 +1,8 @@
+//! Architecture search: search spaces built as supernets, the strategies
+//! that train and read them, and the derivation of a plain architecture.
+
+pub mod cli;
+pub mod config;
+pub mod darts;
+pub mod derive;
+pub mod space;

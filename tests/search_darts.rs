@@ -1,0 +1,255 @@
+//! The DARTS search end to end on tiny tone data (a few steps, resume,
+//! derivation, retraining the derived architecture), the supernet's
+//! gradients (architecture weights included) against finite differences,
+//! derivation rules, and search configs refused before any training.
+
+mod common;
+
+use audionas::data::prepare::PrepareOptions;
+use audionas::gpu::Gpu;
+use audionas::model::arch::Weighting;
+use audionas::model::{Architecture, Mask, Network};
+use audionas::nn::Pass;
+use audionas::search::config::SearchConfig;
+use audionas::search::darts::{search, SearchOptions, ARCHITECTURE_FILE, ARCH_WEIGHTS_FILE};
+use audionas::search::derive::{darts_choices, derive};
+use audionas::search::space::SpaceConfig;
+use audionas::train::config::Experiment;
+use audionas::train::run_dir::RunDir;
+use audionas::train::trainer::{train, TrainOptions};
+use audionas::util::rng::Rng;
+use std::path::Path;
+
+/// The tiny experiment's features, a two-cell space of two nodes.
+fn tiny_search(extra: &str) -> String {
+    let features = common::TINY_CONFIG
+        .split("[train]")
+        .next()
+        .expect("features first");
+    format!(
+        r#"{features}
+[train]
+epochs = 2
+batch_size = 8
+lr = 0.025
+optimizer = {{ kind = "sgd", momentum = 0.9 }}
+weight_decay = 0.0003
+clip_norm = 5.0
+seed = 3
+log_every = 2
+
+[data]
+split = "speaker"
+
+[space]
+stem = {{ channels = 4, kernel = [3, 3], stride = [2, 2] }}
+cells = 2
+reductions = [1]
+nodes = 2
+channels = 4
+ops = ["zero", "skip", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3"]
+{extra}"#
+    )
+}
+
+fn parse(text: &str) -> Result<SearchConfig, String> {
+    SearchConfig::parse(text, Path::new("search.toml")).map_err(|e| e.to_string())
+}
+
+fn options(dir: &Path, resume: bool, stop_after: Option<usize>) -> SearchOptions {
+    SearchOptions {
+        data_dir: dir.join("data"),
+        prepare: PrepareOptions {
+            cache_dir: Some(dir.join("cache")),
+            threads: 1,
+            ..PrepareOptions::default()
+        },
+        resume,
+        stop_after_epochs: stop_after,
+        verbose: false,
+    }
+}
+
+#[test]
+fn a_tiny_darts_search_resumes_derives_and_retrains() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let config = parse(&tiny_search("")).unwrap();
+
+    let straight = RunDir::create(&dir.path().join("runs"), "straight", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();
+    assert_eq!(summary.epochs_done, 2);
+    let path = summary.architecture.clone().expect("all epochs done");
+    assert_eq!(path, straight.root.join(ARCHITECTURE_FILE));
+    let weights = std::fs::read_to_string(straight.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    assert_eq!(weights.lines().count(), 2);
+
+    // Stopped after one epoch and resumed: the same weights, so the same architecture.
+    let halves = RunDir::create(&dir.path().join("runs"), "halves", &config.to_toml()).unwrap();
+    let first = search(gpu, &config, &halves, &options(dir.path(), false, Some(1))).unwrap();
+    assert!(first.architecture.is_none());
+    search(gpu, &config, &halves, &options(dir.path(), true, None)).unwrap();
+    let resumed = std::fs::read_to_string(halves.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    assert_eq!(
+        resumed, weights,
+        "architecture weights differ after resuming"
+    );
+    let derived = Architecture::load(&path).unwrap();
+    let again = Architecture::load(&halves.root.join(ARCHITECTURE_FILE)).unwrap();
+    assert_eq!(again.layers, derived.layers);
+
+    // Every node keeps at most 2 edges, none of them `zero`.
+    let mixed = derived
+        .layers
+        .iter()
+        .filter(|l| l.op.name() == "mixed")
+        .count();
+    assert_eq!(mixed, 0);
+    assert!(summary.params > 0 && summary.macs > 0);
+
+    // The derived architecture retrains from scratch as any description.
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.model = derived;
+    experiment.train.epochs = 1;
+    let run = RunDir::create(&dir.path().join("runs"), "retrain", &experiment.to_toml()).unwrap();
+    let trained = train(
+        gpu,
+        &experiment,
+        &run,
+        &TrainOptions {
+            data_dir: dir.path().join("data"),
+            prepare: options(dir.path(), false, None).prepare,
+            resume: false,
+            stop_after_epochs: None,
+            verbose: false,
+            init_from: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(trained.params, summary.params);
+}
+
+/// `loss = sum(logits * r)`: its gradient w.r.t. the logits is r.
+fn loss(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, r: &[f32]) -> f64 {
+    let mut rec = gpu.recorder();
+    let logits = net
+        .forward(&mut rec, x, Pass::train(1).frozen_stats())
+        .unwrap();
+    rec.submit_and_wait().unwrap();
+    let y = gpu.download(&logits).unwrap();
+    y.iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum()
+}
+
+#[test]
+fn supernet_gradients_match_finite_differences() {
+    let gpu = Gpu::shared();
+    let config = parse(&tiny_search("")).unwrap();
+    let arch = config.space.supernet("supernet", Weighting::Softmax, 0.5);
+    let input = [1, 9, 7];
+    let classes = 3;
+    let batch = 2;
+    let mut net = Network::build(gpu, &arch, &input, classes, 4).unwrap();
+    // One candidate masked: its column gets no gradient, the rest still do.
+    net.set_mask(&Mask::none().layer_off("cell0.node1.from2.sep_conv_3x3.b.bn"))
+        .unwrap();
+    let mut rng = Rng::new(11);
+    let x = gpu
+        .upload(&[batch, 1, 9, 7], &rng.vec_uniform(batch * 63, -1.0, 1.0))
+        .unwrap();
+    let r = rng.vec_uniform(batch * classes, -1.0, 1.0);
+    let dlogits = gpu.upload(&[batch, classes], &r).unwrap();
+    let mut rec = gpu.recorder();
+    net.forward(&mut rec, &x, Pass::train(1).frozen_stats())
+        .unwrap();
+    net.backward(&mut rec, &dlogits).unwrap();
+    rec.submit_and_wait().unwrap();
+    let checked: Vec<(String, audionas::gpu::Tensor, Vec<f32>, Vec<f32>)> = net
+        .named_params()
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("alphas_") || name == "cell1.node0.from0.sep_conv_3x3.a.dw.weight"
+        })
+        .map(|(name, p)| {
+            let value = gpu.download(&p.value).unwrap();
+            let grad = gpu.download(&p.grad).unwrap();
+            (name, p.value.clone(), value, grad)
+        })
+        .collect();
+    assert_eq!(checked.len(), 3);
+    for (name, tensor, value, grad) in checked {
+        let v = rng.vec_uniform(value.len(), -1.0, 1.0);
+        let analytic: f64 = grad
+            .iter()
+            .zip(&v)
+            .map(|(g, v)| *g as f64 * *v as f64)
+            .sum();
+        // Small enough that no ReLU or max-pool choice flips.
+        let h = 1e-3f32;
+        let mut at = |sign: f32| {
+            let moved: Vec<f32> = value
+                .iter()
+                .zip(&v)
+                .map(|(a, b)| a + sign * h * b)
+                .collect();
+            gpu.write(&tensor, &moved).unwrap();
+            loss(gpu, &mut net, &x, &r)
+        };
+        let numeric = (at(1.0) - at(-1.0)) / (2.0 * h as f64);
+        gpu.write(&tensor, &value).unwrap();
+        let scale = analytic.abs().max(numeric.abs()).max(1e-3);
+        assert!(
+            (analytic - numeric).abs() <= 0.03 * scale,
+            "{name}: analytic {analytic} vs finite difference {numeric}"
+        );
+    }
+}
+
+#[test]
+fn darts_keeps_the_two_strongest_edges_of_each_node_without_zero() {
+    let config = parse(&tiny_search("")).unwrap();
+    let space: &SpaceConfig = &config.space;
+    let k = space.ops.len();
+    // Node 0 reads states 0 and 1 (rows 0, 1); node 1 reads 0, 1, 2 (rows 2-4).
+    let mut w = vec![0.0; 5 * k];
+    let set = |w: &mut Vec<f64>, row: usize, op: usize, v: f64| w[row * k + op] = v;
+    set(&mut w, 0, 0, 0.9); // zero is strongest on row 0: not chosen
+    set(&mut w, 0, 3, 0.05);
+    set(&mut w, 1, 1, 0.3);
+    set(&mut w, 2, 4, 0.2);
+    set(&mut w, 3, 2, 0.1);
+    set(&mut w, 4, 3, 0.6);
+    let choices = darts_choices(space, &w);
+    assert_eq!(choices, vec![Some(3), Some(1), Some(4), None, Some(3)]);
+    let (genotype, arch) = derive(space, "d", &choices, &choices).unwrap();
+    assert_eq!(genotype.skips, 2);
+    assert!(arch.layers.iter().all(|l| l.op.name() != "mixed"));
+}
+
+#[test]
+fn bad_search_configs_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "ops = [\"zero\", \"skip\", \"max_pool_3x3\", \"sep_conv_3x3\", \"dil_conv_3x3\"]",
+            "ops = [\"conv_9x9\"]",
+            "conv_9x9",
+        ),
+        (
+            "ops = [\"zero\", \"skip\", \"max_pool_3x3\", \"sep_conv_3x3\", \"dil_conv_3x3\"]",
+            "ops = []",
+            "ops is empty",
+        ),
+        ("cells = 2", "cells = 0", "cells"),
+        ("reductions = [1]", "reductions = [2]", "reductions"),
+        ("nodes = 2", "nodes = 0", "nodes"),
+        ("stride = [2, 2]", "stride = [40, 40]", "[space]"),
+        ("[space]", "[space]\nsurprise = 1", "surprise"),
+    ];
+    for (from, to, want) in cases {
+        let text = tiny_search("").replacen(from, to, 1);
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains(want), "{to}: {e}");
+    }
+    let e = parse(&tiny_search("[search]\nstrategy = \"nope\"")).unwrap_err();
+    assert!(e.contains("nope") || e.contains("strategy"), "{e}");
+}
