@@ -8,6 +8,8 @@
 use super::error::{GpuError, GpuResult};
 use super::tensor::Tensor;
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// Bind groups kept at most; a full cache starts again empty. A step of a
@@ -16,7 +18,6 @@ const CAPACITY: usize = 16_384;
 
 /// What a bind group binds: the layout, the uniform chunk (read at dynamic
 /// offsets) with the params' size, and each tensor's buffer with its size.
-#[derive(PartialEq, Eq, Hash)]
 struct Key {
     layout: wgpu::BindGroupLayout,
     params: wgpu::Buffer,
@@ -24,9 +25,32 @@ struct Key {
     tensors: Vec<(wgpu::Buffer, u64)>,
 }
 
+impl Key {
+    fn is(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        params: &wgpu::Buffer,
+        params_size: u64,
+        tensors: &[&Tensor],
+    ) -> bool {
+        self.layout == *layout
+            && self.params == *params
+            && self.params_size == params_size
+            && self.tensors.len() == tensors.len()
+            && self
+                .tensors
+                .iter()
+                .zip(tensors)
+                .all(|((buffer, size), t)| buffer == t.buffer() && *size == t.binding_size())
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct BindGroupCache {
-    groups: Mutex<HashMap<Key, wgpu::BindGroup>>,
+    /// Bind groups by the hash of their key, so that a lookup clones and
+    /// allocates nothing.
+    groups: Mutex<HashMap<u64, Vec<(Key, wgpu::BindGroup)>>>,
+    count: AtomicUsize,
 }
 
 impl BindGroupCache {
@@ -40,6 +64,22 @@ impl BindGroupCache {
         params_size: u64,
         tensors: &[&Tensor],
     ) -> GpuResult<wgpu::BindGroup> {
+        let mut hasher = DefaultHasher::new();
+        (layout, params, params_size).hash(&mut hasher);
+        for t in tensors {
+            (t.buffer(), t.binding_size()).hash(&mut hasher);
+        }
+        let hash = hasher.finish();
+        let find = |groups: &HashMap<u64, Vec<(Key, wgpu::BindGroup)>>| {
+            groups
+                .get(&hash)?
+                .iter()
+                .find(|(key, _)| key.is(layout, params, params_size, tensors))
+                .map(|(_, group)| group.clone())
+        };
+        if let Some(group) = find(&self.groups.lock().unwrap()) {
+            return Ok(group);
+        }
         let key = Key {
             layout: layout.clone(),
             params: params.clone(),
@@ -49,21 +89,24 @@ impl BindGroupCache {
                 .map(|t| (t.buffer().clone(), t.binding_size()))
                 .collect(),
         };
-        if let Some(group) = self.groups.lock().unwrap().get(&key) {
-            return Ok(group.clone());
-        }
         let group = create(device, &key)?;
         let mut groups = self.groups.lock().unwrap();
-        if groups.len() >= CAPACITY {
-            groups.clear();
+        if let Some(group) = find(&groups) {
+            return Ok(group);
         }
-        groups.insert(key, group.clone());
+        if self.count.load(Relaxed) >= CAPACITY {
+            groups.clear();
+            self.count.store(0, Relaxed);
+        }
+        groups.entry(hash).or_default().push((key, group.clone()));
+        self.count.fetch_add(1, Relaxed);
         Ok(group)
     }
 
     /// Drops every bind group and so the hold they have on their buffers.
     pub(crate) fn clear(&self) {
         self.groups.lock().unwrap().clear();
+        self.count.store(0, Relaxed);
     }
 
     /// Whether a cached bind group holds `buffer`.
@@ -72,8 +115,9 @@ impl BindGroupCache {
         self.groups
             .lock()
             .unwrap()
-            .keys()
-            .any(|k| k.tensors.iter().any(|(b, _)| b == buffer))
+            .values()
+            .flatten()
+            .any(|(k, _)| k.tensors.iter().any(|(b, _)| b == buffer))
     }
 }
 
@@ -108,5 +152,25 @@ fn create(device: &wgpu::Device, key: &Key) -> GpuResult<wgpu::BindGroup> {
     match pollster::block_on(scope.pop()) {
         Some(e) => Err(GpuError::Validation(e.to_string())),
         None => Ok(group),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gpu::Gpu;
+    use crate::kernels::elementwise::scale;
+
+    #[test]
+    fn trimming_the_pool_lets_go_of_the_buffers_bind_groups_held() {
+        let gpu = Gpu::shared();
+        let x = gpu.full(&[3_001], 1.0).unwrap();
+        let buffer = x.buffer().clone();
+        let mut rec = gpu.recorder();
+        scale(&mut rec, &x, 2.0).unwrap();
+        rec.submit_and_wait().unwrap();
+        assert!(gpu.bind_groups.holds(&buffer));
+        drop(x);
+        gpu.trim_memory();
+        assert!(!gpu.bind_groups.holds(&buffer));
     }
 }

@@ -179,7 +179,11 @@ impl PipelineCache {
         })
     }
 
-    fn shader(&self, device: &wgpu::Device, shader: &Shader) -> Result<Arc<CompiledShader>, String> {
+    fn shader(
+        &self,
+        device: &wgpu::Device,
+        shader: &Shader,
+    ) -> Result<Arc<CompiledShader>, String> {
         if let Some(s) = self.shaders.lock().unwrap().get(shader.name) {
             return Ok(s.clone());
         }
@@ -295,7 +299,11 @@ fn entry_bindings(source: &str) -> Result<Vec<(String, Vec<wgpu::BindGroupLayout
             });
         }
         bindings.sort_by_key(|b| b.binding);
-        if bindings.iter().enumerate().any(|(i, b)| b.binding != i as u32) {
+        if bindings
+            .iter()
+            .enumerate()
+            .any(|(i, b)| b.binding != i as u32)
+        {
             return Err(format!(
                 "entry `{}` uses storage bindings {:?}; tensors bind in order from binding 1, \
                  without gaps",
@@ -320,5 +328,65 @@ fn params_binding(min_binding_size: Option<NonZeroU64>) -> wgpu::BindGroupLayout
             min_binding_size,
         },
         count: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shader_entry_point_has_params_then_tensors_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut entries = 0;
+        for file in std::fs::read_dir(dir).unwrap() {
+            let path = file.unwrap().path();
+            let source = std::fs::read_to_string(&path).unwrap();
+            let bindings =
+                entry_bindings(&source).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!bindings.is_empty(), "{}", path.display());
+            entries += bindings.len();
+        }
+        assert!(entries > 50, "{entries} entry points");
+    }
+
+    #[test]
+    fn read_only_storage_is_told_from_read_write() {
+        let source = "@group(0) @binding(0) var<uniform> p: vec4<f32>;
+            @group(0) @binding(1) var<storage, read> a: array<f32>;
+            @group(0) @binding(2) var<storage, read_write> b: array<f32>;
+            @group(0) @binding(2) var<storage, read> unused_alias: array<f32>;
+            @compute @workgroup_size(1) fn main() { b[0] = a[0] * p.x; }";
+        let entries = entry_bindings(source).unwrap();
+        let kinds: Vec<_> = entries[0]
+            .1
+            .iter()
+            .map(|b| match b.ty {
+                wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset,
+                    ..
+                } => (b.binding, ty, has_dynamic_offset),
+                _ => unreachable!(),
+            })
+            .collect();
+        use wgpu::BufferBindingType::{Storage, Uniform};
+        assert_eq!(
+            kinds,
+            vec![
+                (0, Uniform, true),
+                (1, Storage { read_only: true }, false),
+                (2, Storage { read_only: false }, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_tensor_bindings_is_refused() {
+        let source = "@group(0) @binding(0) var<uniform> p: vec4<f32>;
+            @group(0) @binding(2) var<storage, read_write> b: array<f32>;
+            @compute @workgroup_size(1) fn main() { b[0] = p.x; }";
+        let err = entry_bindings(source).unwrap_err();
+        assert!(err.contains("without gaps"), "{err}");
     }
 }

@@ -214,7 +214,9 @@ impl<'g> Recorder<'g> {
         } else {
             let encoder = &mut self.encoder;
             record(self.pass.get_or_insert_with(|| {
-                encoder.begin_compute_pass(&Default::default()).forget_lifetime()
+                encoder
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime()
             }));
         }
         self.dispatches += 1;
