@@ -9,7 +9,6 @@ use super::error::{GpuError, GpuResult};
 use super::tensor::Tensor;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// Bind groups kept at most; a full cache starts again empty. A step of a
@@ -46,11 +45,16 @@ impl Key {
 }
 
 #[derive(Default)]
-pub(crate) struct BindGroupCache {
+struct Groups {
     /// Bind groups by the hash of their key, so that a lookup clones and
     /// allocates nothing.
-    groups: Mutex<HashMap<u64, Vec<(Key, wgpu::BindGroup)>>>,
-    count: AtomicUsize,
+    by_hash: HashMap<u64, Vec<(Key, wgpu::BindGroup)>>,
+    count: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct BindGroupCache {
+    groups: Mutex<Groups>,
 }
 
 impl BindGroupCache {
@@ -70,8 +74,9 @@ impl BindGroupCache {
             (t.buffer(), t.binding_size()).hash(&mut hasher);
         }
         let hash = hasher.finish();
-        let find = |groups: &HashMap<u64, Vec<(Key, wgpu::BindGroup)>>| {
+        let find = |groups: &Groups| {
             groups
+                .by_hash
                 .get(&hash)?
                 .iter()
                 .find(|(key, _)| key.is(layout, params, params_size, tensors))
@@ -94,19 +99,21 @@ impl BindGroupCache {
         if let Some(group) = find(&groups) {
             return Ok(group);
         }
-        if self.count.load(Relaxed) >= CAPACITY {
-            groups.clear();
-            self.count.store(0, Relaxed);
+        if groups.count >= CAPACITY {
+            *groups = Groups::default();
         }
-        groups.entry(hash).or_default().push((key, group.clone()));
-        self.count.fetch_add(1, Relaxed);
+        groups
+            .by_hash
+            .entry(hash)
+            .or_default()
+            .push((key, group.clone()));
+        groups.count += 1;
         Ok(group)
     }
 
     /// Drops every bind group and so the hold they have on their buffers.
     pub(crate) fn clear(&self) {
-        self.groups.lock().unwrap().clear();
-        self.count.store(0, Relaxed);
+        *self.groups.lock().unwrap() = Groups::default();
     }
 
     /// Whether a cached bind group holds `buffer`.
@@ -115,6 +122,7 @@ impl BindGroupCache {
         self.groups
             .lock()
             .unwrap()
+            .by_hash
             .values()
             .flatten()
             .any(|(k, _)| k.tensors.iter().any(|(b, _)| b == buffer))

@@ -147,7 +147,7 @@ impl<'g> Recorder<'g> {
 
     /// Records one compute dispatch. The shader's bindings are, in group 0:
     /// binding 0 the uniform `params`, then bindings 1.. the `tensors` in order
-    /// (exactly those the entry point uses).
+    /// (exactly those the entry point uses; another count is an error).
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         shader: &Shader,
