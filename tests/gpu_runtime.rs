@@ -2,7 +2,7 @@
 //! back as `Result`s, buffer reuse, one-submit recording and timestamps.
 
 use audionas::gpu::{AdapterOptions, BackendChoice, Gpu, GpuError, Shader};
-use audionas::kernels::elementwise::scale;
+use audionas::kernels::elementwise::{fill, scale};
 
 #[test]
 fn backend_names_parse_and_unknown_ones_are_refused() {
@@ -177,4 +177,91 @@ fn copy_range_moves_a_slice_and_refuses_one_out_of_bounds() {
         gpu.download(&dst).unwrap(),
         vec![-1.0, -1.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0]
     );
+}
+
+#[test]
+fn a_reused_buffer_is_bound_with_its_new_size() {
+    let gpu = Gpu::shared();
+    let mut rec = gpu.recorder();
+    let small = rec.empty(&[3]).unwrap();
+    fill(&mut rec, &small, 1.0).unwrap();
+    let buffer = small.buffer().clone();
+    drop(small);
+    // The recording hands the small tensor's buffer to the larger one; a
+    // bind group cached for the buffer alone would cover 4 elements of 61.
+    let large = rec.empty(&[61]).unwrap();
+    assert_eq!(large.buffer(), &buffer);
+    fill(&mut rec, &large, 1.0).unwrap();
+    scale(&mut rec, &large, 2.0).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(gpu.download(&large).unwrap(), vec![2.0; 61]);
+}
+
+#[test]
+fn a_freed_and_reallocated_buffer_gets_a_bind_group_of_its_own() {
+    let gpu = Gpu::shared();
+    // An unusual size, so no other test's buffers are in play.
+    let len = 23_457;
+    let run = |value: f32| {
+        let x = gpu.full(&[len], value).unwrap();
+        let mut rec = gpu.recorder();
+        scale(&mut rec, &x, 2.0).unwrap();
+        rec.submit().unwrap();
+        gpu.download(&x).unwrap()
+    };
+    assert_eq!(run(1.0), vec![2.0; len]);
+    // Back in the pool and out again: the same buffer, rightly the same bind group.
+    assert_eq!(run(3.0), vec![6.0; len]);
+    // Freed for real, then a new buffer where the old one was.
+    gpu.trim_memory();
+    assert_eq!(run(5.0), vec![10.0; len]);
+}
+
+/// Writes its pipeline constant plus the first params value to `out[0]`.
+static CONSTANT: Shader = Shader {
+    name: "constant",
+    source: "override VALUE: f32 = 0.0;\n\
+             @group(0) @binding(0) var<uniform> p: vec4<f32>;\n\
+             @group(0) @binding(1) var<storage, read_write> out: array<f32>;\n\
+             @compute @workgroup_size(1) fn main() { out[0] = VALUE + p.x; }",
+    trusted: false,
+};
+
+#[test]
+fn a_pipeline_with_other_constants_is_another_pipeline() {
+    let gpu = Gpu::shared();
+    let outs: Vec<_> = (0..4).map(|_| gpu.zeros(&[1]).unwrap()).collect();
+    let mut rec = gpu.recorder();
+    for (out, value) in outs.iter().zip([1.5, 2.5, 1.5, -0.0]) {
+        rec.dispatch(
+            &CONSTANT,
+            "main",
+            &[("VALUE", value)],
+            &[0.25f32; 4],
+            &[out],
+            [1, 1, 1],
+        )
+        .unwrap();
+    }
+    rec.submit().unwrap();
+    let got: Vec<f32> = outs.iter().map(|o| gpu.download(o).unwrap()[0]).collect();
+    assert_eq!(got, vec![1.75, 2.75, 1.75, 0.25]);
+}
+
+#[test]
+fn a_dispatch_with_the_wrong_number_of_tensors_is_an_error() {
+    let gpu = Gpu::shared();
+    let x = gpu.zeros(&[4]).unwrap();
+    let mut rec = gpu.recorder();
+    let err = rec
+        .dispatch(
+            &CONSTANT,
+            "main",
+            &[("VALUE", 1.0)],
+            &[0f32; 4],
+            &[&x, &x],
+            [1, 1, 1],
+        )
+        .unwrap_err();
+    assert!(matches!(err, GpuError::Shape(_)), "{err}");
 }

@@ -3,6 +3,7 @@
 //! submit, readback, and timestamp queries.
 
 mod adapter;
+mod bind_groups;
 mod error;
 mod pipeline;
 mod pool;
@@ -33,6 +34,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     pipelines: pipeline::PipelineCache,
+    bind_groups: bind_groups::BindGroupCache,
     pub(crate) pool: pool::BufferPool,
     uniform_chunks: Mutex<Vec<wgpu::Buffer>>,
     /// The first error wgpu reported outside an error scope (or the device
@@ -82,6 +84,7 @@ impl Gpu {
         let limits = device.limits();
         Ok(Gpu {
             pipelines: pipeline::PipelineCache::default(),
+            bind_groups: bind_groups::BindGroupCache::default(),
             pool: pool::BufferPool::default(),
             uniform_chunks: Mutex::default(),
             device,
@@ -168,8 +171,10 @@ impl Gpu {
         self.pool.reset_peak()
     }
 
-    /// Frees the buffers the pool keeps for reuse.
+    /// Frees the buffers the pool keeps for reuse (and the cached bind
+    /// groups, which would keep them alive).
     pub fn trim_memory(&self) {
+        self.bind_groups.clear();
         self.pool.trim()
     }
 
@@ -205,7 +210,7 @@ impl Gpu {
         shader: &Shader,
         entry: &str,
         constants: &[(&str, f64)],
-    ) -> GpuResult<Arc<wgpu::ComputePipeline>> {
+    ) -> GpuResult<Arc<pipeline::Kernel>> {
         self.pipelines.get(&self.device, shader, entry, constants)
     }
 }

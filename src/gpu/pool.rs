@@ -1,8 +1,11 @@
 //! A pool of storage buffers keyed by size: a tensor dropped in one training
 //! step hands its buffer to the same-sized tensor of the next, so a steady
-//! loop allocates nothing.
+//! loop allocates nothing. Free buffers of a size are handed out in a fixed
+//! order (by wgpu's id), whatever order they came back in, so that a
+//! repeated step gets the same buffers in the same places and finds its
+//! bind groups cached.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Storage buffers are sized up to this granularity so that similar shapes share.
@@ -33,7 +36,7 @@ pub(crate) struct BufferPool {
 
 #[derive(Default)]
 struct PoolInner {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free: HashMap<u64, BTreeSet<wgpu::Buffer>>,
     stats: MemoryStats,
 }
 
@@ -66,7 +69,7 @@ impl BufferPool {
         let size = pooled_size(bytes);
         let reused = {
             let mut inner = self.inner.lock().unwrap();
-            let b = inner.free.get_mut(&size).and_then(Vec::pop);
+            let b = inner.free.get_mut(&size).and_then(BTreeSet::pop_first);
             if b.is_some() {
                 inner.stats.pooled_bytes -= size;
             }
@@ -117,6 +120,6 @@ impl Drop for PooledBuffer {
             .free
             .entry(self.size)
             .or_default()
-            .push(self.buffer.clone());
+            .insert(self.buffer.clone());
     }
 }

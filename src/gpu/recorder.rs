@@ -1,6 +1,8 @@
 //! Recording: many dispatches into one command encoder and one submit. Kernel
-//! parameters go into a small uniform arena written once at submit; with
-//! timing on, every dispatch is bracketed by timestamp queries.
+//! parameters go into a small uniform arena written once at submit, read
+//! through cached bind groups at dynamic offsets. Dispatches share one
+//! compute pass until another command comes; with timing on, every dispatch
+//! has a pass of its own, bracketed by timestamp queries.
 
 use super::error::{GpuError, GpuResult};
 use super::pipeline::Shader;
@@ -44,6 +46,9 @@ struct Timing {
 
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
+    /// The compute pass untimed dispatches are recorded into; it ends before
+    /// any other command (the encoder is locked while a pass is open).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: wgpu::CommandEncoder,
     chunks: Vec<UniformChunk>,
     timing: Option<Timing>,
@@ -73,6 +78,7 @@ impl<'g> Recorder<'g> {
         });
         Recorder {
             gpu,
+            pass: None,
             encoder,
             chunks: Vec::new(),
             timing,
@@ -141,7 +147,7 @@ impl<'g> Recorder<'g> {
 
     /// Records one compute dispatch. The shader's bindings are, in group 0:
     /// binding 0 the uniform `params`, then bindings 1.. the `tensors` in order
-    /// (exactly those the entry point uses).
+    /// (exactly those the entry point uses; another count is an error).
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         shader: &Shader,
@@ -161,30 +167,23 @@ impl<'g> Recorder<'g> {
                 shader.name
             )));
         }
-        let pipeline = self.gpu.pipeline(shader, entry, constants)?;
-        let (chunk, offset, size) = self.stage_params(bytemuck::bytes_of(params));
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.chunks[chunk].buffer,
-                offset,
-                size: std::num::NonZeroU64::new(size),
-            }),
-        }];
-        for (i, t) in tensors.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(t.binding()),
-            });
+        let kernel = self.gpu.pipeline(shader, entry, constants)?;
+        if tensors.len() != kernel.layout.tensors {
+            return Err(GpuError::Shape(format!(
+                "{}:{entry} was given {} tensors; its shader binds {}",
+                shader.name,
+                tensors.len(),
+                kernel.layout.tensors
+            )));
         }
-        let bind_group = self
-            .gpu
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+        let (chunk, offset, size) = self.stage_params(bytemuck::bytes_of(params));
+        let bind_group = self.gpu.bind_groups.get(
+            &self.gpu.device,
+            &kernel.layout.bind_group_layout,
+            &self.chunks[chunk].buffer,
+            size,
+            tensors,
+        )?;
         let timestamp_writes = match &mut self.timing {
             Some(t) if (t.labels.len() as u32 + 1) * 2 <= MAX_QUERIES => {
                 let first = t.labels.len() as u32 * 2;
@@ -197,16 +196,29 @@ impl<'g> Recorder<'g> {
             }
             _ => None,
         };
-        let mut pass = self
-            .encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes,
-            });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        drop(pass);
+        let record = |pass: &mut wgpu::ComputePass| {
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[offset as u32]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        };
+        if timestamp_writes.is_some() {
+            self.pass = None;
+            record(
+                &mut self
+                    .encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes,
+                    }),
+            );
+        } else {
+            let encoder = &mut self.encoder;
+            record(self.pass.get_or_insert_with(|| {
+                encoder
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime()
+            }));
+        }
         self.dispatches += 1;
         for t in tensors {
             self.hold(t);
@@ -217,6 +229,7 @@ impl<'g> Recorder<'g> {
     /// Sets every element to zero (no dispatch needed).
     pub fn clear(&mut self, t: &Tensor) {
         if !t.is_empty() {
+            self.pass = None;
             self.encoder.clear_buffer(t.buffer(), 0, Some(t.bytes()));
             self.hold(t);
         }
@@ -227,6 +240,7 @@ impl<'g> Recorder<'g> {
             format!("copying {:?} into {:?}", src.shape(), dst.shape())
         })?;
         if !src.is_empty() {
+            self.pass = None;
             self.encoder
                 .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
             self.hold(src);
@@ -256,6 +270,7 @@ impl<'g> Recorder<'g> {
             },
         )?;
         if len > 0 {
+            self.pass = None;
             let bytes = |n: usize| (n * 4) as u64;
             self.encoder.copy_buffer_to_buffer(
                 src.buffer(),
@@ -279,6 +294,7 @@ impl<'g> Recorder<'g> {
     ) -> (&'g Gpu, Option<Timing>) {
         let Recorder {
             gpu,
+            pass,
             mut encoder,
             chunks,
             timing,
@@ -286,6 +302,7 @@ impl<'g> Recorder<'g> {
             in_use_buffers,
             ..
         } = self;
+        drop(pass);
         for chunk in &chunks {
             gpu.queue.write_buffer(&chunk.buffer, 0, &chunk.staged);
         }
@@ -383,8 +400,10 @@ impl Gpu {
     }
 
     /// Chunks may be reused at once: `write_buffer` lands before the next
-    /// submit, which runs after the one that read the old contents.
-    fn return_uniform_chunks(&self, chunks: impl Iterator<Item = wgpu::Buffer>) {
-        self.uniform_chunks.lock().unwrap().extend(chunks);
+    /// submit, which runs after the one that read the old contents. They go
+    /// back in reverse so that the next recording takes them in the same
+    /// order, and a repeated step finds its bind groups cached.
+    fn return_uniform_chunks(&self, chunks: impl DoubleEndedIterator<Item = wgpu::Buffer>) {
+        self.uniform_chunks.lock().unwrap().extend(chunks.rev());
     }
 }

@@ -70,15 +70,12 @@ impl Tensor {
         })
     }
 
-    /// The binding of this tensor's elements, rounded up to whole vec4s so
-    /// shaders may read it as `array<vec4<f32>>` (pooled buffers are sized in
-    /// 256-byte steps, so the rounding stays inside the buffer).
-    pub(crate) fn binding(&self) -> wgpu::BufferBinding<'_> {
-        wgpu::BufferBinding {
-            buffer: &self.storage.buffer,
-            offset: 0,
-            size: std::num::NonZeroU64::new(self.bytes().max(16).next_multiple_of(16)),
-        }
+    /// The bytes a binding of this tensor covers: its elements rounded up to
+    /// whole vec4s so shaders may read it as `array<vec4<f32>>` (pooled
+    /// buffers are sized in 256-byte steps, so the rounding stays inside the
+    /// buffer).
+    pub(crate) fn binding_size(&self) -> u64 {
+        self.bytes().max(16).next_multiple_of(16)
     }
 }
 
