@@ -7,6 +7,12 @@
 //! formulation would run and the CPU reference; pairwise product and square
 //! (`shaders/pairwise.wgsl`) forward+backward in GB/s at 64x16x49x20.
 //!
+//! The mixed edge over 8 candidates held in separate tensors
+//! (`mixed_terms_forward` / `mixed_terms_backward`) beside the stacked edge
+//! on the same data, forward and backward, at the DARTS supernet's
+//! 64x16x98x40 and at 64x16x25x5, in GB/s of the bytes the edge must move
+//! (both rows count the same bytes, so the faster is the higher).
+//!
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
 
@@ -116,6 +122,58 @@ fn bench_mixed_edge(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_terms_against_stacked(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let k = 8;
+    for shape in [[64, 16, 98, 40], [64, 16, 25, 5]] {
+        let n: usize = shape.iter().product();
+        let x_shape = [k, shape[0], shape[1], shape[2], shape[3]];
+        let mut rng = Rng::new(3);
+        let w = gpu.upload(&[1, k], &rng.vec_uniform(k, 0.0, 1.0)).unwrap();
+        let dy = gpu.upload(&shape, &rng.vec_uniform(n, -1.0, 1.0)).unwrap();
+        let xs: Vec<_> = (0..k)
+            .map(|_| gpu.upload(&shape, &rng.vec_uniform(n, -1.0, 1.0)).unwrap())
+            .collect();
+        let dxs: Vec<_> = (0..k).map(|_| gpu.zeros(&shape).unwrap()).collect();
+        let terms: Vec<_> = xs.iter().enumerate().collect();
+        let backward_terms: Vec<_> = terms
+            .iter()
+            .zip(&dxs)
+            .map(|(&(c, x), dx)| (c, x, Some(dx)))
+            .collect();
+        let x = gpu.zeros(&x_shape).unwrap();
+        let mut rec = gpu.recorder();
+        for (i, t) in xs.iter().enumerate() {
+            rec.copy_range(t, 0, &x, i * n, n).unwrap();
+        }
+        rec.submit_and_wait().unwrap();
+        let dx = gpu.zeros(&x_shape).unwrap();
+        let (y, dw) = (gpu.zeros(&shape).unwrap(), gpu.zeros(&[1, k]).unwrap());
+        let scratch = gpu.empty(&backward_scratch_shape(&x_shape)).unwrap();
+
+        let name = format!("mixed_terms/K8_{}", shape.map(|d| d.to_string()).join("x"));
+        let mut group = c.benchmark_group(name);
+        configure(&mut group);
+        // Forward reads K candidates and writes y; backward reads dy and the
+        // candidates and writes K gradients.
+        group.throughput(Throughput::Bytes(((k + 1) * n * 4) as u64));
+        bench_gpu(&mut group, "forward_stacked", 1, |rec| {
+            mixed_edge_forward(rec, &w, 0, &x, &y).unwrap();
+        });
+        bench_gpu(&mut group, "forward_separate", 1, |rec| {
+            mixed_terms_forward(rec, &w, 0, &terms, &y, false).unwrap();
+        });
+        group.throughput(Throughput::Bytes(((2 * k + 1) * n * 4) as u64));
+        bench_gpu(&mut group, "backward_stacked", 1, |rec| {
+            mixed_edge_backward(rec, &w, 0, &x, &dy, &dx, &dw, &scratch).unwrap();
+        });
+        bench_gpu(&mut group, "backward_separate", 1, |rec| {
+            mixed_terms_backward(rec, &w, 0, &dy, &backward_terms, &dw).unwrap();
+        });
+        group.finish();
+    }
+}
+
 fn bench_complex_dense(c: &mut Criterion) {
     let gpu = Gpu::shared();
     let (rows, inputs, outputs) = (64 * 98, 257, 128);
@@ -195,6 +253,7 @@ fn bench_pairwise(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_mixed_edge,
+    bench_terms_against_stacked,
     bench_complex_dense,
     bench_pairwise
 );

@@ -364,7 +364,7 @@ fn check_terms(rows: usize, k: usize, row: usize, columns: &[usize], shape: &[us
         .iter()
         .map(|_| gpu.full(shape, sentinel).unwrap())
         .collect();
-    let wants_dx = |i: usize| i % 2 == 0;
+    let wants_dx = |i: usize| i.is_multiple_of(2);
     let backward_terms: Vec<(usize, &Tensor, Option<&Tensor>)> = terms
         .gpu()
         .into_iter()
