@@ -341,4 +341,72 @@ fn model_file_and_wav_mistakes_are_named() {
         "{}",
         text(&good.stdout)
     );
+
+    // Among several clips, the good ones are labelled and the bad ones named;
+    // a named pipe is refused at once instead of waited on.
+    let made = Command::new("mkfifo")
+        .arg(ws.path("pipe.wav"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let clip = clip.to_str().unwrap();
+    let mixed = ws.run(&["infer", "--model", model, "garbage.wav", clip, "pipe.wav"]);
+    let message = assert_user_error(
+        &mixed,
+        &[
+            "2 of 3 clips",
+            "garbage.wav",
+            "pipe.wav",
+            "not a regular file",
+        ],
+    );
+    assert!(!message.contains(clip), "{message}");
+    assert!(
+        text(&mixed.stdout).contains(&format!("{clip}: hum ")),
+        "{}",
+        text(&mixed.stdout)
+    );
+
+    // Model files that cannot be trusted are refused by name: a NaN weight,
+    // a flipped byte, a stored feature config that makes no sense.
+    let (tensors, meta) = load_checkpoint(&ws.path(model)).unwrap();
+    let mut poisoned = tensors.clone();
+    poisoned[0].data[1] = f32::NAN;
+    save_checkpoint(&ws.path("nan.safetensors"), &poisoned, &meta).unwrap();
+    let output = ws.run(&["eval", "--model", "nan.safetensors", "--data", "data"]);
+    assert_user_error(
+        &output,
+        &["nan.safetensors", &format!("`{}`", tensors[0].name), "NaN"],
+    );
+    let mut bytes = std::fs::read(ws.path(model)).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(ws.path("flipped.safetensors"), bytes).unwrap();
+    let output = ws.run(&["infer", "--model", "flipped.safetensors", clip]);
+    assert_user_error(&output, &["flipped.safetensors", "damaged", "checksum"]);
+    let mut bad_features = meta.clone();
+    let features = bad_features["features"].replace("\"sample_rate\":16000", "\"sample_rate\":0");
+    assert_ne!(features, bad_features["features"]);
+    bad_features.insert("features".into(), features);
+    save_checkpoint(&ws.path("rate0.safetensors"), &tensors, &bad_features).unwrap();
+    for command in [
+        vec!["eval", "--model", "rate0.safetensors", "--data", "data"],
+        vec!["infer", "--model", "rate0.safetensors", clip],
+    ] {
+        let output = ws.run(&command);
+        assert_user_error(
+            &output,
+            &["rate0.safetensors", "features", "sample_rate = 0"],
+        );
+    }
+}
+
+#[test]
+fn an_experiment_that_could_not_be_read_back_is_refused_before_training() {
+    let ws = Workspace::new();
+    let config = common::TINY_CONFIG.replace("hop_ms = 20.0", "hop_ms = inf");
+    ws.file("inf.toml", &config);
+    let output = ws.train("inf.toml", "data", "inf", &[]);
+    assert_user_error(&output, &["inf.toml", "hop_ms = inf"]);
+    assert!(!ws.path("runs/inf").exists());
 }

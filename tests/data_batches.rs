@@ -310,3 +310,22 @@ fn a_forever_stream_needs_one_batch_an_epoch() {
         "{message}"
     );
 }
+
+#[test]
+fn a_batch_size_of_zero_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_set = data_set(dir.path());
+    let options = PrepareOptions {
+        cache_dir: None,
+        strict: true,
+        threads: 2,
+    };
+    let prepared = Arc::new(prepare(&data_set, &features(), &options).unwrap());
+    let empty = BatchConfig {
+        batch_size: 0,
+        ..config(AugmentConfig::none())
+    };
+    let result = BatchLoader::new(&data_set, prepared, &features(), Split::Train, empty);
+    let message = result.err().expect("batch size 0 is refused").to_string();
+    assert!(message.contains("batch size of 0"), "{message}");
+}

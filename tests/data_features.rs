@@ -272,3 +272,36 @@ fn shipped_configs_load() {
     assert_eq!(logmel.clip_shape(), [1, 101, 40]);
     assert_eq!((logmel.window_samples(), logmel.hop_samples()), (480, 160));
 }
+
+#[test]
+fn sizes_and_numbers_out_of_their_meaning_are_named() {
+    let cases = [
+        ("clip_ms = inf\n", "clip_ms = inf"),
+        ("clip_ms = 1e9\n", "clip_ms = 1000000000"),
+        (
+            "clip_ms = 0.01\n",
+            "clip_ms = 0.01 is shorter than one sample",
+        ),
+        ("hop_ms = inf\n", "hop_ms = inf"),
+        ("hop_ms = nan\n", "hop_ms = NaN"),
+        ("window_ms = -30.0\n", "window_ms = -30"),
+        (
+            "center = false\nclip_ms = 20.0\n",
+            "clip_ms = 20 gives no frame",
+        ),
+        ("n_fft = 1000000000\n", "n_fft = 1000000000"),
+        ("n_mels = 300\n", "n_mels = 300"),
+        ("sample_rate = 0\n", "sample_rate = 0"),
+        ("sample_rate = 2147483647\n", "sample_rate = 2147483647"),
+        ("f_min = nan\n", "f_min = NaN"),
+        ("log_offset = inf\n", "log_offset = inf"),
+        (
+            "kind = \"stft\"\nclip_ms = 60000.0\nhop_ms = 0.0625\nn_fft = 4096\n",
+            "more than the 16777216 values a clip may have",
+        ),
+    ];
+    for (text, fragment) in cases {
+        let message = parse_error(text);
+        assert!(message.contains(fragment), "{text}: {message}");
+    }
+}

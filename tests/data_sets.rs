@@ -388,3 +388,102 @@ fn features_are_cached_and_the_cache_follows_the_files() {
         "{message}"
     );
 }
+
+/// Runs `f` on a thread and fails when it takes longer than a few seconds
+/// (reading a named pipe would wait for a writer forever).
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(f()));
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("hung")
+}
+
+#[test]
+fn odd_entries_are_skipped_alike_by_stats_and_prepare() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    speech_commands(dir.path(), 3);
+    let yes = dir.path().join("yes");
+    std::os::unix::fs::symlink(yes.join("gone.wav"), yes.join("dangling.wav")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(yes.join("pipe.wav"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir(yes.join("folder.wav")).unwrap();
+    let first = std::fs::read_dir(&yes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("_nohash_"))
+        .unwrap();
+    let odd_name = std::ffi::OsStr::from_bytes(b"odd\xffname.wav");
+    std::fs::copy(&first, yes.join(odd_name)).unwrap();
+    let expected = [
+        ("dangling.wav", "a link to nothing"),
+        ("pipe.wav", "named pipe"),
+        ("folder.wav", "a folder, not a WAV file"),
+        ("name.wav", "not valid UTF-8"),
+    ];
+    let check = |what: &str, skipped: &[audionas::data::dataset::Skipped]| {
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path.display(), s.reason))
+            .collect();
+        for (file, reason) in expected {
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains(file) && r.contains(reason)),
+                "{what}: no {file} ({reason}) in {reasons:?}"
+            );
+        }
+        assert_eq!(reasons.len(), expected.len(), "{what}: {reasons:?}");
+    };
+    let root = dir.path().to_path_buf();
+    let (data_set, summary, prepared) = within_seconds(move || {
+        let data_set = DataSet::open(&root, &DataSetConfig::default()).unwrap();
+        let summary = stats(&data_set, 2);
+        let options = PrepareOptions {
+            cache_dir: None,
+            strict: false,
+            threads: 2,
+        };
+        let prepared = prepare(&data_set, &small_features(), &options).unwrap();
+        (data_set, summary, prepared)
+    });
+    check("open", &data_set.skipped);
+    check("stats", &summary.skipped);
+    check("prepare", &prepared.skipped);
+    assert_eq!(prepared.clips.len(), data_set.clips.len());
+}
+
+#[test]
+fn a_cache_header_announcing_more_values_than_the_file_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    speech_commands(dir.path(), 3);
+    let cache = tempfile::tempdir().unwrap();
+    let options = PrepareOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        strict: false,
+        threads: 2,
+    };
+    let data_set = DataSet::open(dir.path(), &DataSetConfig::default()).unwrap();
+    let prepared = prepare(&data_set, &small_features(), &options).unwrap();
+    let file = prepared.cache_file.unwrap();
+    // Magic, header length, JSON header, then the values.
+    let bytes = std::fs::read(&file).unwrap();
+    let length = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[16..16 + length]).unwrap();
+    header["clip_shape"] = serde_json::json!([1, 1u64 << 40, 40]);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut damaged = bytes[..8].to_vec();
+    damaged.extend((header.len() as u64).to_le_bytes());
+    damaged.extend(&header);
+    damaged.extend(&bytes[16 + length..]);
+    std::fs::write(&file, damaged).unwrap();
+    let message = prepare(&data_set, &small_features(), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("announces more values"), "{message}");
+}

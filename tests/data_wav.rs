@@ -198,3 +198,63 @@ fn broken_files_are_reported_with_their_path_and_reason() {
         DataError::Io { .. }
     ));
 }
+
+#[test]
+fn a_named_pipe_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = temp_file(&dir, "pipe.wav");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opening a pipe for reading blocks until a writer comes: read it on a
+    // thread and give it a few seconds.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = pipe.clone();
+    std::thread::spawn(move || sender.send(read_wav(&path, 16000).map(|_| ())));
+    let result = receiver
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("reading a named pipe hung");
+    let message = result.expect_err("a pipe is not a WAV file").to_string();
+    assert!(message.contains("pipe.wav"), "{message}");
+    assert!(message.contains("not a regular file"), "{message}");
+    let folder = temp_file(&dir, "folder.wav");
+    std::fs::create_dir(&folder).unwrap();
+    expect_error(&folder, "not a regular file but a folder");
+}
+
+#[test]
+fn an_absurd_sample_rate_is_refused_before_resampling() {
+    let dir = tempfile::tempdir().unwrap();
+    for rate in [i32::MAX as u32, 10] {
+        let path = temp_file(&dir, &format!("rate{rate}.wav"));
+        write_int(&path, 16, 1, rate, &tone(100, 16000, 440.0, 0.5));
+        expect_error(&path, &format!("sample rate of {rate} Hz"));
+    }
+}
+
+#[test]
+fn huge_float_samples_are_refused_not_turned_into_infinite_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut samples = tone(1600, 16000, 440.0, 0.5);
+    samples[100] = 3e38;
+    let mono = temp_file(&dir, "huge.wav");
+    write_float(&mono, 16000, &samples);
+    expect_error(&mono, "sample 100 of channel 0");
+    // Two channels that are finite alone but overflow when mixed.
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 16000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let stereo = temp_file(&dir, "stereo.wav");
+    let mut writer = hound::WavWriter::create(&stereo, spec).unwrap();
+    for _ in 0..800 {
+        writer.write_sample(2e38f32).unwrap();
+        writer.write_sample(2e38f32).unwrap();
+    }
+    writer.finalize().unwrap();
+    expect_error(&stereo, "sample 0 of channel 0");
+}

@@ -301,3 +301,28 @@ fn same_seed_same_weights() {
     assert_eq!(w(3), w(3));
     assert_ne!(w(3), w(4));
 }
+
+#[test]
+fn layers_too_large_for_the_adapter_are_refused_before_allocating() {
+    let gpu = Gpu::shared();
+    let cases = [
+        (
+            "name = \"wide\"\n[[layers]]\nop = \"flatten\"\n[[layers]]\nname = \"huge\"\nop = \"dense\"\nunits = 1000000000\n[[layers]]\nop = \"dense\"\n",
+            "huge",
+        ),
+        (
+            "name = \"big_kernel\"\n[[layers]]\nname = \"vast\"\nop = \"conv2d\"\nchannels = 4\nkernel = [100000, 100000]\npadding = \"same\"\n[[layers]]\nop = \"global_avg_pool\"\n[[layers]]\nop = \"dense\"\n",
+            "vast",
+        ),
+    ];
+    for (toml, layer) in cases {
+        let message = match Network::build(gpu, &arch(toml), &[1, 8, 8], 3, 0) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{layer}: built"),
+        };
+        assert!(
+            message.contains(layer) && message.contains("max_storage_buffer_binding_size"),
+            "{message}"
+        );
+    }
+}

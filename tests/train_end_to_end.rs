@@ -410,3 +410,54 @@ fn infer_json_prints_each_clips_scores_in_full() {
         );
     }
 }
+
+#[test]
+fn settings_outside_their_meaning_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "lr = 0.01",
+            "lr = 0.01\nschedule = { kind = \"cosine\", min_lr = 0.1 }",
+            "min_lr = 0.1 is above lr = 0.01",
+        ),
+        ("hop_ms = 20.0", "hop_ms = inf", "hop_ms = inf"),
+        ("n_mels = 40", "n_mels = 400", "n_mels = 400"),
+        (
+            "split = \"speaker\"",
+            "split = \"speaker\"\nsilence_percent = nan",
+            "silence_percent = NaN",
+        ),
+        (
+            "optimizer = { kind = \"adam\" }",
+            "optimizer = { kind = \"adam\", beta1 = 1.5 }",
+            "beta1 = 1.5",
+        ),
+        (
+            "op = \"relu\"",
+            "op = \"dropout\"\nrate = nan",
+            "`rate` must be a finite number",
+        ),
+    ];
+    let augment = [
+        ("noise_probability = 2.0", "noise_probability = 2"),
+        ("time_shift_ms = -5.0", "time_shift_ms = -5"),
+        ("time_shift_ms = inf", "time_shift_ms = inf"),
+        ("noise_volume = nan", "noise_volume = NaN"),
+    ];
+    let texts = cases
+        .iter()
+        .map(|(from, to, needle)| (common::TINY_CONFIG.replacen(from, to, 1), *needle))
+        .chain(augment.iter().map(|(line, needle)| {
+            (
+                format!("{}\n[augment]\n{line}\n", common::TINY_CONFIG),
+                *needle,
+            )
+        }));
+    for (text, needle) in texts {
+        let message = match Experiment::parse(&text, Path::new("bad.toml")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted: {needle}"),
+        };
+        assert!(message.contains("bad.toml"), "{message}");
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+}

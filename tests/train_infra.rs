@@ -339,10 +339,21 @@ fn run_folders() {
     assert_eq!(run.plots_dir(), base.join("first"));
     assert_eq!(run.read_config().unwrap(), "seed = 1\n");
 
-    let err = RunDir::create(&base, "first", "seed = 2\n").unwrap_err();
-    assert!(matches!(err, TrainError::RunExists { .. }), "{err}");
-    assert!(err.to_string().contains("first"), "{err}");
-    assert_eq!(run.read_config().unwrap(), "seed = 1\n");
+    // A run that kept nothing (stopped before its first epoch ended) gives
+    // its name to a new run.
+    let run = RunDir::create(&base, "first", "seed = 2\n").unwrap();
+    assert_eq!(run.read_config().unwrap(), "seed = 2\n");
+    // One that kept a checkpoint or a model does not.
+    for kept in [run.last_checkpoint(), run.best_model()] {
+        std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+        std::fs::write(&kept, "weights").unwrap();
+        let err = RunDir::create(&base, "first", "seed = 4\n").unwrap_err();
+        assert!(matches!(err, TrainError::RunExists { .. }), "{err}");
+        assert!(err.to_string().contains("first"), "{err}");
+        assert_eq!(run.read_config().unwrap(), "seed = 2\n");
+        std::fs::remove_file(&kept).unwrap();
+    }
+    std::fs::remove_dir(run.checkpoints_dir()).unwrap();
 
     let reopened = RunDir::open_existing(&base.join("first")).unwrap();
     assert_eq!(reopened, run);
@@ -431,4 +442,54 @@ fn progress_bar_runs_without_a_terminal() {
         stderr.is_empty(),
         "the bar wrote to stderr without a terminal:\n{stderr}"
     );
+}
+
+#[test]
+fn a_flipped_byte_anywhere_in_a_checkpoint_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    save_checkpoint(&path, &tensors(), &metadata()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let in_metadata = bytes
+        .windows(5)
+        .position(|w| w == b"cells")
+        .expect("the metadata is in the header");
+    // A byte of tensor data, and a byte of a metadata value.
+    for at in [header_end + 10, in_metadata] {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x04;
+        std::fs::write(&path, &damaged).unwrap();
+        let err = load_checkpoint(&path).unwrap_err();
+        assert!(
+            matches!(err, TrainError::Damaged { .. }),
+            "byte {at}: {err}"
+        );
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+}
+
+#[test]
+fn opening_a_run_folder_removes_temp_files_of_dead_processes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(&dir.path().join("runs"), "r", "x = 1\n").unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let alive = std::process::id();
+    std::fs::create_dir_all(run.checkpoints_dir()).unwrap();
+    let stale = [
+        run.root.join(format!(".model.safetensors.tmp{dead}")),
+        run.checkpoints_dir()
+            .join(format!(".last.safetensors.tmp{dead}")),
+    ];
+    let live = run.root.join(format!(".metrics.jsonl.tmp{alive}"));
+    for file in stale.iter().chain([&live]) {
+        std::fs::write(file, "half").unwrap();
+    }
+    RunDir::open_existing(&run.root).unwrap();
+    for file in &stale {
+        assert!(!file.exists(), "{} was left", file.display());
+    }
+    assert!(live.exists(), "a live process's temp file was removed");
 }

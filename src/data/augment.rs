@@ -1,6 +1,7 @@
 //! Seeded augmentation: random time shift and background noise on the
 //! waveform, SpecAugment time and frequency masks on the features.
 
+use super::features::MAX_CLIP_MS;
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,29 @@ impl AugmentConfig {
             freq_masks: 0,
             freq_mask_bins: 0,
         }
+    }
+
+    /// Checks the values, naming the key and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=MAX_CLIP_MS).contains(&self.time_shift_ms) {
+            return Err(format!(
+                "time_shift_ms = {} must be between 0 and {MAX_CLIP_MS} ms",
+                self.time_shift_ms
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.noise_probability) {
+            return Err(format!(
+                "noise_probability = {} must be between 0 and 1",
+                self.noise_probability
+            ));
+        }
+        if !(self.noise_volume.is_finite() && self.noise_volume >= 0.0) {
+            return Err(format!(
+                "noise_volume = {} must be a number >= 0",
+                self.noise_volume
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the waveform changes, so features must be recomputed.

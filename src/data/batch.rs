@@ -89,7 +89,12 @@ impl BatchLoader {
         split: Split,
         config: BatchConfig,
     ) -> DataResult<BatchLoader> {
-        assert!(config.batch_size > 0, "batch size must be positive");
+        if config.batch_size == 0 {
+            return Err(DataError::BadConfig {
+                path: data_set.root.clone(),
+                reason: "a batch size of 0: batches must hold at least 1 clip".into(),
+            });
+        }
         let (audio, noise) = if config.augment.changes_audio() {
             let rate = features.sample_rate;
             let noise: Vec<Vec<f32>> = data_set

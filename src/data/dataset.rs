@@ -6,6 +6,7 @@
 //! happens when it is prepared or inspected.
 
 use super::error::{DataError, DataResult};
+use super::wav::not_a_regular_file;
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
@@ -104,6 +105,27 @@ impl Default for DataSetConfig {
             unknown_percent: 10.0,
             seed: 0,
         }
+    }
+}
+
+impl DataSetConfig {
+    /// Checks the shares, naming the key and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("validation_percent", self.validation_percent),
+            ("testing_percent", self.testing_percent),
+            (
+                "validation_percent + testing_percent",
+                self.validation_percent + self.testing_percent,
+            ),
+            ("silence_percent", self.silence_percent),
+            ("unknown_percent", self.unknown_percent),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                return Err(format!("{key} = {value} must be between 0 and 100"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -237,37 +259,67 @@ fn bad_layout(path: &Path, reason: impl Into<String>) -> DataError {
     }
 }
 
-/// Sorted entries of a folder: (sub-folders, files), by name.
-fn list_folder(dir: &Path) -> DataResult<(Vec<String>, Vec<String>)> {
-    let mut folders = Vec::new();
-    let mut files = Vec::new();
+/// A folder's entries, links followed, each list sorted by name.
+#[derive(Default)]
+struct Listing {
+    folders: Vec<String>,
+    files: Vec<String>,
+    /// Entries that can be neither: names that are not UTF-8, links to
+    /// nothing, named pipes, sockets, devices.
+    unusable: Vec<Skipped>,
+}
+
+/// Lists a folder, hidden entries left out. Links are followed, so a data
+/// set may be assembled from links.
+fn list_folder(dir: &Path) -> DataResult<Listing> {
+    let mut listing = Listing::default();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        // Paths are kept as text (cache keys, messages), so a name that is
+        // not UTF-8 is reported under its lossy spelling.
+        let unusable = |reason: String| Skipped {
+            path: PathBuf::from(path.to_string_lossy().into_owned()),
+            reason,
+        };
+        let Ok(name) = entry.file_name().into_string() else {
+            listing
+                .unusable
+                .push(unusable("its name is not valid UTF-8; rename it".into()));
+            continue;
+        };
         if name.starts_with('.') {
             continue;
         }
-        let kind = entry
-            .file_type()
-            .map_err(|e| DataError::io(&entry.path(), e))?;
-        // Follow links, so a data set may be assembled from links.
-        let is_dir = kind.is_dir() || (kind.is_symlink() && entry.path().is_dir());
-        if is_dir {
-            folders.push(name);
-        } else {
-            files.push(name);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => listing.folders.push(name),
+            Ok(meta) => match not_a_regular_file(&meta) {
+                None => listing.files.push(name),
+                Some(reason) => listing.unusable.push(unusable(reason.into())),
+            },
+            Err(_) if path.is_symlink() => listing
+                .unusable
+                .push(unusable("a link to nothing (its target is missing)".into())),
+            Err(e) => listing.unusable.push(unusable(e.to_string())),
         }
     }
-    folders.sort();
-    files.sort();
-    Ok((folders, files))
+    listing.folders.sort();
+    listing.files.sort();
+    Ok(listing)
 }
 
 /// The wav files of a class folder; anything else is recorded as skipped.
 fn wav_files(root: &Path, folder: &str, skipped: &mut Vec<Skipped>) -> DataResult<Vec<PathBuf>> {
-    let (_, files) = list_folder(&root.join(folder))?;
+    let listing = list_folder(&root.join(folder))?;
+    skipped.extend(listing.unusable);
+    for name in listing.folders.iter().filter(|n| is_wav(Path::new(n))) {
+        skipped.push(Skipped {
+            path: root.join(folder).join(name),
+            reason: "a folder, not a WAV file".into(),
+        });
+    }
     let mut wavs = Vec::new();
-    for name in files {
+    for name in listing.files {
         let relative = Path::new(folder).join(&name);
         if is_wav(&relative) {
             wavs.push(relative);
@@ -305,22 +357,9 @@ impl DataSet {
                 "no such folder (give the data set's root folder)",
             ));
         }
-        let check_percent = |key: &str, value: f64| {
-            if (0.0..=100.0).contains(&value) {
-                Ok(())
-            } else {
-                Err(bad_layout(
-                    root,
-                    format!("{key} = {value} must be between 0 and 100"),
-                ))
-            }
-        };
-        check_percent("validation_percent", config.validation_percent)?;
-        check_percent("testing_percent", config.testing_percent)?;
-        check_percent(
-            "validation_percent + testing_percent",
-            config.validation_percent + config.testing_percent,
-        )?;
+        config
+            .validate()
+            .map_err(|reason| bad_layout(root, reason))?;
         let layout = match config.layout {
             Layout::Auto => detect_layout(root)?,
             chosen => chosen,
@@ -361,7 +400,7 @@ impl DataSet {
 }
 
 fn detect_layout(root: &Path) -> DataResult<Layout> {
-    let (folders, files) = list_folder(root)?;
+    let Listing { folders, files, .. } = list_folder(root)?;
     let recordings = root.join("recordings");
     let looks_like_fsdd = |names: &[String]| {
         let wavs: Vec<&String> = names.iter().filter(|n| is_wav(Path::new(n))).collect();
@@ -375,7 +414,7 @@ fn detect_layout(root: &Path) -> DataResult<Layout> {
     {
         Ok(Layout::SpeechCommands)
     } else if looks_like_fsdd(&files)
-        || (recordings.is_dir() && looks_like_fsdd(&list_folder(&recordings)?.1))
+        || (recordings.is_dir() && looks_like_fsdd(&list_folder(&recordings)?.files))
     {
         Ok(Layout::Fsdd)
     } else if !folders.is_empty() {
@@ -429,7 +468,7 @@ fn file_name(path: &Path) -> String {
 }
 
 fn open_speech_commands(root: &Path, config: &DataSetConfig) -> DataResult<DataSet> {
-    let (folders, _) = list_folder(root)?;
+    let folders = list_folder(root)?.folders;
     let mut skipped = Vec::new();
     let background_noise = if folders.iter().any(|f| f == BACKGROUND_NOISE) {
         wav_files(root, BACKGROUND_NOISE, &mut skipped)?
@@ -682,8 +721,9 @@ fn open_fsdd(root: &Path, config: &DataSetConfig) -> DataResult<DataSet> {
     } else {
         ""
     };
-    let (_, names) = list_folder(&root.join(folder))?;
-    let mut skipped = Vec::new();
+    let listing = list_folder(&root.join(folder))?;
+    let names = listing.files;
+    let mut skipped = listing.unusable;
     let mut files = Vec::new();
     let mut labels = Vec::new();
     let mut speakers = Vec::new();
@@ -731,7 +771,7 @@ fn open_fsdd(root: &Path, config: &DataSetConfig) -> DataResult<DataSet> {
 }
 
 fn open_folders(root: &Path, config: &DataSetConfig) -> DataResult<DataSet> {
-    let (folders, _) = list_folder(root)?;
+    let folders = list_folder(root)?.folders;
     let mut skipped = Vec::new();
     let mut by_class: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for folder in folders.iter().filter(|f| f.as_str() != BACKGROUND_NOISE) {

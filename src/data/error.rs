@@ -68,6 +68,33 @@ impl DataError {
     }
 }
 
+/// Temporary files are named `.NAME.tmpPID`, PID the writing process.
+const TEMP_MARK: &str = ".tmp";
+
+/// Removes the temporary files in `dir` that processes no longer alive left
+/// behind (killed between writing and renaming). Whether a process is alive
+/// is known on Linux only; elsewhere nothing is removed.
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(TEMP_MARK))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dead = cfg!(target_os = "linux") && !Path::new("/proc").join(pid.to_string()).exists();
+        if dead && pid != std::process::id() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes a file so that readers see either the old content or the whole new
 /// one, never a half-written file: write a temporary sibling, then rename.
 pub fn write_atomically(
@@ -82,7 +109,7 @@ pub fn write_atomically(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let temp = path.with_file_name(format!(".{name}{TEMP_MARK}{}", std::process::id()));
     let result = (|| {
         let file = std::fs::File::create(&temp)?;
         let mut writer = std::io::BufWriter::new(file);

@@ -6,6 +6,7 @@
 //! channel; the complex STFT interleaves `(re, im)` along `freq`.
 
 use super::error::{DataError, DataResult};
+use super::wav::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -44,6 +45,14 @@ pub enum MelNorm {
     /// Each filter scaled to unit area (librosa's default).
     Slaney,
 }
+
+/// The longest clip, window or hop: a minute, far more than a clip that is
+/// classified at once needs (long recordings are streamed in clips).
+pub const MAX_CLIP_MS: f64 = 60_000.0;
+/// The longest FFT.
+pub const MAX_N_FFT: usize = 65_536;
+/// The most feature values of one clip (64 MiB of f32).
+pub const MAX_CLIP_VALUES: usize = 1 << 24;
 
 /// How to turn a clip into features. Every field has a default, so a file
 /// need only name what differs.
@@ -116,43 +125,100 @@ impl FeatureConfig {
         Ok(config)
     }
 
-    /// Checks the values; the message names the key and the value.
+    /// Checks the values; the message names the key and the value. Sizes
+    /// are bounded so that nothing derived from them (frames, FFT plans,
+    /// feature buffers) can exhaust memory.
     pub fn validate(&self) -> Result<(), String> {
-        let nyquist = self.sample_rate as f32 / 2.0;
-        let checks: [(bool, String); 10] = [
-            (self.sample_rate >= 1000, format!("sample_rate = {} is below 1000 Hz", self.sample_rate)),
-            (self.clip_ms > 0.0, format!("clip_ms = {} must be positive", self.clip_ms)),
-            (self.hop_samples() >= 1, format!("hop_ms = {} is shorter than one sample", self.hop_ms)),
-            (self.window_samples() >= 2, format!("window_ms = {} is shorter than two samples", self.window_ms)),
-            (
-                self.window_samples() <= self.n_fft,
-                format!(
-                    "window_ms = {} is {} samples, longer than n_fft = {}; raise n_fft",
-                    self.window_ms,
-                    self.window_samples(),
-                    self.n_fft
-                ),
+        let check = |ok: bool, message: String| if ok { Ok(()) } else { Err(message) };
+        check(
+            (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&self.sample_rate),
+            format!(
+                "sample_rate = {} must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz",
+                self.sample_rate
             ),
-            (self.n_mels >= 1, "n_mels must be at least 1".to_string()),
-            (self.f_min >= 0.0, format!("f_min = {} must not be negative", self.f_min)),
-            (
-                self.f_max() > self.f_min && self.f_max() <= nyquist,
-                format!(
-                    "f_max = {} must be above f_min = {} and at most half the sample rate ({nyquist})",
-                    self.f_max(),
-                    self.f_min
-                ),
-            ),
-            (self.log_offset > 0.0, format!("log_offset = {} must be positive", self.log_offset)),
-            (
-                self.kind != FeatureKind::Mfcc || (1..=self.n_mels).contains(&self.n_mfcc),
-                format!("n_mfcc = {} must be between 1 and n_mels = {}", self.n_mfcc, self.n_mels),
-            ),
-        ];
-        match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, message)) => Err(message),
-            None => Ok(()),
+        )?;
+        for (key, ms) in [
+            ("clip_ms", self.clip_ms),
+            ("window_ms", self.window_ms),
+            ("hop_ms", self.hop_ms),
+        ] {
+            check(
+                ms > 0.0 && ms <= MAX_CLIP_MS,
+                format!("{key} = {ms} must be a positive number of at most {MAX_CLIP_MS} ms"),
+            )?;
         }
+        check(
+            (2..=MAX_N_FFT).contains(&self.n_fft),
+            format!("n_fft = {} must be between 2 and {MAX_N_FFT}", self.n_fft),
+        )?;
+        check(
+            self.clip_samples() >= 1,
+            format!("clip_ms = {} is shorter than one sample", self.clip_ms),
+        )?;
+        check(
+            self.hop_samples() >= 1,
+            format!("hop_ms = {} is shorter than one sample", self.hop_ms),
+        )?;
+        check(
+            self.window_samples() >= 2,
+            format!("window_ms = {} is shorter than two samples", self.window_ms),
+        )?;
+        check(
+            self.window_samples() <= self.n_fft,
+            format!(
+                "window_ms = {} is {} samples, longer than n_fft = {}; raise n_fft",
+                self.window_ms,
+                self.window_samples(),
+                self.n_fft
+            ),
+        )?;
+        check(
+            self.frames_for(self.clip_samples()) >= 1,
+            format!(
+                "clip_ms = {} gives no frame: without center, a clip must hold at least n_fft = {} samples",
+                self.clip_ms, self.n_fft
+            ),
+        )?;
+        let bins = self.n_fft / 2 + 1;
+        check(
+            (1..=bins).contains(&self.n_mels),
+            format!(
+                "n_mels = {} must be between 1 and the {bins} frequency bins of n_fft = {}",
+                self.n_mels, self.n_fft
+            ),
+        )?;
+        check(
+            self.f_min.is_finite() && self.f_min >= 0.0,
+            format!("f_min = {} must be a number >= 0", self.f_min),
+        )?;
+        let nyquist = self.sample_rate as f32 / 2.0;
+        check(
+            self.f_max() > self.f_min && self.f_max() <= nyquist,
+            format!(
+                "f_max = {} must be above f_min = {} and at most half the sample rate ({nyquist})",
+                self.f_max(),
+                self.f_min
+            ),
+        )?;
+        check(
+            self.log_offset.is_finite() && self.log_offset > 0.0,
+            format!("log_offset = {} must be a positive number", self.log_offset),
+        )?;
+        check(
+            self.kind != FeatureKind::Mfcc || (1..=self.n_mels).contains(&self.n_mfcc),
+            format!(
+                "n_mfcc = {} must be between 1 and n_mels = {}",
+                self.n_mfcc, self.n_mels
+            ),
+        )?;
+        let [_, frames, width] = self.clip_shape();
+        check(
+            frames.saturating_mul(width) <= MAX_CLIP_VALUES,
+            format!(
+                "a clip has {frames} frames of {width} values, more than the {MAX_CLIP_VALUES} values a clip may have; raise hop_ms, shorten clip_ms or use fewer bins"
+            ),
+        )?;
+        Ok(())
     }
 
     pub fn f_max(&self) -> f32 {

@@ -126,16 +126,21 @@ fn cache_key(data_set: &DataSet, config: &FeatureConfig) -> DataResult<String> {
     files.sort();
     files.dedup();
     for file in files {
-        let path = data_set.path_of(file);
-        let meta = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?;
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
         hasher.update(file.to_string_lossy().as_bytes());
-        hasher.update(meta.len().to_le_bytes());
-        hasher.update(modified.to_le_bytes());
+        // A file that cannot be looked at keys as such; preparing skips it
+        // (or stops, in strict mode) with the reason.
+        match std::fs::metadata(data_set.path_of(file)) {
+            Ok(meta) => {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                hasher.update(meta.len().to_le_bytes());
+                hasher.update(modified.to_le_bytes());
+            }
+            Err(_) => hasher.update(b"unreadable"),
+        }
     }
     Ok(hasher
         .finalize()
@@ -396,8 +401,17 @@ fn read_cache(path: &Path, key: &str, data_set: &DataSet) -> DataResult<Prepared
             "it was written for other data (hash prefix collision)".into()
         ));
     }
-    let clip_len: usize = header.clip_shape.iter().product();
-    let mut features = vec![0.0f32; header.clips.len() * clip_len];
+    let values = header
+        .clip_shape
+        .iter()
+        .try_fold(header.clips.len(), |n, &d| n.checked_mul(d));
+    // Checked against the file's size before allocating: a damaged header
+    // may announce any number.
+    let file_length = file.get_ref().metadata().map_or(0, |m| m.len());
+    let len = values
+        .filter(|&n| (n as u64).saturating_mul(4) <= file_length)
+        .ok_or_else(|| bad("its header announces more values than the file holds".into()))?;
+    let mut features = vec![0.0f32; len];
     file.read_exact(bytemuck::cast_slice_mut(&mut features))
         .map_err(|e| bad(format!("it ends early: {e}")))?;
     if cfg!(target_endian = "big") {

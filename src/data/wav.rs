@@ -5,6 +5,16 @@ use super::error::{write_atomically, DataError, DataResult};
 use rubato::{FftFixedIn, Resampler};
 use std::path::Path;
 
+/// The sample rates audio may have, in WAV headers and feature configs;
+/// outside them a header is damaged, and resampling from or to such a rate
+/// would need absurd amounts of memory.
+pub const MIN_SAMPLE_RATE: u32 = 1000;
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// Float samples beyond this magnitude are damage, not audio (its nominal
+/// range is [-1, 1]); refusing them keeps every feature finite.
+pub const MAX_AMPLITUDE: f32 = 1e6;
+
 /// Mono audio in [-1, 1] at `sample_rate`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Audio {
@@ -64,10 +74,34 @@ fn describe_hound_error(e: hound::Error) -> String {
     }
 }
 
+/// Opens `path` for reading when it is a regular file (links followed): a
+/// named pipe or a device given a `.wav` name would block or never end.
+pub fn open_regular_file(path: &Path) -> DataResult<std::fs::File> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if let Some(reason) = not_a_regular_file(&meta) {
+        return Err(DataError::BadAudio {
+            path: path.to_path_buf(),
+            reason: format!("{reason}; give a WAV file"),
+        });
+    }
+    std::fs::File::open(path).map_err(|e| DataError::io(path, e))
+}
+
+/// What a path is when it is not a regular file (links followed).
+pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+    if meta.is_file() {
+        None
+    } else if meta.is_dir() {
+        Some("not a regular file but a folder")
+    } else {
+        Some("not a regular file but a named pipe, socket or device")
+    }
+}
+
 /// Reads a WAV file of 8, 16, 24 or 32-bit integer or 32-bit float samples,
 /// with any number of channels (averaged to mono), at its own rate.
 pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let file = open_regular_file(path)?;
     let length = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     if length == 0 {
         return Err(bad_wav(path, "the file is empty"));
@@ -86,6 +120,15 @@ pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
         return Err(bad_wav(
             path,
             "the header has no channels or a zero sample rate",
+        ));
+    }
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
+        return Err(bad_wav(
+            path,
+            format!(
+                "the header declares a sample rate of {} Hz, outside the {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz that audio has; the file is damaged",
+                spec.sample_rate
+            ),
         ));
     }
     let interleaved: Vec<f32> = match spec.sample_format {
@@ -108,11 +151,14 @@ pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
             reason: "the file holds no samples".into(),
         });
     }
-    if let Some(at) = interleaved.iter().position(|s| !s.is_finite()) {
+    if let Some(at) = interleaved
+        .iter()
+        .position(|s| !s.is_finite() || s.abs() > MAX_AMPLITUDE)
+    {
         return Err(DataError::BadAudio {
             path: path.to_path_buf(),
             reason: format!(
-                "sample {} of channel {} is {} (NaN or infinite samples cannot be used)",
+                "sample {} of channel {} is {}; NaN, infinite or huge samples (beyond {MAX_AMPLITUDE:e} in magnitude, where audio lies in [-1, 1]) mean the file is damaged",
                 at / spec.channels as usize,
                 at % spec.channels as usize,
                 interleaved[at]

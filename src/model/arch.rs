@@ -364,6 +364,15 @@ impl<'de> Deserialize<'de> for LayerSpec {
                 Architecture::OPS.join(", ")
             )));
         }
+        // A JSON value cannot hold NaN or infinity: they arrive as null.
+        let holds_null = |v: &serde_json::Value| {
+            v.is_null() || v.as_array().is_some_and(|a| a.iter().any(|x| x.is_null()))
+        };
+        if let Some(key) = map.iter().find(|(_, v)| holds_null(v)).map(|(k, _)| k) {
+            return Err(D::Error::custom(format!(
+                "layer{label}: `{key}` must be a finite number (NaN and infinity are not)"
+            )));
+        }
         let op = serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| D::Error::custom(format!("layer{label}: {e}")))?;
         Ok(LayerSpec { name, inputs, op })

@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod cost;
 pub mod error;
+mod fits;
 pub mod mask;
 pub mod network;
 mod shapes;

@@ -59,6 +59,7 @@ impl Network {
         // The cost model checks every shape and setting, naming the layer,
         // before anything is allocated.
         let cost = Cost::of(arch, input_shape, classes, 1000.0, None)?;
+        super::fits::check_fits(arch, &cost, gpu.limits().max_storage_buffer_binding_size)?;
         let shapes: Vec<Vec<usize>> = cost.layers.into_iter().map(|l| l.output).collect();
         let sources = arch.sources()?;
         let mut rng = Rng::new(seed);

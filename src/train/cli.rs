@@ -324,8 +324,17 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
     if args.files.is_empty() {
         bail!("give one or more WAV files to label, or --stream LONG.wav");
     }
+    // A clip that cannot be read is reported at the end; the others are
+    // still labelled.
+    let mut unreadable = Vec::new();
     for file in &args.files {
-        let audio = read_wav(file, rate)?;
+        let audio = match read_wav(file, rate) {
+            Ok(audio) => audio,
+            Err(e) => {
+                unreadable.push(e.to_string());
+                continue;
+            }
+        };
         let features = extractor.clip_features(&audio.samples);
         let logits = logits_of(&features, 1)?.remove(0);
         let scores = softmax(&logits);
@@ -347,6 +356,14 @@ pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
             .map(|&c| format!("{} {:.3}", info.classes[c], scores[c]))
             .collect();
         println!("{}: {}", file.display(), top.join(", "));
+    }
+    if !unreadable.is_empty() {
+        bail!(
+            "{} of {} clips could not be labelled:\n{}",
+            unreadable.len(),
+            args.files.len(),
+            unreadable.join("\n")
+        );
     }
     Ok(())
 }

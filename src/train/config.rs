@@ -3,7 +3,7 @@
 //! tables, or paths (relative to the config file) to files that hold them.
 //! The resolved config, with both inlined, is what a run folder keeps.
 
-use super::schedule::LrSchedule;
+use super::schedule::{LrSchedule, Schedule};
 use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
@@ -146,9 +146,28 @@ impl Experiment {
         Ok(experiment)
     }
 
-    /// Values that parse but make no sense.
+    /// Values that parse but make no sense, in every section: a run is
+    /// checked whole before it starts, as reading its model file checks it.
     pub fn validate(&self) -> Result<(), String> {
-        let t = &self.train;
+        self.features
+            .validate()
+            .map_err(|e| format!("[features]: {e}"))?;
+        self.data.validate().map_err(|e| format!("[data]: {e}"))?;
+        self.augment
+            .validate()
+            .map_err(|e| format!("[augment]: {e}"))?;
+        self.train.validate()
+    }
+
+    /// The resolved config as TOML, as a run folder keeps it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an experiment serialises")
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<(), String> {
+        let t = self;
         if t.epochs == 0 || t.batch_size == 0 || t.log_every == 0 {
             return Err("[train]: epochs, batch_size and log_every must be at least 1".into());
         }
@@ -170,13 +189,44 @@ impl Experiment {
         if let Some(c) = t.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
             return Err(format!("[train]: clip_norm = {c} must be positive"));
         }
+        validate_optimizer(&t.optimizer)?;
+        if let Schedule::Cosine { min_lr } = t.schedule.schedule {
+            if min_lr > t.lr {
+                return Err(format!(
+                    "[train.schedule]: min_lr = {min_lr} is above lr = {}; the cosine schedule decays from lr down to min_lr",
+                    t.lr
+                ));
+            }
+        }
         t.schedule
             .validate()
             .map_err(|e| format!("[train.schedule]: {e}"))
     }
+}
 
-    /// The resolved config as TOML, as a run folder keeps it.
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("an experiment serialises")
+/// Momentum and the Adam betas are fractions below 1; `eps` is positive.
+fn validate_optimizer(optimizer: &OptimizerKind) -> Result<(), String> {
+    let fraction = |key: &str, value: f32| {
+        if (0.0..1.0).contains(&value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "[train.optimizer]: {key} = {value} must be in [0, 1)"
+            ))
+        }
+    };
+    match *optimizer {
+        OptimizerKind::Sgd { momentum, .. } => fraction("momentum", momentum),
+        OptimizerKind::Adam { beta1, beta2, eps } | OptimizerKind::Adamw { beta1, beta2, eps } => {
+            fraction("beta1", beta1)?;
+            fraction("beta2", beta2)?;
+            if eps.is_finite() && eps > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "[train.optimizer]: eps = {eps} must be a positive number"
+                ))
+            }
+        }
     }
 }

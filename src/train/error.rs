@@ -18,6 +18,17 @@ pub enum TrainError {
     /// A file that is not a safetensors file, or a damaged one.
     #[error("{}: not a safetensors checkpoint ({reason}); give a .safetensors file that audionas wrote, or delete the damaged file and train again", path.display())]
     NotSafetensors { path: PathBuf, reason: String },
+    /// A file whose content does not match the checksum it was saved with.
+    #[error("{}: the file is damaged: its content does not match the checksum it was saved with; use another copy, or train again", path.display())]
+    Damaged { path: PathBuf },
+    /// A stored tensor with a NaN or infinite value.
+    #[error("{}: tensor `{tensor}` holds {value} at index {index}; a model with NaN or infinite values gives no usable output, so use an earlier model or checkpoint, or train again", path.display())]
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        index: usize,
+        value: f32,
+    },
     /// A checkpoint tensor stored with another element type than f32.
     #[error("{}: tensor `{tensor}` is stored as {dtype}, but audionas checkpoints hold only F32 tensors; convert the file to f32 or use a checkpoint that audionas wrote", path.display())]
     NotF32 {
@@ -50,7 +61,7 @@ pub enum TrainError {
     #[error("run name {name:?} {reason}; use a plain folder name such as `kws_ds_cnn`")]
     BadRunName { name: String, reason: &'static str },
     /// A run folder that already holds a run.
-    #[error("{}: this folder already holds a run (it has config.toml); choose another run name, resume the run, or delete the folder", path.display())]
+    #[error("{}: this folder already holds a run (it kept a checkpoint or a model); choose another run name, resume the run, or delete the folder", path.display())]
     RunExists { path: PathBuf },
     /// A folder that is not a run folder.
     #[error("{}: not a run folder (it has no config.toml); give the folder a run wrote, such as runs/<name>", path.display())]

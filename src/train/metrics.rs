@@ -6,7 +6,7 @@
 //! and should give them an `"epoch"` field too, so that a resumed run can
 //! drop the lines of epochs it is about to redo (`truncate_after_epoch`).
 
-use super::atomic::write_durably;
+use super::atomic::{crash_point, write_durably};
 use super::error::{TrainError, TrainResult};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -70,16 +70,19 @@ impl MetricsLog {
         &self.path
     }
 
-    /// Appends `record` as one JSON line and flushes it to the file. Records
-    /// should serialize to JSON objects with a `"kind"` field.
+    /// Appends `record` as one JSON line and syncs it to the disk, so that
+    /// it is durable before anything written after it. Records should
+    /// serialize to JSON objects with a `"kind"` field.
     pub fn append(&mut self, record: &impl Serialize) -> TrainResult<()> {
         let mut line = serde_json::to_vec(record)
             .map_err(|e| TrainError::io(&self.path, std::io::Error::other(e)))?;
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .and_then(|()| self.file.flush())
-            .map_err(|e| TrainError::io(&self.path, e))
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| TrainError::io(&self.path, e))?;
+        crash_point();
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! metadata; checkpoints add the optimizer state and where training stood.
 
 use super::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
+use super::error::TrainError;
 use super::run_dir::MODEL_FILE;
 use crate::data::features::FeatureConfig;
 use crate::gpu::Gpu;
@@ -52,10 +53,16 @@ impl ModelInfo {
         let bad = |key: &str, e: serde_json::Error| {
             anyhow!("{}: metadata {key:?} unreadable: {e}", path.display())
         };
+        let features: FeatureConfig =
+            serde_json::from_str(field("features")?).map_err(|e| bad("features", e))?;
+        // The same check as a config file's [features] gets.
+        features
+            .validate()
+            .map_err(|e| anyhow!("{}: metadata \"features\": {e}", path.display()))?;
         Ok(ModelInfo {
             architecture: serde_json::from_str(field("architecture")?)
                 .map_err(|e| bad("architecture", e))?,
-            features: serde_json::from_str(field("features")?).map_err(|e| bad("features", e))?,
+            features,
             classes: serde_json::from_str(field("classes")?).map_err(|e| bad("classes", e))?,
         })
     }
@@ -98,7 +105,7 @@ pub fn load_model(
     architecture: Option<&Architecture>,
 ) -> anyhow::Result<(Network, ModelInfo, BTreeMap<String, String>)> {
     let path = &model_path(path);
-    let (tensors, meta) = load_checkpoint(path)?;
+    let (tensors, meta) = read_model_file(path)?;
     let mut info = ModelInfo::from_metadata(&meta, path)?;
     if let Some(a) = architecture {
         info.architecture = a.clone();
@@ -108,6 +115,24 @@ pub fn load_model(
         .with_context(|| format!("{}: building the network it describes", path.display()))?;
     network.load_state(gpu, network_part(&tensors), path)?;
     Ok((network, info, meta))
+}
+
+/// The tensors and metadata of a model file or checkpoint. A NaN or
+/// infinite value is refused, naming the tensor: no network can use it.
+fn read_model_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let (tensors, meta) = load_checkpoint(path)?;
+    for tensor in &tensors {
+        if let Some(index) = tensor.data.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::NonFinite {
+                path: path.to_path_buf(),
+                tensor: tensor.name.clone(),
+                index,
+                value: tensor.data[index],
+            }
+            .into());
+        }
+    }
+    Ok((tensors, meta))
 }
 
 /// The network's tensors of a model file or checkpoint (not the optimizer's).
@@ -132,7 +157,7 @@ fn model_path(path: &Path) -> std::path::PathBuf {
 /// was copied and what not.
 pub fn inherit_from_file(gpu: &Gpu, network: &Network, path: &Path) -> anyhow::Result<Inheritance> {
     let path = model_path(path);
-    let (tensors, _) = load_checkpoint(&path)?;
+    let (tensors, _) = read_model_file(&path)?;
     Ok(network.inherit(gpu, network_part(&tensors))?)
 }
 
@@ -208,7 +233,7 @@ pub fn load_checkpoint_file(
     network: &Network,
     optimizers: &mut [(&str, &mut Optimizer)],
 ) -> anyhow::Result<Standing> {
-    let (tensors, meta) = load_checkpoint(path)?;
+    let (tensors, meta) = read_model_file(path)?;
     if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
         anyhow::bail!(
             "{}: not an audionas training checkpoint; it cannot be resumed",

@@ -2,6 +2,7 @@
 
 use super::atomic::write_durably;
 use super::error::{TrainError, TrainResult};
+use crate::data::error::remove_stale_temp_files;
 use std::path::{Path, PathBuf};
 
 /// The best model's file name in a run folder.
@@ -45,18 +46,20 @@ pub fn validate_run_name(name: &str) -> TrainResult<()> {
 
 impl RunDir {
     /// Makes `base/name/` (and `base`) and writes `config_text` to its
-    /// config.toml. Fails if the folder already holds a run (has a
-    /// config.toml): to continue a run, use `open_existing`. A folder that
-    /// exists without a config.toml (a run stopped before it wrote one) is used.
+    /// config.toml. Fails if the folder already holds a run that kept work
+    /// (a checkpoint or a model): to continue a run, use `open_existing`. A
+    /// folder of a run stopped before its first epoch ended holds nothing
+    /// to keep, so a new run takes it.
     pub fn create(base: &Path, name: &str, config_text: &str) -> TrainResult<RunDir> {
         validate_run_name(name)?;
         let run = RunDir {
             root: base.join(name),
         };
-        if run.config().exists() {
+        if run.last_checkpoint().exists() || run.best_model().exists() {
             return Err(TrainError::RunExists { path: run.root });
         }
         std::fs::create_dir_all(&run.root).map_err(|e| TrainError::io(&run.root, e))?;
+        run.remove_stale_temp_files();
         run.write_config(config_text)?;
         Ok(run)
     }
@@ -76,7 +79,14 @@ impl RunDir {
         if !run.config().is_file() {
             return Err(TrainError::NotARun { path: run.root });
         }
+        run.remove_stale_temp_files();
         Ok(run)
+    }
+
+    /// Temporary files of writes that a killed process never finished.
+    fn remove_stale_temp_files(&self) {
+        remove_stale_temp_files(&self.root);
+        remove_stale_temp_files(&self.checkpoints_dir());
     }
 
     /// The folder name, which is the run name.

@@ -313,6 +313,9 @@ fn epochs(
                 .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
             record.samples_per_s
         ));
+        // The metrics line goes first: a kill before the checkpoint below
+        // makes the resumed run redo this epoch and trim the line.
+        metrics.append(&record)?;
         // Without validation data, the latest model is the best one.
         let score = record.val_accuracy.unwrap_or(record.epoch as f64);
         session.standing.epoch = epoch + 1;
@@ -332,7 +335,6 @@ fn epochs(
             )?;
         }
         session.save_checkpoint(&run.last_checkpoint(), info)?;
-        metrics.append(&record)?;
         if options.verbose {
             println!("{}", serde_json::to_string(&record)?);
         }
