@@ -9,11 +9,13 @@
 //!
 //! `cargo bench --bench recording`
 
-use audionas::gpu::{Gpu, Recorder};
-use audionas::kernels::softmax_xent::{softmax_cross_entropy, SoftmaxXent, XentOutputs};
+use audionas::data::batch::Batch;
+use audionas::gpu::Gpu;
 use audionas::model::{Architecture, Network};
-use audionas::nn::optim::{Optimizer, OptimizerKind};
-use audionas::nn::{batched, Pass};
+use audionas::nn::optim::OptimizerKind;
+use audionas::nn::WEIGHTS;
+use audionas::train::session::{GroupConfig, Session, SessionConfig, StepPart};
+use audionas::train::LrSchedule;
 use audionas::util::rng::Rng;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::Path;
@@ -36,65 +38,45 @@ fn architecture() -> Architecture {
     Architecture::parse(&toml, Path::new("recording.toml")).unwrap()
 }
 
-/// A network, its optimizer and one batch, ready to record training steps.
-struct Step {
-    network: Network,
-    optimizer: Optimizer,
-    x: audionas::gpu::Tensor,
-    labels: audionas::gpu::Tensor,
-    loss: audionas::gpu::Tensor,
-    dlogits: audionas::gpu::Tensor,
-    correct: audionas::gpu::Tensor,
-}
-
-impl Step {
-    fn new(gpu: &Gpu) -> Step {
-        let network = Network::build(gpu, &architecture(), &INPUT, CLASSES, 1).unwrap();
-        let sgd = OptimizerKind::Sgd {
+/// A session of the network and one batch, ready to record training steps
+/// (SGD with momentum, as `audionas bench`).
+fn session(gpu: &'static Gpu) -> (Session<'static>, Batch) {
+    let network = Network::build(gpu, &architecture(), &INPUT, CLASSES, 1).unwrap();
+    let weights = GroupConfig {
+        name: WEIGHTS,
+        optimizer: OptimizerKind::Sgd {
             momentum: 0.9,
             nesterov: false,
-        };
-        let optimizer = Optimizer::new(gpu, sgd, 0.0, None, &network.params()).unwrap();
-        let mut rng = Rng::new(2);
-        let shape = batched(BATCH, &INPUT);
-        let x = gpu
-            .upload(&shape, &rng.vec_uniform(shape.iter().product(), -1.0, 1.0))
-            .unwrap();
-        let labels: Vec<u32> = (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect();
-        Step {
-            network,
-            optimizer,
-            x,
-            labels: gpu.upload_u32(&[BATCH], &labels).unwrap(),
-            loss: gpu.empty(&[BATCH]).unwrap(),
-            dlogits: gpu.empty(&[BATCH, CLASSES]).unwrap(),
-            correct: gpu.empty(&[1]).unwrap(),
-        }
-    }
-
-    /// Records forward, loss, backward and the optimizer step.
-    fn record(&mut self, rec: &mut Recorder) {
-        let logits = self.network.forward(rec, &self.x, Pass::train(3)).unwrap();
-        let outputs = XentOutputs {
-            loss: &self.loss,
-            grad: &self.dlogits,
-            correct: &self.correct,
-            mean_loss: None,
-        };
-        let xent = SoftmaxXent::new(BATCH, CLASSES);
-        softmax_cross_entropy(rec, &xent, &logits, &self.labels, &outputs).unwrap();
-        self.network.backward(rec, &self.dlogits).unwrap();
-        self.optimizer
-            .step(rec, &self.network.params(), 0.01)
-            .unwrap();
-    }
+        },
+        lr: 0.01,
+        schedule: LrSchedule::default(),
+        weight_decay: 0.0,
+        clip_norm: None,
+    };
+    let config = SessionConfig {
+        batch_size: BATCH,
+        label_smoothing: 0.0,
+        seed: 3,
+        steps_per_epoch: 1,
+        epochs: 1,
+        log_every: 1000,
+    };
+    let session = Session::new(gpu, network, &[weights], config).unwrap();
+    let mut rng = Rng::new(2);
+    let batch = Batch {
+        features: rng.vec_uniform(BATCH * INPUT.iter().product::<usize>(), -1.0, 1.0),
+        labels: (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect(),
+        shape: [BATCH, INPUT[0], INPUT[1], INPUT[2]],
+    };
+    (session, batch)
 }
 
 fn recording(c: &mut Criterion) {
     let gpu = Gpu::shared();
-    let mut step = Step::new(gpu);
-    let mut rec = gpu.recorder();
-    step.record(&mut rec);
+    let (mut session, batch) = session(gpu);
+    let part = [StepPart::new(&batch, &[WEIGHTS])];
+    let mut step = || session.record(&part).unwrap();
+    let rec = step();
     eprintln!("recording: {} dispatches per step", rec.dispatch_count());
     rec.submit_and_wait().unwrap();
 
@@ -107,8 +89,7 @@ fn recording(c: &mut Criterion) {
             let mut recording = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                let mut rec = gpu.recorder();
-                step.record(&mut rec);
+                let rec = step();
                 recording += start.elapsed();
                 rec.submit_and_wait().unwrap();
             }
@@ -120,9 +101,7 @@ fn recording(c: &mut Criterion) {
             let mut recording = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                let mut rec = gpu.recorder();
-                step.record(&mut rec);
-                rec.submit().unwrap();
+                step().submit().unwrap();
                 recording += start.elapsed();
                 gpu.wait().unwrap();
             }
@@ -130,11 +109,7 @@ fn recording(c: &mut Criterion) {
         })
     });
     group.bench_function("step", |bench| {
-        bench.iter(|| {
-            let mut rec = gpu.recorder();
-            step.record(&mut rec);
-            rec.submit_and_wait().unwrap();
-        })
+        bench.iter(|| step().submit_and_wait().unwrap())
     });
     group.finish();
 }

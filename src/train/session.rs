@@ -16,7 +16,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::batch::{Batch, BatchConfig, BatchLoader, GpuBatch};
 use crate::data::dataset::{DataSet, Split};
 use crate::data::prepare::{prepare, PrepareOptions, Prepared};
-use crate::gpu::{Gpu, KernelTime, Tensor};
+use crate::gpu::{Gpu, KernelTime, Recorder, Tensor};
 use crate::kernels::softmax_xent::{softmax_cross_entropy, SoftmaxXent, XentOutputs};
 use crate::model::Network;
 use crate::nn::optim::{Optimizer, OptimizerKind};
@@ -429,9 +429,15 @@ impl<'g> Session<'g> {
     /// Records one step (its parts in order, in one submit) and submits it
     /// without waiting.
     pub fn step(&mut self, parts: &[StepPart]) -> anyhow::Result<()> {
-        let rec = self.gpu.recorder();
-        self.record_step(rec, parts)?.submit()?;
+        self.record(parts)?.submit()?;
         Ok(())
+    }
+
+    /// Records one step without submitting it (to time the recording); the
+    /// caller submits the recorder it gets.
+    pub fn record(&mut self, parts: &[StepPart]) -> anyhow::Result<Recorder<'g>> {
+        let rec = self.gpu.recorder();
+        self.record_step(rec, parts)
     }
 
     /// A step whose every dispatch is timed (it waits for the GPU).
@@ -442,9 +448,9 @@ impl<'g> Session<'g> {
 
     fn record_step<'r>(
         &mut self,
-        mut rec: crate::gpu::Recorder<'r>,
+        mut rec: Recorder<'r>,
         parts: &[StepPart],
-    ) -> anyhow::Result<crate::gpu::Recorder<'r>>
+    ) -> anyhow::Result<Recorder<'r>>
     where
         'g: 'r,
     {
