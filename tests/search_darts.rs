@@ -10,10 +10,10 @@ use audionas::gpu::Gpu;
 use audionas::model::arch::Weighting;
 use audionas::model::{Architecture, Mask, Network};
 use audionas::nn::Pass;
-use audionas::search::config::SearchConfig;
+use audionas::search::config::{SearchConfig, Strategy};
 use audionas::search::darts::{search, SearchOptions, ARCHITECTURE_FILE, ARCH_WEIGHTS_FILE};
-use audionas::search::derive::{darts_choices, derive};
-use audionas::search::space::SpaceConfig;
+use audionas::search::derive::{darts_choices, derive, fair_darts_choices};
+use audionas::search::space::{SpaceConfig, Tables};
 use audionas::train::config::Experiment;
 use audionas::train::run_dir::RunDir;
 use audionas::train::trainer::{train, TrainOptions};
@@ -145,7 +145,12 @@ fn loss(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, r: &[f32]) -> f
 fn supernet_gradients_match_finite_differences() {
     let gpu = Gpu::shared();
     let config = parse(&tiny_search("")).unwrap();
-    let arch = config.space.supernet("supernet", Weighting::Softmax, 0.5);
+    let tables = Tables {
+        weighting: Weighting::Softmax,
+        init_scale: 0.5,
+        regulariser: None,
+    };
+    let arch = config.space.supernet("supernet", &tables);
     let input = [1, 9, 7];
     let classes = 3;
     let batch = 2;
@@ -252,4 +257,80 @@ fn bad_search_configs_are_refused_naming_the_key() {
     }
     let e = parse(&tiny_search("[search]\nstrategy = \"nope\"")).unwrap_err();
     assert!(e.contains("nope") || e.contains("strategy"), "{e}");
+}
+
+#[test]
+fn fair_darts_keeps_strong_edges_only_and_drops_empty_nodes() {
+    let mut config = parse(&tiny_search("")).unwrap();
+    config.search.strategy = Strategy::FairDarts;
+    let space = config.space();
+    assert!(!space.ops.iter().any(|o| o == "zero"));
+    let k = space.ops.len();
+    let mut w = vec![0.1; 5 * k];
+    w[0 * k + 2] = 0.9; // node 0: one edge above 0.85
+    w[1 * k + 1] = 0.8; // below the threshold
+    w[4 * k + 3] = 0.95; // node 1 from node 0
+    let choices = fair_darts_choices(&space, &w, 0.85);
+    assert_eq!(choices, vec![Some(2), None, None, None, Some(3)]);
+    // No edge strong enough anywhere: the cell is empty, which is refused.
+    let none = fair_darts_choices(&space, &vec![0.5; 5 * k], 0.85);
+    assert!(none.iter().all(Option::is_none));
+    assert!(derive(&space, "d", &none, &none).is_err());
+}
+
+#[test]
+fn a_tiny_fair_darts_search_derives_and_retrains() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 6);
+    let gpu = Gpu::shared();
+    let mut config = parse(&tiny_search("")).unwrap();
+    config.search.strategy = Strategy::FairDarts;
+    let run = RunDir::create(&dir.path().join("runs"), "fair", &config.to_toml()).unwrap();
+    // From alpha = 0 every sigmoid starts at 0.5, so a few steps cannot
+    // reach the reference's 0.85: the search says so instead of writing an
+    // empty network, and stays resumable.
+    let e = search(gpu, &config, &run, &options(dir.path(), false, None)).unwrap_err();
+    assert!(format!("{e:#}").contains("no node left"), "{e:#}");
+    assert!(run.last_checkpoint().exists());
+    let weights = std::fs::read_to_string(run.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    let line: serde_json::Value = serde_json::from_str(weights.lines().last().unwrap()).unwrap();
+    assert!(!line["ops"].as_array().unwrap().iter().any(|o| o == "zero"));
+    // The zero-one loss pushes the sigmoids away from 0.5.
+    let moved = line["normal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .any(|w| (w.as_f64().unwrap() - 0.5).abs() > 1e-3);
+    assert!(moved, "{line}");
+
+    // With a threshold these weights pass, a network is derived and retrains.
+    config.search.threshold = 0.5;
+    let run = RunDir::create(&dir.path().join("runs"), "fair_low", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &run, &options(dir.path(), false, None)).unwrap();
+    let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.model = derived;
+    experiment.train.epochs = 1;
+    let retrain = RunDir::create(
+        &dir.path().join("runs"),
+        "fair_retrain",
+        &experiment.to_toml(),
+    )
+    .unwrap();
+    let trained = train(
+        gpu,
+        &experiment,
+        &retrain,
+        &TrainOptions {
+            data_dir: dir.path().join("data"),
+            prepare: options(dir.path(), false, None).prepare,
+            resume: false,
+            stop_after_epochs: None,
+            verbose: false,
+            init_from: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(trained.params, summary.params);
 }

@@ -178,6 +178,10 @@ pub enum Op {
         /// Initial alpha: this times a standard normal draw (0: all zero).
         #[serde(default = "default_alpha_scale")]
         init_scale: f32,
+        /// A loss on alpha added to the training loss (its gradient to
+        /// alpha in every backward), e.g. FairDARTS's zero-one loss.
+        #[serde(default)]
+        regulariser: Option<Regularisation>,
     },
     /// A mixed edge: its first input is an `arch_weights` layer, the others
     /// are candidate outputs of one shape; the result is the sum of each
@@ -188,6 +192,25 @@ pub enum Op {
         row: usize,
         columns: Vec<usize>,
     },
+}
+
+/// A loss on architecture weights: `weight` times the mean over the table
+/// of the FairDARTS zero-one loss `-(sigmoid(alpha) - 0.5)^2`, or the mean
+/// over rows of the purity of `softmax(row)` (`gini`: `sum p (1 - p)`;
+/// `entropy`: `-sum p ln p / ln K`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regularisation {
+    pub kind: RegulariserKind,
+    pub weight: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegulariserKind {
+    ZeroOne,
+    Gini,
+    Entropy,
 }
 
 /// How architecture weights follow from alpha.

@@ -407,12 +407,19 @@ fn layer_work(
             rows,
             candidates,
             init_scale,
+            regulariser,
             ..
         } => {
             positive("rows", rows)?;
             positive("candidates", candidates)?;
             if !init_scale.is_finite() || init_scale < 0.0 {
                 return Err(format!("init_scale {init_scale} must be a number >= 0"));
+            }
+            if let Some(r) = regulariser.filter(|r| !r.weight.is_finite() || r.weight < 0.0) {
+                return Err(format!(
+                    "regulariser weight {} must be a number >= 0",
+                    r.weight
+                ));
             }
             let work = Work {
                 params: (rows * candidates) as u64,

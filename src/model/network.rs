@@ -2,14 +2,14 @@
 //! topological order, forward in that order, backward in reverse, summing the
 //! gradients of an output that several layers read.
 
-use super::arch::{Architecture, LstmReturns, Op, Weighting};
+use super::arch::{Architecture, LstmReturns, Op, RegulariserKind, Weighting};
 use super::cost::Cost;
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
 use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
-use crate::kernels::mixed_edge::EdgeWeighting;
+use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BatchNormLayer, Concat, Conv2dLayer,
     Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Param,
@@ -661,15 +661,24 @@ fn build_layer(
             candidates,
             weighting,
             init_scale,
+            regulariser,
         } => {
             let weighting = match weighting {
                 Weighting::Softmax => EdgeWeighting::Softmax,
                 Weighting::Sigmoid => EdgeWeighting::Sigmoid,
             };
-            Box::new(
-                ArchWeights::new(gpu, rows, candidates, weighting, init_scale, rng)
-                    .map_err(gpu_err)?,
-            )
+            let regulariser = regulariser.map(|r| {
+                let kind = match r.kind {
+                    RegulariserKind::ZeroOne => Regulariser::ZeroOne,
+                    RegulariserKind::Gini => Regulariser::Gini,
+                    RegulariserKind::Entropy => Regulariser::Entropy,
+                };
+                (kind, r.weight)
+            });
+            let layer = ArchWeights::new(gpu, rows, candidates, weighting, init_scale, rng)
+                .and_then(|a| a.regularised(gpu, regulariser))
+                .map_err(gpu_err)?;
+            Box::new(layer)
         }
         Op::Mixed { row, ref columns } => Box::new(Mixed::new(row, columns.clone(), &in_shapes[1])),
     })

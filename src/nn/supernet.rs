@@ -5,8 +5,8 @@
 use super::{Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::mixed_edge::{
-    mixed_edge_alpha_backward, mixed_edge_weights, mixed_terms_backward, mixed_terms_forward,
-    EdgeWeighting,
+    arch_regulariser, mixed_edge_alpha_backward, mixed_edge_weights, mixed_terms_backward,
+    mixed_terms_forward, EdgeWeighting, Regulariser,
 };
 use crate::util::rng::Rng;
 
@@ -18,6 +18,8 @@ pub const ARCH: &str = "arch";
 pub struct ArchWeights {
     alpha: Param,
     weighting: EdgeWeighting,
+    /// A loss on alpha, its weight, and where its value is written.
+    regulariser: Option<(Regulariser, f32, Tensor)>,
 }
 
 impl ArchWeights {
@@ -37,7 +39,27 @@ impl ArchWeights {
         let alpha = Param::new(gpu, "alpha", &[rows, candidates], &values)?
             .no_decay()
             .in_group(ARCH);
-        Ok(ArchWeights { alpha, weighting })
+        Ok(ArchWeights {
+            alpha,
+            weighting,
+            regulariser: None,
+        })
+    }
+
+    /// Adds `weight` times the loss `kind` on alpha to every backward.
+    pub fn regularised(
+        self,
+        gpu: &Gpu,
+        regulariser: Option<(Regulariser, f32)>,
+    ) -> GpuResult<Self> {
+        let regulariser = match regulariser {
+            Some((kind, weight)) => Some((kind, weight, gpu.zeros(&[1])?)),
+            None => None,
+        };
+        Ok(ArchWeights {
+            regulariser,
+            ..self
+        })
     }
 }
 
@@ -69,6 +91,10 @@ impl Layer for ArchWeights {
         _need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>> {
         mixed_edge_alpha_backward(rec, self.weighting, output, dout, &self.alpha.grad, false)?;
+        if let Some((kind, weight, loss)) = &self.regulariser {
+            let (value, grad) = (&self.alpha.value, &self.alpha.grad);
+            arch_regulariser(rec, *kind, value, *weight, loss, grad, true)?;
+        }
         Ok(vec![None])
     }
 }

@@ -2,11 +2,11 @@
 //! training of an experiment, the search space, and the strategy with its
 //! architecture optimizer. Unknown keys are refused.
 
-use super::space::SpaceConfig;
+use super::space::{SpaceConfig, Tables};
 use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
-use crate::model::arch::Weighting;
+use crate::model::arch::{Regularisation, RegulariserKind, Weighting};
 use crate::nn::optim::OptimizerKind;
 use crate::nn::ARCH;
 use crate::train::config::{resolve_features, ConfigError, Experiment, TrainConfig};
@@ -19,21 +19,26 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
+    /// Softmax over each edge's operations (Liu et al.).
     Darts,
+    /// Independent sigmoids with a zero-one loss, no `zero` operation (Chu et al.).
+    FairDarts,
 }
 
 impl Strategy {
-    pub const NAMES: [&'static str; 1] = ["darts"];
+    pub const NAMES: [&'static str; 2] = ["darts", "fair-darts"];
 
     pub fn name(&self) -> &'static str {
         match self {
             Strategy::Darts => "darts",
+            Strategy::FairDarts => "fair-darts",
         }
     }
 
     pub fn parse(name: &str) -> Result<Strategy, String> {
         match name {
             "darts" => Ok(Strategy::Darts),
+            "fair-darts" => Ok(Strategy::FairDarts),
             other => Err(format!(
                 "unknown strategy {other:?}; choose from {}",
                 Strategy::NAMES.join(", ")
@@ -41,32 +46,66 @@ impl Strategy {
         }
     }
 
-    /// How architecture weights follow from alpha, and alpha's initial scale.
-    pub fn weighting(&self) -> (Weighting, f32) {
+    /// How its architecture weights are made, as the references make them.
+    pub fn tables(&self) -> Tables {
         match self {
-            Strategy::Darts => (Weighting::Softmax, 1e-3),
+            Strategy::Darts => Tables {
+                weighting: Weighting::Softmax,
+                init_scale: 1e-3,
+                regulariser: None,
+            },
+            Strategy::FairDarts => Tables {
+                weighting: Weighting::Sigmoid,
+                init_scale: 0.0,
+                regulariser: Some(Regularisation {
+                    kind: RegulariserKind::ZeroOne,
+                    weight: 10.0,
+                }),
+            },
+        }
+    }
+
+    /// The architecture optimizer's learning rate and Adam betas of the reference.
+    fn arch_defaults(&self) -> (f64, [f32; 2]) {
+        match self {
+            Strategy::Darts => (3e-4, [0.5, 0.999]),
+            Strategy::FairDarts => (3e-3, [0.9, 0.999]),
         }
     }
 }
 
-/// The strategy and its architecture optimizer (defaults as the DARTS reference).
+/// The strategy and its architecture optimizer; the learning rate and betas
+/// default to the strategy's reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyConfig {
     pub strategy: Strategy,
-    pub arch_lr: f64,
-    pub arch_betas: [f32; 2],
+    pub arch_lr: Option<f64>,
+    pub arch_betas: Option<[f32; 2]>,
     pub arch_weight_decay: f64,
+    /// FairDARTS: the weight an operation needs to stay in a derived cell.
+    pub threshold: f64,
 }
 
 impl Default for StrategyConfig {
     fn default() -> Self {
         StrategyConfig {
             strategy: Strategy::Darts,
-            arch_lr: 3e-4,
-            arch_betas: [0.5, 0.999],
+            arch_lr: None,
+            arch_betas: None,
             arch_weight_decay: 1e-3,
+            threshold: 0.85,
         }
+    }
+}
+
+impl StrategyConfig {
+    pub fn arch_lr(&self) -> f64 {
+        self.arch_lr.unwrap_or(self.strategy.arch_defaults().0)
+    }
+
+    pub fn arch_betas(&self) -> [f32; 2] {
+        self.arch_betas.unwrap_or(self.strategy.arch_defaults().1)
     }
 }
 
@@ -145,12 +184,12 @@ impl SearchConfig {
             search: file.search,
             space: file.space,
         };
-        config.space.validate().map_err(&fail)?;
+        config.space().validate().map_err(&fail)?;
         let s = &config.search;
-        if !(s.arch_lr.is_finite() && s.arch_lr > 0.0) {
+        if !(s.arch_lr().is_finite() && s.arch_lr() > 0.0) {
             return Err(fail(format!(
                 "[search] arch_lr = {} must be a positive number",
-                s.arch_lr
+                s.arch_lr()
             )));
         }
         if !(s.arch_weight_decay.is_finite() && s.arch_weight_decay >= 0.0) {
@@ -159,10 +198,16 @@ impl SearchConfig {
                 s.arch_weight_decay
             )));
         }
-        if s.arch_betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+        if !(0.0..1.0).contains(&s.threshold) {
+            return Err(fail(format!(
+                "[search] threshold = {} must be in [0, 1)",
+                s.threshold
+            )));
+        }
+        if s.arch_betas().iter().any(|b| !(0.0..1.0).contains(b)) {
             return Err(fail(format!(
                 "[search] arch_betas = {:?} must be in [0, 1)",
-                s.arch_betas
+                s.arch_betas()
             )));
         }
         // Builds the supernet's description and checks its shapes on the
@@ -183,14 +228,24 @@ impl SearchConfig {
     /// The supernet as an experiment: what `Data`, `Session` and the run
     /// folder take.
     pub fn experiment(&self) -> Experiment {
-        let (weighting, init_scale) = self.search.strategy.weighting();
+        let tables = self.search.strategy.tables();
         Experiment {
             features: self.features.clone(),
             train: self.train.clone(),
             data: self.data.clone(),
             augment: self.augment.clone(),
-            model: self.space.supernet("supernet", weighting, init_scale),
+            model: self.space().supernet("supernet", &tables),
         }
+    }
+
+    /// The space the strategy searches: FairDARTS has no `zero` operation
+    /// (its sigmoids let every operation fade on its own).
+    pub fn space(&self) -> SpaceConfig {
+        let mut space = self.space.clone();
+        if self.search.strategy == Strategy::FairDarts {
+            space.ops.retain(|o| o != "zero");
+        }
+        space
     }
 
     /// The architecture group's optimizer: Adam as the reference.
@@ -199,11 +254,11 @@ impl SearchConfig {
         GroupConfig {
             name: ARCH,
             optimizer: OptimizerKind::Adam {
-                beta1: s.arch_betas[0],
-                beta2: s.arch_betas[1],
+                beta1: s.arch_betas()[0],
+                beta2: s.arch_betas()[1],
                 eps: 1e-8,
             },
-            lr: s.arch_lr,
+            lr: s.arch_lr(),
             schedule: LrSchedule::default(),
             weight_decay: s.arch_weight_decay,
             clip_norm: None,

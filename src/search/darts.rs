@@ -5,7 +5,8 @@
 //! logged after each epoch, and the derived architecture written for `train`.
 
 use super::config::SearchConfig;
-use super::derive::{darts_choices, derive, Genotype};
+use super::config::Strategy;
+use super::derive::{darts_choices, derive, fair_darts_choices, Genotype};
 use super::space::{NORMAL_WEIGHTS, REDUCE_WEIGHTS};
 use crate::data::dataset::Split;
 use crate::data::prepare::PrepareOptions;
@@ -149,7 +150,6 @@ pub fn search(
         .map_or(cfg.epochs, |n| (session.standing.epoch + n).min(cfg.epochs));
     let mut train_stream = search_train.forever(session.standing.step)?;
     let mut val_stream = search_val.forever(session.standing.step)?;
-    let mut genotype = None;
     for epoch in session.standing.epoch..last_epoch {
         let epoch_start = Instant::now();
         let progress = Progress::new(epoch + 1, cfg.epochs, steps_per_epoch);
@@ -212,7 +212,10 @@ pub fn search(
                 resume_advice(run, session.standing.epoch)
             );
         }
-        let (g, _) = derive_from(config, "derived", &normal, &reduce)?;
+        // A strategy's cells may still be empty early on (FairDARTS keeps
+        // only edges above its threshold): the count is then left out.
+        let skips = derive_from(config, "derived", &normal, &reduce)
+            .map_or("-".to_string(), |(g, _)| g.skips.to_string());
         let record = EpochRecord {
             epoch: epoch + 1,
             step: session.standing.step,
@@ -231,26 +234,24 @@ pub fn search(
             record
                 .val_accuracy
                 .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
-            g.skips,
+            skips,
             record.samples_per_s
         ));
         session.standing.epoch = epoch + 1;
         arch_weights.append(&WeightsRecord {
             epoch: epoch + 1,
-            ops: &config.space.ops,
+            ops: &config.space().ops,
             normal,
             reduce,
         })?;
         metrics.append(&record)?;
         session.save_checkpoint(&run.last_checkpoint(), &info)?;
-        genotype = Some(g);
     }
     plot_curves(&read_epoch_records(&run.metrics())?, &run.plots_dir())?;
 
     let (normal, reduce) = read_weights(gpu, &session.network, config)?;
     let name = format!("{}_{}", run.name(), config.search.strategy.name());
-    let (genotype_now, derived) = derive_from(config, &name, &normal, &reduce)?;
-    let genotype = genotype.unwrap_or(genotype_now);
+    let (genotype, derived) = derive_from(config, &name, &normal, &reduce)?;
     let cost = Cost::of(
         &derived,
         &shape,
@@ -305,8 +306,8 @@ fn read_weights(
     network: &Network,
     config: &SearchConfig,
 ) -> anyhow::Result<(Table, Table)> {
-    let k = config.space.ops.len();
-    let weighting = match config.search.strategy.weighting().0 {
+    let k = config.space().ops.len();
+    let weighting = match config.search.strategy.tables().weighting {
         Weighting::Softmax => EdgeWeighting::Softmax,
         Weighting::Sigmoid => EdgeWeighting::Sigmoid,
     };
@@ -333,10 +334,17 @@ fn derive_from(
     normal: &[Vec<f64>],
     reduce: &[Vec<f64>],
 ) -> anyhow::Result<(Genotype, Architecture)> {
+    let space = config.space();
     let choose = |rows: &[Vec<f64>]| {
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-        darts_choices(&config.space, &flat)
+        match config.search.strategy {
+            Strategy::Darts => darts_choices(&space, &flat),
+            Strategy::FairDarts => fair_darts_choices(&space, &flat, config.search.threshold),
+        }
     };
-    derive(&config.space, name, &choose(normal), &choose(reduce))
-        .map_err(|e| anyhow::anyhow!("deriving the architecture: {e}"))
+    derive(&space, name, &choose(normal), &choose(reduce)).map_err(|e| {
+        anyhow::anyhow!(
+            "deriving the architecture: {e} (no edge is strong enough yet; search more epochs)"
+        )
+    })
 }

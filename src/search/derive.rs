@@ -9,9 +9,9 @@ use serde::Serialize;
 /// is left out).
 pub type Choices = Vec<Option<usize>>;
 
-/// DARTS: for each node, the 2 incoming edges whose strongest operation
-/// other than `zero` is strongest, each with that operation.
-pub fn darts_choices(space: &SpaceConfig, weights: &[f64]) -> Choices {
+/// For each node, the 2 incoming edges whose strongest operation other
+/// than `zero` is strongest: `(row, operation, its weight)`.
+fn strongest_edges(space: &SpaceConfig, weights: &[f64]) -> Vec<(usize, usize, f64)> {
     let k = space.ops.len();
     let zero = space.ops.iter().position(|o| o == "zero");
     let best = |row: usize| {
@@ -25,13 +25,37 @@ pub fn darts_choices(space: &SpaceConfig, weights: &[f64]) -> Choices {
             .expect("validation keeps an operation besides zero")
     };
     let edges = space.edges();
-    let mut choices = vec![None; edges.len()];
+    let mut kept = Vec::new();
     for node in 0..space.nodes {
         let mut incoming: Vec<&Edge> = edges.iter().filter(|e| e.node == node).collect();
         // Strongest first; a stable sort keeps earlier edges first on ties.
         incoming.sort_by(|a, b| best(b.row).1.total_cmp(&best(a.row).1));
-        for edge in incoming.into_iter().take(2) {
-            choices[edge.row] = Some(best(edge.row).0);
+        kept.extend(incoming.into_iter().take(2).map(|e| {
+            let (op, w) = best(e.row);
+            (e.row, op, w)
+        }));
+    }
+    kept
+}
+
+/// DARTS: each node keeps its 2 strongest edges, each with its strongest
+/// operation other than `zero`.
+pub fn darts_choices(space: &SpaceConfig, weights: &[f64]) -> Choices {
+    choices_where(space, weights, |_| true)
+}
+
+/// FairDARTS: the edges DARTS keeps, but only those whose operation's
+/// weight (a sigmoid) is at least `threshold`; a node left without edges is
+/// dropped from its cell.
+pub fn fair_darts_choices(space: &SpaceConfig, weights: &[f64], threshold: f64) -> Choices {
+    choices_where(space, weights, |w| w >= threshold)
+}
+
+fn choices_where(space: &SpaceConfig, weights: &[f64], keep: impl Fn(f64) -> bool) -> Choices {
+    let mut choices = vec![None; space.edges().len()];
+    for (row, op, w) in strongest_edges(space, weights) {
+        if keep(w) {
+            choices[row] = Some(op);
         }
     }
     choices

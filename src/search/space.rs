@@ -24,7 +24,7 @@
 //! - `dil_conv_3x3`, `dil_conv_5x5`: ReLU, depthwise with dilation 2, 1x1,
 //!   batch norm.
 
-use crate::model::arch::{LayerSpec, Op, Padding, Pair, Weighting, INPUT};
+use crate::model::arch::{LayerSpec, Op, Padding, Pair, Regularisation, Weighting, INPUT};
 use crate::model::Architecture;
 use crate::nn::Init;
 use serde::{Deserialize, Serialize};
@@ -144,25 +144,33 @@ impl SpaceConfig {
 
     /// The supernet: every edge a mixed edge over all `ops`, weighted by the
     /// table of its cell type (`alphas_normal`, `alphas_reduce`).
-    pub fn supernet(&self, name: &str, weighting: Weighting, init_scale: f32) -> Architecture {
+    pub fn supernet(&self, name: &str, tables: &Tables) -> Architecture {
         let mut b = Builder::new(false);
         let rows = self.edges().len();
         let candidates = self.ops.len();
         let has_reductions = !self.reductions.is_empty();
         let has_normal = self.reductions.len() < self.cells;
-        let tables = [
-            (NORMAL_WEIGHTS, has_normal),
-            (REDUCE_WEIGHTS, has_reductions),
-        ];
-        for (table, _) in tables.iter().filter(|t| t.1) {
+        let present = [has_normal, has_reductions];
+        let count = present.iter().filter(|&&p| p).count() as f32;
+        for (table, _) in [NORMAL_WEIGHTS, REDUCE_WEIGHTS]
+            .iter()
+            .zip(present)
+            .filter(|t| t.1)
+        {
+            // Each table's share, so the loss is a mean over both together.
+            let regulariser = tables.regulariser.map(|r| Regularisation {
+                weight: r.weight / count,
+                ..r
+            });
             b.layer(
                 table,
                 &[INPUT],
                 Op::ArchWeights {
                     rows,
                     candidates,
-                    weighting,
-                    init_scale,
+                    weighting: tables.weighting,
+                    init_scale: tables.init_scale,
+                    regulariser,
                 },
             );
         }
@@ -288,6 +296,16 @@ impl SpaceConfig {
         );
         Ok(())
     }
+}
+
+/// How a supernet's architecture weights are made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tables {
+    pub weighting: Weighting,
+    /// Alpha starts as this times a standard normal draw.
+    pub init_scale: f32,
+    /// A loss on the weights, its weight split over the tables.
+    pub regulariser: Option<Regularisation>,
 }
 
 /// The tables of architecture weights of normal and reduction cells.
