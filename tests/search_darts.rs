@@ -267,9 +267,10 @@ fn fair_darts_keeps_strong_edges_only_and_drops_empty_nodes() {
     assert!(!space.ops.iter().any(|o| o == "zero"));
     let k = space.ops.len();
     let mut w = vec![0.1; 5 * k];
-    w[0 * k + 2] = 0.9; // node 0: one edge above 0.85
-    w[1 * k + 1] = 0.8; // below the threshold
-    w[4 * k + 3] = 0.95; // node 1 from node 0
+    let at = |row: usize, op: usize| row * k + op;
+    w[at(0, 2)] = 0.9; // node 0: one edge above 0.85
+    w[at(1, 1)] = 0.8; // below the threshold
+    w[at(4, 3)] = 0.95; // node 1 from node 0
     let choices = fair_darts_choices(&space, &w, 0.85);
     assert_eq!(choices, vec![Some(2), None, None, None, Some(3)]);
     // No edge strong enough anywhere: the cell is empty, which is refused.
