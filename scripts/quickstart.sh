@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs what audionas needs, builds it,
 # shows the GPU adapter it will use, makes the embedded keyword data set
-# (synthesized speech with noise) when it is absent, trains the quickstart
-# keyword-spotting network on it and evaluates the trained model.
+# (synthesized speech with noise) when it is absent, searches a keyword-
+# spotting architecture on it (a short DARTS search), retrains what it found
+# from scratch beside the hand-designed quickstart network, and evaluates both.
 #   bash scripts/quickstart.sh [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,13 @@ if [ ! -d "$data" ]; then
     $bin data synth --out "$data"
 fi
 $bin data stats "$data"
-# A new run folder each time (runs/quickstart-YYYYmmdd-HHMMSS), so the job can run again.
+# New run folders each time (runs/quickstart-YYYYmmdd-HHMMSS-*), so the job can run again.
 name="quickstart-$(date +%Y%m%d-%H%M%S)"
-$bin train --config configs/quickstart.toml --data "$data" --name "$name"
-$bin eval --model "runs/$name/model.safetensors" --data "$data"
+$bin search --config configs/search/quickstart.toml --data "$data" --name "$name-search"
+$bin train --config configs/quickstart.toml --arch "runs/$name-search/architecture.json" \
+    --data "$data" --name "$name-found"
+$bin train --config configs/quickstart.toml --data "$data" --name "$name-baseline"
+echo "== the architecture the search found, retrained from scratch:"
+$bin eval --model "runs/$name-found" --data "$data"
+echo "== the hand-designed quickstart network, trained the same way:"
+$bin eval --model "runs/$name-baseline" --data "$data"
