@@ -3,7 +3,7 @@
 
 use super::space::{Edge, SpaceConfig};
 use crate::model::Architecture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The operation kept on each edge row of one cell type (`None`: the edge
 /// is left out).
@@ -38,7 +38,7 @@ pub fn darts_choices(space: &SpaceConfig, weights: &[f64]) -> Choices {
 }
 
 /// What a derived network is made of, by cell type.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Genotype {
     /// Per cell type, the kept edges: (node, input state, operation).
     pub normal: Vec<(usize, usize, String)>,
