@@ -13,6 +13,7 @@ use audionas::nn::Pass;
 use audionas::search::config::{SearchConfig, Strategy};
 use audionas::search::darts::{search, SearchOptions, ARCHITECTURE_FILE, ARCH_WEIGHTS_FILE};
 use audionas::search::derive::{darts_choices, derive, fair_darts_choices};
+use audionas::search::plots::{CELLS_FILE, HEATMAP_FILE, OVER_EPOCHS_FILE};
 use audionas::search::space::{SpaceConfig, Tables};
 use audionas::train::config::Experiment;
 use audionas::train::run_dir::RunDir;
@@ -84,6 +85,9 @@ fn a_tiny_darts_search_resumes_derives_and_retrains() {
     assert_eq!(path, straight.root.join(ARCHITECTURE_FILE));
     let weights = std::fs::read_to_string(straight.root.join(ARCH_WEIGHTS_FILE)).unwrap();
     assert_eq!(weights.lines().count(), 2);
+    for picture in [HEATMAP_FILE, OVER_EPOCHS_FILE, CELLS_FILE] {
+        assert!(straight.plots_dir().join(picture).is_file(), "{picture}");
+    }
 
     // Stopped after one epoch and resumed: the same weights, so the same architecture.
     let halves = RunDir::create(&dir.path().join("runs"), "halves", &config.to_toml()).unwrap();

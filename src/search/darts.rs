@@ -7,6 +7,7 @@
 use super::config::SearchConfig;
 use super::config::Strategy;
 use super::derive::{darts_choices, derive, fair_darts_choices, Genotype};
+use super::plots::plot_search;
 use super::space::{NORMAL_WEIGHTS, REDUCE_WEIGHTS};
 use crate::data::dataset::Split;
 use crate::data::prepare::PrepareOptions;
@@ -23,7 +24,7 @@ use crate::train::run_dir::RunDir;
 use crate::train::session::{Data, GroupConfig, PartTotals, Session, SessionConfig, StepPart};
 use crate::train::write_durably;
 use anyhow::{bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -40,13 +41,13 @@ pub struct SearchOptions {
 }
 
 /// The architecture weights of one epoch, as `arch_weights.jsonl` keeps them.
-#[derive(Serialize)]
-struct WeightsRecord<'a> {
-    epoch: usize,
-    ops: &'a [String],
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightsRecord {
+    pub epoch: usize,
+    pub ops: Vec<String>,
     /// `[edge][op]`, after the weighting.
-    normal: Vec<Vec<f64>>,
-    reduce: Vec<Vec<f64>>,
+    pub normal: Vec<Vec<f64>>,
+    pub reduce: Vec<Vec<f64>>,
 }
 
 /// What a finished (or stopped) search reports.
@@ -66,6 +67,7 @@ pub struct SearchSummary {
 /// The file names of a search run folder.
 pub const ARCHITECTURE_FILE: &str = "architecture.json";
 pub const ARCH_WEIGHTS_FILE: &str = "arch_weights.jsonl";
+pub const RESULTS_FILE: &str = "results.json";
 
 /// Runs (or resumes) the search of `config` in `run`.
 pub fn search(
@@ -240,7 +242,7 @@ pub fn search(
         session.standing.epoch = epoch + 1;
         arch_weights.append(&WeightsRecord {
             epoch: epoch + 1,
-            ops: &config.space().ops,
+            ops: config.space().ops,
             normal,
             reduce,
         })?;
@@ -251,7 +253,14 @@ pub fn search(
 
     let (normal, reduce) = read_weights(gpu, &session.network, config)?;
     let name = format!("{}_{}", run.name(), config.search.strategy.name());
-    let (genotype, derived) = derive_from(config, &name, &normal, &reduce)?;
+    let (genotype, derived) = match derive_from(config, &name, &normal, &reduce) {
+        Ok(derived) => derived,
+        Err(e) => {
+            // The weights are worth seeing, above all when nothing was derived.
+            plot_search(&run.root)?;
+            return Err(e);
+        }
+    };
     let cost = Cost::of(
         &derived,
         &shape,
@@ -278,10 +287,11 @@ pub fn search(
     };
     if done {
         write_durably(
-            &run.root.join("results.json"),
+            &run.root.join(RESULTS_FILE),
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
     }
+    plot_search(&run.root)?;
     Ok(summary)
 }
 

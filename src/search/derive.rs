@@ -3,7 +3,7 @@
 
 use super::space::{Edge, SpaceConfig};
 use crate::model::Architecture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The operation kept on each edge row of one cell type (`None`: the edge
 /// is left out).
@@ -62,7 +62,7 @@ fn choices_where(space: &SpaceConfig, weights: &[f64], keep: impl Fn(f64) -> boo
 }
 
 /// What a derived network is made of, by cell type.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Genotype {
     /// Per cell type, the kept edges: (node, input state, operation).
     pub normal: Vec<(usize, usize, String)>,

@@ -5,4 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod darts;
 pub mod derive;
+pub mod plots;
 pub mod space;

@@ -90,6 +90,18 @@ pub struct Edge {
     pub row: usize,
 }
 
+/// The edges of a cell of `nodes` nodes: node `i` reads every earlier state.
+pub fn cell_edges(nodes: usize) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for node in 0..nodes {
+        for from in 0..node + 2 {
+            let row = edges.len();
+            edges.push(Edge { node, from, row });
+        }
+    }
+    edges
+}
+
 impl SpaceConfig {
     /// Refuses what cannot be built, naming the key and the valid choices.
     pub fn validate(&self) -> Result<(), String> {
@@ -126,16 +138,9 @@ impl SpaceConfig {
         Ok(())
     }
 
-    /// The edges of a cell: node `i` reads every earlier state.
+    /// The edges of a cell.
     pub fn edges(&self) -> Vec<Edge> {
-        let mut edges = Vec::new();
-        for node in 0..self.nodes {
-            for from in 0..node + 2 {
-                let row = edges.len();
-                edges.push(Edge { node, from, row });
-            }
-        }
-        edges
+        cell_edges(self.nodes)
     }
 
     fn is_reduction(&self, cell: usize) -> bool {

@@ -66,6 +66,9 @@ pub enum TrainError {
     /// A folder that is not a run folder.
     #[error("{}: not a run folder (it has no config.toml); give the folder a run wrote, such as runs/<name>", path.display())]
     NotARun { path: PathBuf },
+    /// A file a run wrote whose content is not what audionas writes there.
+    #[error("{}: {reason}; the run wrote this file, so it was damaged or edited since: restore it, or run again", path.display())]
+    BadRunFile { path: PathBuf, reason: String },
     /// Drawing a plot failed.
     #[error("{}: cannot draw the plot: {reason}; the run itself is fine, only this picture is missing", path.display())]
     Plot { path: PathBuf, reason: String },

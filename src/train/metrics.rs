@@ -136,7 +136,7 @@ fn read_text(path: &Path) -> TrainResult<String> {
 
 /// The non-blank lines of `text` with their 1-based numbers and parsed JSON
 /// objects; the value is `None` only for a torn last line.
-fn json_lines<'t>(
+pub(crate) fn json_lines<'t>(
     path: &Path,
     text: &'t str,
 ) -> TrainResult<Vec<(usize, &'t str, Option<serde_json::Value>)>> {

@@ -9,13 +9,15 @@
 use super::atomic::write_durably;
 use super::error::{TrainError, TrainResult};
 use super::metrics::EpochRecord;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 500;
-const MAX_DOTS: usize = 40;
+/// Beyond this many points a curve is drawn without its dots.
+pub(crate) const MAX_DOTS: usize = 40;
 const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
 const VAL_COLOR: RGBColor = RGBColor(214, 39, 40);
 
@@ -106,11 +108,7 @@ fn draw_curves(records: &[EpochRecord], dir: &Path, text: bool) -> TrainResult<V
     let mut written = Vec::with_capacity(2);
     for (figure, name) in [(loss, "loss.png"), (accuracy, "accuracy.png")] {
         let path = dir.join(name);
-        let png = figure.render(text).map_err(|reason| TrainError::Plot {
-            path: path.clone(),
-            reason,
-        })?;
-        write_durably(&path, &png)?;
+        write_png(&path, (WIDTH, HEIGHT), |root| figure.draw(root, text))?;
         written.push(path);
     }
     Ok(written)
@@ -129,23 +127,7 @@ struct Figure {
 }
 
 impl Figure {
-    /// The picture as PNG bytes.
-    fn render(&self, text: bool) -> Result<Vec<u8>, String> {
-        let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-        self.draw(&mut pixels, text).map_err(|e| e.to_string())?;
-        let mut png = Vec::new();
-        let mut encoder = png::Encoder::new(&mut png, WIDTH, HEIGHT);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-        writer
-            .write_image_data(&pixels)
-            .map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
-        Ok(png)
-    }
-
-    fn draw(&self, pixels: &mut [u8], text: bool) -> Result<(), Box<dyn std::error::Error>> {
+    fn draw(&self, root: &Canvas, text: bool) -> DrawResult {
         // NaN or infinite values (a diverged run) cannot be placed on the axes.
         let finite = |s: &[(usize, f64)]| -> Vec<(f64, f64)> {
             s.iter()
@@ -172,9 +154,7 @@ impl Figure {
         let y_hi = all.map(|&(_, y)| y).fold(self.y_floor, f64::max);
         let y_hi = if y_hi > y_lo { y_hi * 1.05 } else { y_lo + 1.0 };
 
-        let root = BitMapBackend::with_buffer(pixels, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut builder = ChartBuilder::on(&root);
+        let mut builder = ChartBuilder::on(root);
         builder.margin(15);
         if text {
             builder
@@ -188,14 +168,7 @@ impl Figure {
             mesh.x_desc("epoch")
                 .y_desc(self.y_desc)
                 .x_labels(x_ticks)
-                .x_label_formatter(&|&x| {
-                    // Epochs are whole numbers: leave fractional ticks unlabelled.
-                    if x >= 0.0 && (x - x.round()).abs() < 1e-9 {
-                        format!("{x:.0}")
-                    } else {
-                        String::new()
-                    }
-                });
+                .x_label_formatter(&epoch_label);
         }
         mesh.draw()?;
 
@@ -233,8 +206,58 @@ impl Figure {
                 .border_style(BLACK)
                 .draw()?;
         }
-        root.present()?;
         Ok(())
+    }
+}
+
+/// A picture being drawn: plotters' drawing area over an RGB pixel buffer.
+pub(crate) type Canvas<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Draws a picture of `size` pixels on white with `draw` and writes it to
+/// `path` as a PNG, atomically.
+pub(crate) fn write_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&Canvas) -> DrawResult,
+) -> TrainResult<()> {
+    let png = render_png(size, draw).map_err(|reason| TrainError::Plot {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    write_durably(path, &png)
+}
+
+fn render_png(
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&Canvas) -> DrawResult,
+) -> Result<Vec<u8>, String> {
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(png)
+}
+
+/// The label of an epoch tick: epochs are whole numbers, so fractional
+/// ticks stay unlabelled.
+pub(crate) fn epoch_label(x: &f64) -> String {
+    if *x >= 0.0 && (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
     }
 }
 
