@@ -40,7 +40,13 @@ pub fn experiment_config(data: &[u8]) {
         return;
     };
     if let Ok(e) = Experiment::parse(text, &Path::new(BASE).join("experiment.toml")) {
-        let _ = Cost::of(&e.model, &e.features.clip_shape(), 12, e.features.clip_ms, None);
+        let _ = Cost::of(
+            &e.model,
+            &e.features.clip_shape(),
+            12,
+            e.features.clip_ms,
+            None,
+        );
     }
 }
 
