@@ -254,10 +254,7 @@ impl Conv2d {
             )
         })?;
         ensure(
-            self.input_len()
-                .max(self.output_len())
-                .max(self.weight_len())
-                < i32::MAX as usize,
+            self.input_len().max(self.output_len()) < i32::MAX as usize,
             || format!("conv2d {self:?}: tensors past 2^31 elements are not supported"),
         )
     }

@@ -474,7 +474,10 @@ fn layer_work(
 fn conv_work(geometry: &ConvGeometry, bias: bool) -> Result<Work, String> {
     let spec = geometry.spec(1);
     spec.validate().map_err(|e| e.to_string())?;
-    let (_, _, taps_by_channels) = spec.gemm_shape();
+    // Taps by input channels, as the weight holds them per output channel
+    // (saturating: a kernel as large as its padding allows is refused later,
+    // by what the adapter holds).
+    let taps_by_channels = saturating_product(&spec.weight_shape()[1..]);
     let outputs = spec.output_len() as u64;
     let biases = if bias {
         geometry.out_channels as u64
