@@ -3,6 +3,7 @@
 
 use super::error::{write_atomically, DataError, DataResult};
 use rubato::{FftFixedIn, Resampler};
+use std::io::Read;
 use std::path::Path;
 
 /// The sample rates audio may have, in WAV headers and feature configs;
@@ -106,8 +107,14 @@ pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
     if length == 0 {
         return Err(bad_wav(path, "the file is empty"));
     }
-    let reader = hound::WavReader::new(std::io::BufReader::new(file))
-        .map_err(|e| bad_wav(path, describe_hound_error(e)))?;
+    decode_wav_from(std::io::BufReader::new(file), path)
+}
+
+/// Decodes WAV data read from `input` as `decode_wav` does; `path` names it
+/// in the messages.
+pub fn decode_wav_from(input: impl Read, path: &Path) -> DataResult<DecodedWav> {
+    let reader =
+        hound::WavReader::new(input).map_err(|e| bad_wav(path, describe_hound_error(e)))?;
     let spec = reader.spec();
     let format = WavFormat {
         sample_rate: spec.sample_rate,
@@ -128,6 +135,17 @@ pub fn decode_wav(path: &Path) -> DataResult<DecodedWav> {
             format!(
                 "the header declares a sample rate of {} Hz, outside the {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz that audio has; the file is damaged",
                 spec.sample_rate
+            ),
+        ));
+    }
+    // Integer samples are scaled by 2^(bits - 1); hound accepts a header
+    // declaring more bits than any sample has.
+    if spec.sample_format == hound::SampleFormat::Int && spec.bits_per_sample > 32 {
+        return Err(bad_wav(
+            path,
+            format!(
+                "the header declares {}-bit samples; integer samples have at most 32 bits, so the file is damaged",
+                spec.bits_per_sample
             ),
         ));
     }
@@ -188,7 +206,16 @@ fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
 
 /// Reads a WAV file as mono audio at `sample_rate`, resampling when needed.
 pub fn read_wav(path: &Path, sample_rate: u32) -> DataResult<Audio> {
-    let decoded = decode_wav(path)?;
+    resampled(decode_wav(path)?, sample_rate, path)
+}
+
+/// Reads WAV data from `input` as `read_wav` does; `path` names it in the
+/// messages.
+pub fn read_wav_from(input: impl Read, path: &Path, sample_rate: u32) -> DataResult<Audio> {
+    resampled(decode_wav_from(input, path)?, sample_rate, path)
+}
+
+fn resampled(decoded: DecodedWav, sample_rate: u32, path: &Path) -> DataResult<Audio> {
     let samples = resample(
         &decoded.audio.samples,
         decoded.audio.sample_rate,

@@ -10,6 +10,7 @@ use super::gemm::{gemm, Gemm};
 use super::im2col::{col2im, col_len, im2col};
 use super::reductions::{sum_axis, AxisSum};
 use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
+use crate::util::saturating_product;
 
 static SHADER: Shader = crate::shader!("conv2d", trusted);
 
@@ -141,13 +142,19 @@ impl Conv2d {
         Conv2d { groups, ..self }
     }
 
+    /// Output positions along one axis: 0 when the dilated kernel does not
+    /// fit the padded input, and when sizes from a description are so large
+    /// that they overflow.
     fn extent(size: usize, pad: usize, kernel: usize, dilation: usize, stride: usize) -> usize {
-        let span = dilation * (kernel - 1) + 1;
-        let padded = size + pad;
-        if kernel == 0 || stride == 0 || padded < span {
-            0
-        } else {
-            (padded - span) / stride + 1
+        let span = kernel
+            .checked_sub(1)
+            .and_then(|k| dilation.checked_mul(k))
+            .and_then(|s| s.checked_add(1));
+        match (span, size.checked_add(pad)) {
+            (Some(span), Some(padded)) if stride > 0 && padded >= span => {
+                (padded - span) / stride + 1
+            }
+            _ => 0,
         }
     }
 
@@ -189,15 +196,15 @@ impl Conv2d {
     }
 
     pub fn input_len(&self) -> usize {
-        self.input_shape().iter().product()
+        saturating_product(&self.input_shape())
     }
 
     pub fn output_len(&self) -> usize {
-        self.output_shape().iter().product()
+        saturating_product(&self.output_shape())
     }
 
     pub fn weight_len(&self) -> usize {
-        self.weight_shape().iter().product()
+        saturating_product(&self.weight_shape())
     }
 
     /// One input and one output channel per group.

@@ -84,12 +84,14 @@ impl Pool2d {
         }
     }
 
+    /// Output positions along one axis: 0 when the window does not fit the
+    /// padded input, and when sizes from a description overflow.
     fn extent(size: usize, pad: usize, kernel: usize, stride: usize) -> usize {
-        let padded = size + 2 * pad;
-        if kernel == 0 || stride == 0 || padded < kernel {
-            0
-        } else {
-            (padded - kernel) / stride + 1
+        match pad.checked_mul(2).and_then(|p| p.checked_add(size)) {
+            Some(padded) if kernel > 0 && stride > 0 && padded >= kernel => {
+                (padded - kernel) / stride + 1
+            }
+            _ => 0,
         }
     }
 
@@ -123,7 +125,7 @@ impl Pool2d {
             format!("pool2d {self:?}: stride must be at least 1")
         })?;
         ensure(
-            2 * self.pad_h <= self.kernel_h && 2 * self.pad_w <= self.kernel_w,
+            self.pad_h <= self.kernel_h / 2 && self.pad_w <= self.kernel_w / 2,
             || format!("pool2d {self:?}: padding must be at most half the window"),
         )?;
         ensure(self.out_h() > 0 && self.out_w() > 0, || {

@@ -18,6 +18,7 @@ use super::shapes::{
 };
 use crate::gpu::{Gpu, GpuResult};
 use crate::nn::{ConvGeometry, Pass};
+use crate::util::saturating_product;
 use serde::Serialize;
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
@@ -131,8 +132,17 @@ impl Cost {
                         &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
                     )
                 })?;
-            if output.iter().product::<usize>() == 0 {
-                return Err(arch.build_error(&name, &format!("its output {output:?} is empty")));
+            match saturating_product(&output) {
+                0 => {
+                    return Err(arch.build_error(&name, &format!("its output {output:?} is empty")))
+                }
+                n if n >= i32::MAX as usize => {
+                    return Err(arch.build_error(
+                        &name,
+                        &format!("its output {output:?} has 2^31 values or more per clip, past what a tensor may hold; make the layer smaller"),
+                    ))
+                }
+                _ => {}
             }
             let work = if runs { work } else { Work::default() };
             layers.push(LayerCost {
@@ -161,13 +171,13 @@ impl Cost {
                 ),
             ));
         }
-        let macs = layers.iter().map(|l| l.macs).sum();
+        let macs = layers.iter().fold(0u64, |n, l| n.saturating_add(l.macs));
         let mut other = OtherOps::default();
         for layer in &layers {
             other += layer.other;
         }
         Ok(Cost {
-            params: layers.iter().map(|l| l.params).sum(),
+            params: layers.iter().fold(0u64, |n, l| n.saturating_add(l.params)),
             macs,
             macs_per_second: macs as f64 * 1000.0 / clip_ms.max(f64::MIN_POSITIVE),
             other,
@@ -178,18 +188,18 @@ impl Cost {
 
 impl AddAssign for OtherOps {
     fn add_assign(&mut self, o: OtherOps) {
-        self.pooling += o.pooling;
-        self.batch_norm += o.batch_norm;
-        self.activation += o.activation;
-        self.addition += o.addition;
-        self.product += o.product;
+        self.pooling = self.pooling.saturating_add(o.pooling);
+        self.batch_norm = self.batch_norm.saturating_add(o.batch_norm);
+        self.activation = self.activation.saturating_add(o.activation);
+        self.addition = self.addition.saturating_add(o.addition);
+        self.product = self.product.saturating_add(o.product);
     }
 }
 
 impl AddAssign for Work {
     fn add_assign(&mut self, w: Work) {
-        self.params += w.params;
-        self.macs += w.macs;
+        self.params = self.params.saturating_add(w.params);
+        self.macs = self.macs.saturating_add(w.macs);
         self.other += w.other;
     }
 }
@@ -209,7 +219,7 @@ fn layer_work(
             Ok(())
         }
     };
-    let elements = |shape: &[usize]| shape.iter().product::<usize>() as u64;
+    let elements = |shape: &[usize]| saturating_product(shape) as u64;
     let same_shape = |other: OtherOps| -> Result<(Vec<usize>, Work), String> {
         let shape = single(in_shapes)?.clone();
         Ok((
@@ -269,8 +279,8 @@ fn layer_work(
             let outputs = units as u64;
             let biases = if bias { outputs } else { 0 };
             let work = Work {
-                params: inputs * outputs + biases,
-                macs: inputs * outputs,
+                params: (inputs.saturating_mul(outputs)).saturating_add(biases),
+                macs: inputs.saturating_mul(outputs),
                 other: OtherOps {
                     addition: biases,
                     ..OtherOps::default()
@@ -292,10 +302,10 @@ fn layer_work(
             let input = spatial(single(in_shapes)?)?;
             let spec = pool_spec(input, kernel, pair_stride(stride, kernel), padding);
             spec.validate().map_err(|e| e.to_string())?;
-            let window = (kernel.0[0] * kernel.0[1]) as u64;
+            let window = saturating_product(&kernel.0) as u64;
             let work = Work {
                 other: OtherOps {
-                    pooling: spec.output_len() as u64 * window,
+                    pooling: (spec.output_len() as u64).saturating_mul(window),
                     ..OtherOps::default()
                 },
                 ..Work::default()
@@ -354,14 +364,18 @@ fn layer_work(
         Op::Lstm { hidden, returns } => {
             positive("hidden", hidden)?;
             let (time, features) = lstm_steps(single(in_shapes)?)?;
+            // Saturating: `hidden` is any size a description gives, and a
+            // too large output is refused after.
+            let product = |factors: &[u64]| factors.iter().fold(1u64, |n, &f| n.saturating_mul(f));
             let (t, i, h) = (time as u64, features as u64, hidden as u64);
+            let gates = product(&[4, h, i.saturating_add(h)]);
             let work = Work {
-                params: 4 * h * (i + h) + 2 * 4 * h,
-                macs: t * 4 * h * (i + h),
+                params: gates.saturating_add(product(&[2, 4, h])),
+                macs: product(&[t, gates]),
                 other: OtherOps {
-                    activation: t * 5 * h,
-                    addition: t * 5 * h,
-                    product: t * 3 * h,
+                    activation: product(&[t, 5, h]),
+                    addition: product(&[t, 5, h]),
+                    product: product(&[t, 3, h]),
                     ..OtherOps::default()
                 },
             };
@@ -422,7 +436,7 @@ fn layer_work(
                 ));
             }
             let work = Work {
-                params: (rows * candidates) as u64,
+                params: rows.saturating_mul(candidates) as u64,
                 ..Work::default()
             };
             (vec![rows, candidates], work)
@@ -467,7 +481,10 @@ fn layer_work(
 fn conv_work(geometry: &ConvGeometry, bias: bool) -> Result<Work, String> {
     let spec = geometry.spec(1);
     spec.validate().map_err(|e| e.to_string())?;
-    let (_, _, taps_by_channels) = spec.gemm_shape();
+    // Taps by input channels, as the weight holds them per output channel
+    // (saturating: a kernel as large as its padding allows is refused later,
+    // by what the adapter holds).
+    let taps_by_channels = saturating_product(&spec.weight_shape()[1..]);
     let outputs = spec.output_len() as u64;
     let biases = if bias {
         geometry.out_channels as u64
@@ -476,7 +493,7 @@ fn conv_work(geometry: &ConvGeometry, bias: bool) -> Result<Work, String> {
     };
     Ok(Work {
         params: spec.weight_len() as u64 + biases,
-        macs: outputs * taps_by_channels as u64,
+        macs: outputs.saturating_mul(taps_by_channels as u64),
         other: OtherOps {
             addition: if bias { outputs } else { 0 },
             ..OtherOps::default()

@@ -44,8 +44,12 @@ impl ConvGeometry {
 /// has `ceil(size / stride)` positions, and an odd total puts the extra zero after.
 pub fn same_padding(size: usize, kernel: usize, stride: usize, dilation: usize) -> [usize; 2] {
     let out = size.div_ceil(stride.max(1));
-    let span = dilation * (kernel.max(1) - 1) + 1;
-    let total = ((out.max(1) - 1) * stride + span).saturating_sub(size);
+    // Saturating: sizes from a description can be anything; a padding that
+    // large leaves no valid geometry, which the convolution then refuses.
+    let span = dilation.saturating_mul(kernel.max(1) - 1).saturating_add(1);
+    let total = ((out.max(1) - 1).saturating_mul(stride))
+        .saturating_add(span)
+        .saturating_sub(size);
     [total / 2, total - total / 2]
 }
 

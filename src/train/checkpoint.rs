@@ -153,13 +153,22 @@ pub fn save_checkpoint(
 /// `save_checkpoint`) is taken as it is.
 pub fn load_checkpoint(path: &Path) -> TrainResult<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::read(path, "checkpoint file", e))?;
+    parse_checkpoint(&bytes, path)
+}
+
+/// Reads the bytes of a checkpoint as `load_checkpoint` does; `path` names
+/// it in the messages.
+pub fn parse_checkpoint(
+    bytes: &[u8],
+    path: &Path,
+) -> TrainResult<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let not_safetensors = |reason: String| TrainError::NotSafetensors {
         path: path.to_path_buf(),
         reason,
     };
     let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(e.to_string()))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(e.to_string()))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| not_safetensors(e.to_string()))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(e.to_string()))?;
     let mut metadata: BTreeMap<String, String> = header
         .metadata()
         .as_ref()

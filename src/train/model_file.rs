@@ -2,7 +2,7 @@
 //! is needed to use them again (architecture, features, class names) in the
 //! metadata; checkpoints add the optimizer state and where training stood.
 
-use super::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
+use super::checkpoint::{load_checkpoint, parse_checkpoint, save_checkpoint, NamedTensor};
 use super::error::TrainError;
 use super::run_dir::MODEL_FILE;
 use crate::data::features::FeatureConfig;
@@ -26,7 +26,8 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    fn metadata(&self, format: &str) -> BTreeMap<String, String> {
+    /// The metadata entries that hold the info in a file of `format`.
+    pub fn metadata(&self, format: &str) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert("format".into(), format.into());
         m.insert("architecture".into(), self.architecture.to_json());
@@ -105,8 +106,8 @@ pub fn load_model(
     architecture: Option<&Architecture>,
 ) -> anyhow::Result<(Network, ModelInfo, BTreeMap<String, String>)> {
     let path = &model_path(path);
-    let (tensors, meta) = read_model_file(path)?;
-    let mut info = ModelInfo::from_metadata(&meta, path)?;
+    let bytes = std::fs::read(path).map_err(|e| TrainError::read(path, "model file", e))?;
+    let (tensors, mut info, meta) = parse_model(&bytes, path)?;
     if let Some(a) = architecture {
         info.architecture = a.clone();
     }
@@ -117,11 +118,29 @@ pub fn load_model(
     Ok((network, info, meta))
 }
 
-/// The tensors and metadata of a model file or checkpoint. A NaN or
-/// infinite value is refused, naming the tensor: no network can use it.
+/// The tensors, info and metadata of the bytes of a model file (or
+/// checkpoint), checked as far as that needs no GPU: what `load_model`
+/// reads before it builds the network. `path` names it in the messages.
+pub fn parse_model(bytes: &[u8], path: &Path) -> anyhow::Result<ModelTensorsInfo> {
+    let (tensors, meta) = parse_checkpoint(bytes, path)?;
+    refuse_non_finite(&tensors, path)?;
+    let info = ModelInfo::from_metadata(&meta, path)?;
+    Ok((tensors, info, meta))
+}
+
+/// A model file's tensors, its info and all its metadata.
+pub type ModelTensorsInfo = (Vec<NamedTensor>, ModelInfo, BTreeMap<String, String>);
+
+/// The tensors and metadata of a model file or checkpoint, finite.
 fn read_model_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let (tensors, meta) = load_checkpoint(path)?;
-    for tensor in &tensors {
+    refuse_non_finite(&tensors, path)?;
+    Ok((tensors, meta))
+}
+
+/// A NaN or infinite value is refused, naming the tensor: no network can use it.
+fn refuse_non_finite(tensors: &[NamedTensor], path: &Path) -> anyhow::Result<()> {
+    for tensor in tensors {
         if let Some(index) = tensor.data.iter().position(|v| !v.is_finite()) {
             return Err(TrainError::NonFinite {
                 path: path.to_path_buf(),
@@ -132,7 +151,7 @@ fn read_model_file(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, BTreeMap<St
             .into());
         }
     }
-    Ok((tensors, meta))
+    Ok(())
 }
 
 /// The network's tensors of a model file or checkpoint (not the optimizer's).
