@@ -3,7 +3,7 @@
 use super::config::{SearchConfig, Strategy};
 use super::darts::{search, SearchOptions};
 use crate::gpu::Gpu;
-use crate::train::cli::{prepare_options, remove_unstarted_run};
+use crate::train::cli::{prepare_options, remove_unstarted_run, run_name};
 use crate::train::run_dir::RunDir;
 use anyhow::bail;
 use clap::Args;
@@ -42,14 +42,7 @@ pub struct SearchArgs {
 }
 
 pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
-    let name = match (&args.name, &args.config) {
-        (Some(n), _) => n.clone(),
-        (None, Some(c)) => c
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "search".into()),
-        (None, None) => bail!("--resume needs --name (the run folder's name)"),
-    };
+    let name = run_name(&args.name, &args.config)?;
     let (run, config) = if args.resume {
         let run = RunDir::open_existing(&args.runs.join(&name))?;
         let config = SearchConfig::parse(&run.read_config()?, &run.config())?;

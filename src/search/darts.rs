@@ -100,14 +100,7 @@ pub fn search(
         gpu,
         network,
         &[GroupConfig::weights(&experiment), config.arch_group()],
-        SessionConfig {
-            batch_size: cfg.batch_size,
-            label_smoothing: cfg.label_smoothing,
-            seed: cfg.seed,
-            steps_per_epoch,
-            epochs: cfg.epochs as u64,
-            log_every: cfg.log_every,
-        },
+        SessionConfig::of(cfg, steps_per_epoch),
     )?;
     let info = ModelInfo {
         architecture: experiment.model.clone(),

@@ -57,6 +57,18 @@ pub struct TrainArgs {
     pub init_from: Option<PathBuf>,
 }
 
+/// The run name: `--name`, else the config's file name.
+pub(crate) fn run_name(name: &Option<String>, config: &Option<PathBuf>) -> anyhow::Result<String> {
+    Ok(match (name, config) {
+        (Some(n), _) => n.clone(),
+        (None, Some(c)) => c
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into()),
+        (None, None) => bail!("--resume needs --name (the run folder's name)"),
+    })
+}
+
 pub(crate) fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
     PrepareOptions {
         cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
@@ -65,14 +77,7 @@ pub(crate) fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
 }
 
 pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
-    let name = match (&args.name, &args.config) {
-        (Some(n), _) => n.clone(),
-        (None, Some(c)) => c
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run".into()),
-        (None, None) => bail!("--resume needs --name (the run folder's name)"),
-    };
+    let name = run_name(&args.name, &args.config)?;
     let (run, mut experiment) = if args.resume {
         let run = RunDir::open_existing(&args.runs.join(&name))?;
         let experiment = Experiment::parse(&run.read_config()?, &run.config())?;

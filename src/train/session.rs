@@ -9,7 +9,7 @@
 //! statistics frozen) then a weights part on another. All parts are
 //! recorded into one submit, each batch in GPU buffers of its own.
 
-use super::config::Experiment;
+use super::config::{Experiment, TrainConfig};
 use super::model_file::{load_checkpoint_file, save_checkpoint_file, ModelInfo, Standing};
 use super::schedule::LrSchedule;
 use crate::data::augment::AugmentConfig;
@@ -261,6 +261,20 @@ pub struct SessionConfig {
     /// Steps whose loss and correct count are kept on the GPU before they
     /// are read back.
     pub log_every: usize,
+}
+
+impl SessionConfig {
+    /// As an experiment's `[train]` sets it, with `steps_per_epoch` from its data.
+    pub fn of(train: &TrainConfig, steps_per_epoch: u64) -> SessionConfig {
+        SessionConfig {
+            batch_size: train.batch_size,
+            label_smoothing: train.label_smoothing,
+            seed: train.seed,
+            steps_per_epoch,
+            epochs: train.epochs as u64,
+            log_every: train.log_every,
+        }
+    }
 }
 
 /// One part of a step: a batch and the groups it trains.

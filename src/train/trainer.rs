@@ -120,14 +120,7 @@ pub fn train_on(
         gpu,
         network,
         &[GroupConfig::weights(experiment)],
-        SessionConfig {
-            batch_size: cfg.batch_size,
-            label_smoothing: cfg.label_smoothing,
-            seed: cfg.seed,
-            steps_per_epoch,
-            epochs: cfg.epochs as u64,
-            log_every: cfg.log_every,
-        },
+        SessionConfig::of(cfg, steps_per_epoch),
     )?;
     if resuming {
         session
