@@ -4,6 +4,8 @@
 //! derivation rules, and search configs refused before any training.
 
 mod common;
+#[path = "common/search.rs"]
+mod search_config;
 
 use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
@@ -20,38 +22,6 @@ use audionas::train::run_dir::RunDir;
 use audionas::train::trainer::{train, TrainOptions};
 use audionas::util::rng::Rng;
 use std::path::Path;
-
-/// The tiny experiment's features, a two-cell space of two nodes.
-fn tiny_search(extra: &str) -> String {
-    let features = common::TINY_CONFIG
-        .split("[train]")
-        .next()
-        .expect("features first");
-    format!(
-        r#"{features}
-[train]
-epochs = 2
-batch_size = 8
-lr = 0.025
-optimizer = {{ kind = "sgd", momentum = 0.9 }}
-weight_decay = 0.0003
-clip_norm = 5.0
-seed = 3
-log_every = 2
-
-[data]
-split = "speaker"
-
-[space]
-stem = {{ channels = 4, kernel = [3, 3], stride = [2, 2] }}
-cells = 2
-reductions = [1]
-nodes = 2
-channels = 4
-ops = ["zero", "skip", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3"]
-{extra}"#
-    )
-}
 
 fn parse(text: &str) -> Result<SearchConfig, String> {
     SearchConfig::parse(text, Path::new("search.toml")).map_err(|e| e.to_string())
@@ -76,7 +46,7 @@ fn a_tiny_darts_search_resumes_derives_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 5);
     let gpu = Gpu::shared();
-    let config = parse(&tiny_search("")).unwrap();
+    let config = parse(&search_config::tiny_search(2, "")).unwrap();
 
     let straight = RunDir::create(&dir.path().join("runs"), "straight", &config.to_toml()).unwrap();
     let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();
@@ -148,7 +118,7 @@ fn loss(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, r: &[f32]) -> f
 #[test]
 fn supernet_gradients_match_finite_differences() {
     let gpu = Gpu::shared();
-    let config = parse(&tiny_search("")).unwrap();
+    let config = parse(&search_config::tiny_search(2, "")).unwrap();
     let tables = Tables {
         weighting: Weighting::Softmax,
         init_scale: 0.5,
@@ -216,7 +186,7 @@ fn supernet_gradients_match_finite_differences() {
 
 #[test]
 fn darts_keeps_the_two_strongest_edges_of_each_node_without_zero() {
-    let config = parse(&tiny_search("")).unwrap();
+    let config = parse(&search_config::tiny_search(2, "")).unwrap();
     let space: &SpaceConfig = &config.space;
     let k = space.ops.len();
     // Node 0 reads states 0 and 1 (rows 0, 1); node 1 reads 0, 1, 2 (rows 2-4).
@@ -255,17 +225,21 @@ fn bad_search_configs_are_refused_naming_the_key() {
         ("[space]", "[space]\nsurprise = 1", "surprise"),
     ];
     for (from, to, want) in cases {
-        let text = tiny_search("").replacen(from, to, 1);
+        let text = search_config::tiny_search(2, "").replacen(from, to, 1);
         let e = parse(&text).unwrap_err();
         assert!(e.contains(want), "{to}: {e}");
     }
-    let e = parse(&tiny_search("[search]\nstrategy = \"nope\"")).unwrap_err();
+    let e = parse(&search_config::tiny_search(
+        2,
+        "[search]\nstrategy = \"nope\"",
+    ))
+    .unwrap_err();
     assert!(e.contains("nope") || e.contains("strategy"), "{e}");
 }
 
 #[test]
 fn fair_darts_keeps_strong_edges_only_and_drops_empty_nodes() {
-    let mut config = parse(&tiny_search("")).unwrap();
+    let mut config = parse(&search_config::tiny_search(2, "")).unwrap();
     config.search.strategy = Strategy::FairDarts;
     let space = config.space();
     assert!(!space.ops.iter().any(|o| o == "zero"));
@@ -288,7 +262,7 @@ fn a_tiny_fair_darts_search_derives_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 6);
     let gpu = Gpu::shared();
-    let mut config = parse(&tiny_search("")).unwrap();
+    let mut config = parse(&search_config::tiny_search(2, "")).unwrap();
     config.search.strategy = Strategy::FairDarts;
     let run = RunDir::create(&dir.path().join("runs"), "fair", &config.to_toml()).unwrap();
     // From alpha = 0 every sigmoid starts at 0.5, so a few steps cannot

@@ -6,6 +6,8 @@
 //! uninterrupted run, bit for bit.
 
 mod common;
+#[path = "common/runs.rs"]
+mod runs;
 
 use audionas::train::atomic::{CRASH_AT_ENV, CRASH_EXIT_CODE};
 use audionas::train::{load_checkpoint, read_epoch_records, EpochRecord, NamedTensor};
@@ -54,27 +56,8 @@ impl Workspace {
     }
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn assert_ok(output: &Output) {
-    assert!(output.status.success(), "{}", describe(output));
-}
-
-/// The epoch a run's checkpoint stands at; 0 without one.
-fn checkpoint_epoch(run: &Path) -> usize {
-    let path = run.join("checkpoints/last.safetensors");
-    if !path.exists() {
-        return 0;
-    }
-    let (_, meta) = load_checkpoint(&path).unwrap();
-    meta["epoch"].parse().unwrap()
+    assert!(output.status.success(), "{}", runs::describe(output));
 }
 
 fn metrics(run: &Path) -> Vec<EpochRecord> {
@@ -108,22 +91,6 @@ fn comparable(records: &[EpochRecord]) -> Vec<EpochRecord> {
         .collect()
 }
 
-fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(temp_files(&path));
-        } else if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().contains(".tmp"))
-        {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[test]
 fn a_run_stopped_at_any_write_resumes_to_the_uninterrupted_result() {
     let ws = Workspace::new();
@@ -146,12 +113,12 @@ fn a_run_stopped_at_any_write_resumes_to_the_uninterrupted_result() {
             stopped.status.code(),
             Some(CRASH_EXIT_CODE),
             "crash point {crash_at}: {}",
-            describe(&stopped)
+            runs::describe(&stopped)
         );
         // At most the epoch in progress is lost: its metrics line may be
         // written, its checkpoint not yet.
         let finished: Vec<usize> = metrics(&run).iter().map(|r| r.epoch).collect();
-        let kept = checkpoint_epoch(&run);
+        let kept = runs::checkpoint_epoch(&run);
         assert_eq!(finished, (1..=finished.len()).collect::<Vec<_>>());
         assert!(
             kept == finished.len() || kept + 1 == finished.len(),
@@ -162,11 +129,15 @@ fn a_run_stopped_at_any_write_resumes_to_the_uninterrupted_result() {
         let resume = run.join("config.toml").exists();
         assert_ok(&ws.train(&name, resume, None));
         assert_eq!(
-            temp_files(&run),
+            runs::temp_files(&run),
             Vec::<PathBuf>::new(),
             "crash point {crash_at}"
         );
-        assert_eq!(checkpoint_epoch(&run), EPOCHS, "crash point {crash_at}");
+        assert_eq!(
+            runs::checkpoint_epoch(&run),
+            EPOCHS,
+            "crash point {crash_at}"
+        );
         assert_eq!(
             comparable(&metrics(&run)),
             reference_metrics,
