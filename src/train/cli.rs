@@ -20,10 +20,12 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What every command that makes a run folder takes.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
-    /// Experiment config (TOML), e.g. configs/ds_cnn_s.toml; with --resume,
-    /// the run's own config is used.
+pub struct RunArgs {
+    /// The config (TOML): an experiment for `train` (configs/ds_cnn_s.toml), a
+    /// search config for `search` (configs/search/darts_kws.toml); with
+    /// --resume, the run's own config is used.
     #[arg(long, required_unless_present = "resume")]
     pub config: Option<PathBuf>,
     /// The data set folder.
@@ -47,6 +49,37 @@ pub struct TrainArgs {
     /// Feature cache folder [default: $AUDIONAS_CACHE, else ~/.cache/audionas].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The run name: `--name`, else the config's file name.
+    pub(crate) fn run_name(&self) -> anyhow::Result<String> {
+        Ok(match (&self.name, &self.config) {
+            (Some(n), _) => n.clone(),
+            (None, Some(c)) => c
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into()),
+            (None, None) => bail!("--resume needs --name (the run folder's name)"),
+        })
+    }
+
+    pub(crate) fn prepare_options(&self) -> PrepareOptions {
+        prepare_options(&self.cache_dir)
+    }
+}
+
+fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
+    PrepareOptions {
+        cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
+        ..PrepareOptions::default()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Train this architecture description (.json or .toml) in place of the
     /// config's [model], e.g. one a search found.
     #[arg(long, conflicts_with = "resume")]
@@ -57,65 +90,46 @@ pub struct TrainArgs {
     pub init_from: Option<PathBuf>,
 }
 
-/// The run name: `--name`, else the config's file name.
-pub(crate) fn run_name(name: &Option<String>, config: &Option<PathBuf>) -> anyhow::Result<String> {
-    Ok(match (name, config) {
-        (Some(n), _) => n.clone(),
-        (None, Some(c)) => c
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run".into()),
-        (None, None) => bail!("--resume needs --name (the run folder's name)"),
-    })
-}
-
-pub(crate) fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
-    PrepareOptions {
-        cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
-        ..PrepareOptions::default()
-    }
-}
-
 pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
-    let name = run_name(&args.name, &args.config)?;
-    let (run, mut experiment) = if args.resume {
-        let run = RunDir::open_existing(&args.runs.join(&name))?;
+    let name = args.run.run_name()?;
+    let (run, mut experiment) = if args.run.resume {
+        let run = RunDir::open_existing(&args.run.runs.join(&name))?;
         let experiment = Experiment::parse(&run.read_config()?, &run.config())?;
         (run, experiment)
     } else {
-        let path = args.config.as_ref().expect("clap requires it");
+        let path = args.run.config.as_ref().expect("clap requires it");
         let mut experiment = Experiment::load(path)?;
         if let Some(arch) = &args.arch {
             experiment.model = Architecture::load(arch)?;
         }
-        if let Some(e) = args.epochs {
+        if let Some(e) = args.run.epochs {
             experiment.train.epochs = e;
             experiment
                 .validate()
                 .map_err(|r| anyhow::anyhow!("--epochs: {r}"))?;
         }
-        let run = RunDir::create(&args.runs, &name, &experiment.to_toml())?;
+        let run = RunDir::create(&args.run.runs, &name, &experiment.to_toml())?;
         (run, experiment)
     };
-    if args.resume {
-        if let Some(e) = args.epochs {
+    if args.run.resume {
+        if let Some(e) = args.run.epochs {
             experiment.train.epochs = e;
             run.write_config(&experiment.to_toml())?;
         }
     }
     println!("run folder {}", run.root.display());
     let options = TrainOptions {
-        data_dir: args.data.clone(),
-        prepare: prepare_options(&args.cache_dir),
-        resume: args.resume,
-        stop_after_epochs: args.stop_after,
+        data_dir: args.run.data.clone(),
+        prepare: args.run.prepare_options(),
+        resume: args.run.resume,
+        stop_after_epochs: args.run.stop_after,
         verbose: true,
         init_from: args.init_from.clone(),
     };
     let summary = match train(gpu, &experiment, &run, &options) {
         Ok(summary) => summary,
         Err(e) => {
-            if !args.resume {
+            if !args.run.resume {
                 remove_unstarted_run(&run);
             }
             return Err(e);
