@@ -17,6 +17,9 @@
 //   reduce_dw:      1 partials, 2 dw                    (1, 1, 1)
 //   alpha_backward: 1 w, 2 dw, 3 dalpha                 (ceil(rows / 64), 1, 1)
 //   regulariser:    1 alpha, 2 dalpha, 3 loss           (1, 1, 1)
+//   multi_hot:      1 alpha, 2 dalpha, 3 loss           (1, 1, 1)
+//   gate_forward:   1 p, 2 g, 3 w                       (ceil(rows * K / 64), 1, 1)
+//   gate_backward:  1 p, 2 g, 3 dw, 4 dp, 5 dg          (ceil(rows / 64), 1, 1)
 //
 // The same edge over candidates held in separate tensors ("terms"), up to
 // four per dispatch (params `q`: their columns of w and how many are used;
@@ -25,6 +28,10 @@
 //   terms_dx:       1 dy, 2 w, 3..6 dx_0..dx_3          grid_1d(ceil(n / 256))
 //   terms_dw:       1 dy, 2 partials, 3..6 x_0..x_3     (chunks, 1, 1)
 //   terms_reduce:   1 partials, 2 dw                    (1, 1, 1)
+//
+// Edge gates (ForceDARTS): w[r, k] = p[r, k] * g[r] with p = softmax(alpha)
+// and g = sigmoid(beta) one per row, and the multi-hot purity loss on beta
+// (rows grouped by node: node i of a DARTS cell has i + 2 incoming edges).
 // Every index is guarded in-kernel (the module is compiled trusted).
 
 struct Params {
@@ -77,6 +84,14 @@ struct TermsParams {
 @group(0) @binding(2) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(2) var<storage, read> dw_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dalpha: array<f32>;
+
+// gate_forward, gate_backward
+@group(0) @binding(1) var<storage, read> gate_p: array<f32>;
+@group(0) @binding(2) var<storage, read> gate_g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gated_w: array<f32>;
+@group(0) @binding(3) var<storage, read> gated_dw: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gate_dp: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gate_dg: array<f32>;
 
 // terms_*
 @group(0) @binding(1) var<storage, read> terms_dy: array<f32>;
@@ -301,6 +316,111 @@ fn regulariser(@builtin(local_invocation_id) lid: vec3<u32>) {
         }
         loss[0] = p.scale * sum;
     }
+}
+
+// The multi-hot loss of edge gates b = sigmoid(beta) ([rows, 1], p.n nodes,
+// node i owning rows i(i+3)/2 .. + i + 2): per node, the purity (p.mode 1
+// Gini sum q(1 - q), 2 entropy -sum q ln q / ln M) of the pair weights
+// q_kl = b_k b_l / S over its M = m(m - 1) ordered pairs k != l, where
+// S = sum_{u != v} b_u b_v; averaged over nodes, times p.scale. With
+// G_kl = dL/dq_kl (symmetric), dL/db_j = (2 sum_{l != j} G_jl b_l
+// - dS/db_j sum_{k != l} G_kl q_kl) / S and dS/db_j = 2 (sum b - b_j).
+// One invocation per node.
+@compute @workgroup_size(64)
+fn multi_hot(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var total = 0.0;
+    let nodes = f32(p.n);
+    for (var node = lid.x; node < p.n; node += 64u) {
+        let start = node * (node + 3u) / 2u;
+        let m = node + 2u;
+        let log_pairs = log(f32(m * (m - 1u)));
+        var sum_b = 0.0;
+        var sum_b2 = 0.0;
+        for (var j = 0u; j < m; j++) {
+            let b = sigmoid(alpha[start + j]);
+            sum_b += b;
+            sum_b2 += b * b;
+        }
+        let s = sum_b * sum_b - sum_b2;
+        // The loss and sum_{k != l} G_kl q_kl.
+        var node_loss = 0.0;
+        var gq = 0.0;
+        for (var k = 0u; k < m; k++) {
+            for (var l = 0u; l < m; l++) {
+                if (k == l) {
+                    continue;
+                }
+                let q = sigmoid(alpha[start + k]) * sigmoid(alpha[start + l]) / s;
+                var g = 0.0;
+                if (p.mode == 1u) {
+                    node_loss += q * (1.0 - q);
+                    g = 1.0 - 2.0 * q;
+                } else {
+                    let lq = select(0.0, log(q), q > 0.0);
+                    node_loss -= q * lq / log_pairs;
+                    g = -(lq + 1.0) / log_pairs;
+                }
+                gq += g * q;
+            }
+        }
+        total += node_loss / nodes;
+        for (var j = 0u; j < m; j++) {
+            let bj = sigmoid(alpha[start + j]);
+            var cross = 0.0;
+            for (var l = 0u; l < m; l++) {
+                if (l == j) {
+                    continue;
+                }
+                let bl = sigmoid(alpha[start + l]);
+                let q = bj * bl / s;
+                var g = 0.0;
+                if (p.mode == 1u) {
+                    g = 1.0 - 2.0 * q;
+                } else {
+                    g = -(select(0.0, log(q), q > 0.0) + 1.0) / log_pairs;
+                }
+                cross += g * bl;
+            }
+            let db = (2.0 * cross - 2.0 * (sum_b - bj) * gq) / s;
+            store_dalpha_reg(start + j, p.scale * db * bj * (1.0 - bj) / nodes);
+        }
+    }
+    row_losses[lid.x] = total;
+    workgroupBarrier();
+    if (lid.x == 0u) {
+        var sum = 0.0;
+        for (var i = 0u; i < 64u; i++) {
+            sum += row_losses[i];
+        }
+        loss[0] = p.scale * sum;
+    }
+}
+
+// w[r, k] = p[r, k] * g[r], one invocation per entry.
+@compute @workgroup_size(64)
+fn gate_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= p.rows * p.k) {
+        return;
+    }
+    gated_w[i] = gate_p[i] * gate_g[i / p.k];
+}
+
+// dp[r, k] = dw[r, k] * g[r] and dg[r] = sum_k dw[r, k] * p[r, k], one
+// invocation per row.
+@compute @workgroup_size(64)
+fn gate_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.k;
+    var dg = 0.0;
+    for (var k = 0u; k < p.k; k++) {
+        gate_dp[base + k] = gated_dw[base + k] * gate_g[r];
+        dg += gated_dw[base + k] * gate_p[base + k];
+    }
+    gate_dg[r] = dg;
 }
 
 // y = (accumulate ? y : 0) + sum over the used slots s of w[row, cols[s]] * x_s.

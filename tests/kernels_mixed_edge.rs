@@ -549,3 +549,138 @@ fn mismatched_terms_are_named() {
         .unwrap_err();
     assert!(err.to_string().contains("dx has shape [6]"), "{err}");
 }
+
+#[test]
+fn multi_hot_reference_matches_finite_differences_and_known_values() {
+    let mut rng = Rng::new(21);
+    for purity in [Regulariser::Gini, Regulariser::Entropy] {
+        for nodes in [1, 2, 4] {
+            let rows = node_rows(nodes - 1).end;
+            let beta = to_f64(&rng.vec_uniform(rows, -2.0, 2.0));
+            let (_, grad) = multi_hot_reference(purity, &beta, nodes);
+            let what = format!("{purity:?} multi-hot, {nodes} nodes");
+            let f = |b: &[f64]| multi_hot_reference(purity, b, nodes).0;
+            assert_gradient(&what, &beta, &grad, f, 1e-7, 1e-6);
+        }
+    }
+    // Node 0 has one pair of edges: its pair weights are 1/2 whatever the
+    // gates, so it adds a constant and no gradient.
+    let (gini, grad) = multi_hot_reference(Regulariser::Gini, &[0.3, -1.0], 1);
+    assert!((gini - 0.5).abs() < 1e-12 && grad.iter().all(|g| g.abs() < 1e-12));
+    // Two gates open and one shut is purer than three equal gates.
+    let open_two = multi_hot_reference(Regulariser::Gini, &[0.0, 0.0, 8.0, 8.0, -8.0], 2).0;
+    let all_equal = multi_hot_reference(Regulariser::Gini, &[0.0; 5], 2).0;
+    assert!(open_two < all_equal, "{open_two} vs {all_equal}");
+}
+
+#[test]
+fn multi_hot_matches_reference() {
+    let gpu = Gpu::shared();
+    let mut rng = Rng::new(22);
+    for purity in [Regulariser::Gini, Regulariser::Entropy] {
+        for nodes in [1, 3, 5, 70] {
+            let rows = node_rows(nodes - 1).end;
+            let beta = rng.vec_uniform(rows, -3.0, 3.0);
+            let old = rng.vec_uniform(rows, -1.0, 1.0);
+            let coefficient = 5.7;
+            let t_beta = upload(&[rows, 1], &beta);
+            let t_loss = gpu.full(&[1], f32::NAN).unwrap();
+            let t_summed = upload(&[rows, 1], &old);
+            let t_written = gpu.full(&[rows, 1], f32::NAN).unwrap();
+            let mut rec = gpu.recorder();
+            for (dbeta, accumulate) in [(&t_summed, true), (&t_written, false)] {
+                multi_hot_regulariser(
+                    &mut rec,
+                    purity,
+                    &t_beta,
+                    nodes,
+                    coefficient,
+                    &t_loss,
+                    dbeta,
+                    accumulate,
+                )
+                .unwrap();
+            }
+            rec.submit_and_wait().unwrap();
+            let (loss, grad) = multi_hot_reference(purity, &to_f64(&beta), nodes);
+            let what = format!("{purity:?} multi-hot, {nodes} nodes");
+            let c = coefficient as f64;
+            let scaled: Vec<f64> = grad.iter().map(|g| g * c).collect();
+            let summed: Vec<f64> = scaled
+                .iter()
+                .zip(&old)
+                .map(|(g, &o)| g + o as f64)
+                .collect();
+            assert_close(&what, &download(&t_loss), &[(loss * c) as f32], 1e-5, 1e-5);
+            assert_close(&what, &download(&t_written), &to_f32(&scaled), 1e-5, 1e-4);
+            assert_close(&what, &download(&t_summed), &to_f32(&summed), 1e-5, 1e-4);
+        }
+    }
+    // The gates of 3 nodes are 9 rows; others are refused, naming the shape.
+    let mut rec = gpu.recorder();
+    let (beta, loss) = (gpu.zeros(&[11, 1]).unwrap(), gpu.zeros(&[1]).unwrap());
+    let e = multi_hot_regulariser(
+        &mut rec,
+        Regulariser::Gini,
+        &beta,
+        3,
+        1.0,
+        &loss,
+        &beta,
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("[9, 1]"), "{e}");
+}
+
+#[test]
+fn edge_gates_match_reference_and_finite_differences() {
+    let gpu = Gpu::shared();
+    let mut rng = Rng::new(23);
+    for &(rows, k) in &[(1, 1), (5, 7), (14, 8), (131, 3)] {
+        let p = rng.vec_uniform(rows * k, 0.0, 1.0);
+        let g = rng.vec_uniform(rows, 0.0, 1.0);
+        let dw = rng.vec_uniform(rows * k, -1.0, 1.0);
+        let (t_p, t_g, t_dw) = (
+            upload(&[rows, k], &p),
+            upload(&[rows, 1], &g),
+            upload(&[rows, k], &dw),
+        );
+        let t_w = gpu.full(&[rows, k], f32::NAN).unwrap();
+        let t_dp = gpu.full(&[rows, k], f32::NAN).unwrap();
+        let t_dg = gpu.full(&[rows, 1], f32::NAN).unwrap();
+        let mut rec = gpu.recorder();
+        edge_gate_forward(&mut rec, &t_p, &t_g, &t_w).unwrap();
+        edge_gate_backward(&mut rec, &t_p, &t_g, &t_dw, &t_dp, &t_dg).unwrap();
+        rec.submit_and_wait().unwrap();
+        let (p64, g64, dw64) = (to_f64(&p), to_f64(&g), to_f64(&dw));
+        let what = format!("edge gates [{rows}, {k}]");
+        let w = edge_gate_reference(&p64, &g64);
+        let (dp, dg) = edge_gate_backward_reference(&p64, &g64, &dw64);
+        assert_close(&what, &download(&t_w), &to_f32(&w), 1e-6, 1e-6);
+        assert_close(&what, &download(&t_dp), &to_f32(&dp), 1e-6, 1e-6);
+        assert_close(&what, &download(&t_dg), &to_f32(&dg), 1e-5, 1e-5);
+        // The references' gradients of sum(w * dw).
+        let dot = |w: Vec<f64>| w.iter().zip(&dw64).map(|(a, b)| a * b).sum::<f64>();
+        assert_gradient(
+            &what,
+            &p64,
+            &dp,
+            |p| dot(edge_gate_reference(p, &g64)),
+            1e-6,
+            1e-6,
+        );
+        assert_gradient(
+            &what,
+            &g64,
+            &dg,
+            |g| dot(edge_gate_reference(&p64, g)),
+            1e-6,
+            1e-6,
+        );
+    }
+    let mut rec = gpu.recorder();
+    let (p, g) = (gpu.zeros(&[3, 2]).unwrap(), gpu.zeros(&[2, 1]).unwrap());
+    let e = edge_gate_forward(&mut rec, &p, &g, &p).unwrap_err();
+    assert!(e.to_string().contains("gates"), "{e}");
+}

@@ -9,12 +9,12 @@ mod search_config;
 
 use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
-use audionas::model::arch::Weighting;
+use audionas::model::arch::{Regularisation, RegulariserKind, Weighting};
 use audionas::model::{Architecture, Mask, Network};
 use audionas::nn::Pass;
 use audionas::search::config::{SearchConfig, Strategy};
 use audionas::search::darts::{search, SearchOptions, ARCHITECTURE_FILE, ARCH_WEIGHTS_FILE};
-use audionas::search::derive::{darts_choices, derive, fair_darts_choices};
+use audionas::search::derive::{darts_choices, derive, fair_darts_choices, force_darts_choices};
 use audionas::search::plots::{CELLS_FILE, HEATMAP_FILE, OVER_EPOCHS_FILE};
 use audionas::search::space::{SpaceConfig, Tables};
 use audionas::train::config::Experiment;
@@ -117,18 +117,36 @@ fn loss(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, r: &[f32]) -> f
 
 #[test]
 fn supernet_gradients_match_finite_differences() {
-    let gpu = Gpu::shared();
-    let config = parse(&search_config::tiny_search(2, "")).unwrap();
-    let tables = Tables {
+    let plain = Tables {
         weighting: Weighting::Softmax,
         init_scale: 0.5,
         regulariser: None,
+        gates: None,
     };
-    let arch = config.space.supernet("supernet", &tables);
+    check_supernet_gradients(&plain, 3);
+    // ForceDARTS's gated tables: alpha and beta of both cell types. Its
+    // losses are switched off here, so the gradient is the logits' alone.
+    let purity = Regularisation {
+        kind: RegulariserKind::Gini,
+        weight: 20.0,
+    };
+    let gated = Tables {
+        regulariser: Some(purity),
+        gates: Some(purity),
+        ..plain
+    };
+    check_supernet_gradients(&gated, 5);
+}
+
+fn check_supernet_gradients(tables: &Tables, params_checked: usize) {
+    let gpu = Gpu::shared();
+    let config = parse(&search_config::tiny_search(2, "")).unwrap();
+    let arch = config.space.supernet("supernet", tables);
     let input = [1, 9, 7];
     let classes = 3;
     let batch = 2;
     let mut net = Network::build(gpu, &arch, &input, classes, 4).unwrap();
+    net.set_regularising(false);
     // One candidate masked: its column gets no gradient, the rest still do.
     net.set_mask(&Mask::none().layer_off("cell0.node1.from2.sep_conv_3x3.b.bn"))
         .unwrap();
@@ -155,7 +173,7 @@ fn supernet_gradients_match_finite_differences() {
             (name, p.value.clone(), value, grad)
         })
         .collect();
-    assert_eq!(checked.len(), 3);
+    assert_eq!(checked.len(), params_checked);
     for (name, tensor, value, grad) in checked {
         let v = rng.vec_uniform(value.len(), -1.0, 1.0);
         let analytic: f64 = grad
@@ -235,6 +253,15 @@ fn bad_search_configs_are_refused_naming_the_key() {
     ))
     .unwrap_err();
     assert!(e.contains("nope") || e.contains("strategy"), "{e}");
+    for (extra, want) in [
+        ("purity = \"zero_one\"", "gini, entropy"),
+        ("purity = \"purest\"", "purity"),
+        ("purity_weight = -1.0", "purity_weight"),
+    ] {
+        let text = search_config::tiny_search(2, &format!("[search]\n{extra}"));
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
 }
 
 #[test]
@@ -312,4 +339,77 @@ fn a_tiny_fair_darts_search_derives_and_retrains() {
     )
     .unwrap();
     assert_eq!(trained.params, summary.params);
+}
+
+#[test]
+fn force_darts_keeps_the_two_most_open_gates_of_each_node() {
+    let mut config = parse(&search_config::tiny_search(2, "")).unwrap();
+    config.search.strategy = Strategy::ForceDarts;
+    let space = config.space();
+    assert!(!space.ops.iter().any(|o| o == "zero"));
+    let k = space.ops.len();
+    let mut w = vec![0.1; 5 * k];
+    w[2] = 0.6; // row 0's strongest operation
+    w[k + 1] = 0.7;
+    w[2 * k] = 0.2; // row 2: strong operation, closed gate
+    w[3 * k + 3] = 0.5;
+    w[4 * k + 2] = 0.4;
+    // Node 1 (rows 2-4): the gates of rows 3 and 4 are the most open.
+    let gates = [0.5, 0.5, 0.9, 0.95, 0.96];
+    let choices = force_darts_choices(&space, &w, &gates);
+    assert_eq!(choices, vec![Some(2), Some(1), None, Some(3), Some(2)]);
+    let gates = [0.5, 0.5, 0.99, 0.1, 0.2];
+    let choices = force_darts_choices(&space, &w, &gates);
+    assert_eq!(choices, vec![Some(2), Some(1), Some(0), None, Some(2)]);
+}
+
+#[test]
+fn a_tiny_force_darts_search_switches_its_losses_on_halfway_and_retrains() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 7);
+    let gpu = Gpu::shared();
+    let text = search_config::tiny_search(2, "[search]\nstrategy = \"force-darts\"");
+    let config = parse(&text).unwrap();
+    assert_eq!(config.search.purity_weight, 20.0);
+    let mut unweighted = config.clone();
+    unweighted.search.purity_weight = 0.0;
+    let mut lines = Vec::new();
+    for (name, config) in [("force", &config), ("force_unweighted", &unweighted)] {
+        let run = RunDir::create(&dir.path().join("runs"), name, &config.to_toml()).unwrap();
+        let summary = search(gpu, config, &run, &options(dir.path(), false, None)).unwrap();
+        let log = std::fs::read_to_string(run.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+        lines.push(log.lines().map(String::from).collect::<Vec<_>>());
+        if name == "force" {
+            // Every node keeps exactly 2 edges: 2 per cell type, both nodes.
+            let g = &summary.genotype;
+            assert_eq!((g.normal.len(), g.reduce.len()), (4, 4), "{g:?}");
+            let record: serde_json::Value = serde_json::from_str(lines[0].last().unwrap()).unwrap();
+            assert_eq!(record["normal_gates"].as_array().unwrap().len(), 5);
+            let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
+            let mut experiment =
+                Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+            experiment.model = derived;
+            experiment.train.epochs = 1;
+            let retrain = RunDir::create(
+                &dir.path().join("runs"),
+                "force_retrain",
+                &experiment.to_toml(),
+            )
+            .unwrap();
+            let options = TrainOptions {
+                data_dir: dir.path().join("data"),
+                prepare: options(dir.path(), false, None).prepare,
+                resume: false,
+                stop_after_epochs: None,
+                verbose: false,
+                init_from: None,
+            };
+            let trained = train(gpu, &experiment, &retrain, &options).unwrap();
+            assert_eq!(trained.params, summary.params);
+        }
+    }
+    // The losses are off in the first half: the same weights either way;
+    // on in the second: different ones.
+    assert_eq!(lines[0][0], lines[1][0]);
+    assert_ne!(lines[0][1], lines[1][1]);
 }

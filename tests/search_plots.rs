@@ -36,6 +36,8 @@ fn weights_lines(epochs: usize) -> String {
     (1..=epochs)
         .map(|epoch| {
             let record = WeightsRecord {
+                normal_gates: None,
+                reduce_gates: None,
                 epoch,
                 ops: OPERATIONS.iter().map(|o| o.to_string()).collect(),
                 normal: table(epoch, 1),

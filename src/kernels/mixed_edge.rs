@@ -23,6 +23,13 @@
 //! zero-one loss `-mean((sigmoid(alpha) - 0.5)^2)` over every entry, and the
 //! purity losses of `p = softmax(row)`, Gini `sum p (1 - p)` and normalised
 //! entropy `-sum p ln p / ln K`, averaged over the rows.
+//!
+//! Edge gates (ForceDARTS): `w[r, k] = p[r, k] * g[r]`, the operation
+//! weights `p = softmax(alpha)` of an edge times its gate `g = sigmoid(beta)`,
+//! and the multi-hot loss on the gates of a cell's edges: per node, the
+//! purity of the pair weights `q_kl = b_k b_l / sum_{u != v} b_u b_v` over
+//! its incoming edges (so it is lowest when exactly two gates are open),
+//! averaged over the nodes.
 
 use crate::gpu::{ensure, grid_1d, GpuResult, Recorder, Shader, Tensor};
 use crate::kernels::check::same_shape;
@@ -470,6 +477,169 @@ pub fn arch_regulariser(
         &[alpha, dalpha, loss],
         [1, 1, 1],
     )
+}
+
+/// Rows of node `node` in a DARTS cell's edge list (node-major, node `i`
+/// reading the two cell inputs and the `i` earlier nodes).
+pub fn node_rows(node: usize) -> std::ops::Range<usize> {
+    let start = node * (node + 3) / 2;
+    start..start + node + 2
+}
+
+/// `loss[0] = coefficient * L(beta)` and `dbeta (+)= coefficient * dL/dbeta`
+/// for the multi-hot loss of the gates `sigmoid(beta)` of a cell of `nodes`
+/// nodes; `purity` is `Gini` or `Entropy`.
+#[allow(clippy::too_many_arguments)]
+pub fn multi_hot_regulariser(
+    rec: &mut Recorder,
+    purity: Regulariser,
+    beta: &Tensor,
+    nodes: usize,
+    coefficient: f32,
+    loss: &Tensor,
+    dbeta: &Tensor,
+    accumulate: bool,
+) -> GpuResult<()> {
+    let rows = node_rows(nodes.max(1) - 1).end;
+    ensure(nodes >= 1 && beta.shape() == [rows, 1], || {
+        format!(
+            "multi-hot loss: the gates of a cell of {nodes} nodes are [{rows}, 1], got shape {:?}",
+            beta.shape()
+        )
+    })?;
+    same_shape(KERNEL, "dbeta", dbeta, beta.shape())?;
+    ensure(loss.len() == 1, || {
+        format!(
+            "multi-hot loss: loss must hold one value, got shape {:?}",
+            loss.shape()
+        )
+    })?;
+    let mode = match purity {
+        Regulariser::Gini => 1,
+        Regulariser::Entropy => 2,
+        Regulariser::ZeroOne => {
+            return Err(crate::gpu::GpuError::Shape(
+                "multi-hot loss: the purity is gini or entropy, not zero_one".into(),
+            ))
+        }
+    };
+    let params = Params {
+        n: nodes as u32,
+        mode,
+        scale: coefficient,
+        accumulate: accumulate as u32,
+        ..Params::default()
+    };
+    rec.dispatch(
+        &SHADER,
+        "multi_hot",
+        &[],
+        &params,
+        &[beta, dbeta, loss],
+        [1, 1, 1],
+    )
+}
+
+/// `w[r, k] = p[r, k] * g[r]` for `p, w: [rows, K]`, `g: [rows, 1]`.
+pub fn edge_gate_forward(rec: &mut Recorder, p: &Tensor, g: &Tensor, w: &Tensor) -> GpuResult<()> {
+    let (rows, k) = rows_and_k("p", p)?;
+    same_shape(KERNEL, "gates", g, &[rows, 1])?;
+    same_shape(KERNEL, "w", w, p.shape())?;
+    let params = Params {
+        k: k as u32,
+        rows: rows as u32,
+        ..Params::default()
+    };
+    let groups = [(rows * k).div_ceil(64) as u32, 1, 1];
+    rec.dispatch(&SHADER, "gate_forward", &[], &params, &[p, g, w], groups)
+}
+
+/// `dp[r, k] = dw[r, k] * g[r]` and `dg[r] = sum_k dw[r, k] * p[r, k]`.
+pub fn edge_gate_backward(
+    rec: &mut Recorder,
+    p: &Tensor,
+    g: &Tensor,
+    dw: &Tensor,
+    dp: &Tensor,
+    dg: &Tensor,
+) -> GpuResult<()> {
+    let (rows, k) = rows_and_k("p", p)?;
+    same_shape(KERNEL, "gates", g, &[rows, 1])?;
+    same_shape(KERNEL, "dw", dw, p.shape())?;
+    same_shape(KERNEL, "dp", dp, p.shape())?;
+    same_shape(KERNEL, "dgates", dg, g.shape())?;
+    let params = Params {
+        k: k as u32,
+        rows: rows as u32,
+        ..Params::default()
+    };
+    let groups = [rows.div_ceil(64) as u32, 1, 1];
+    rec.dispatch(
+        &SHADER,
+        "gate_backward",
+        &[],
+        &params,
+        &[p, g, dw, dp, dg],
+        groups,
+    )
+}
+
+/// CPU reference of `edge_gate_forward`.
+pub fn edge_gate_reference(p: &[f64], g: &[f64]) -> Vec<f64> {
+    let k = p.len() / g.len().max(1);
+    p.iter().enumerate().map(|(i, v)| v * g[i / k]).collect()
+}
+
+/// CPU reference of `edge_gate_backward`: `(dp, dg)`.
+pub fn edge_gate_backward_reference(p: &[f64], g: &[f64], dw: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let k = p.len() / g.len().max(1);
+    let dp = dw.iter().enumerate().map(|(i, d)| d * g[i / k]).collect();
+    let dg = p
+        .chunks(k)
+        .zip(dw.chunks(k))
+        .map(|(p, d)| p.iter().zip(d).map(|(a, b)| a * b).sum())
+        .collect();
+    (dp, dg)
+}
+
+/// CPU reference of the multi-hot loss: `(L(beta), dL/dbeta)` for the gates
+/// of a cell of `nodes` nodes, by the definition (pair weights, then their
+/// purity) and the chain rule taken term by term.
+pub fn multi_hot_reference(purity: Regulariser, beta: &[f64], nodes: usize) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; beta.len()];
+    for node in 0..nodes {
+        let rows = node_rows(node);
+        let b: Vec<f64> = beta[rows.clone()].iter().map(|&v| sigmoid(v)).collect();
+        let m = b.len();
+        let log_pairs = ((m * (m - 1)) as f64).ln();
+        let s: f64 = (0..m)
+            .flat_map(|u| (0..m).map(move |v| (u, v)))
+            .filter(|(u, v)| u != v)
+            .map(|(u, v)| b[u] * b[v])
+            .sum();
+        let mut db = vec![0.0; m];
+        for k in 0..m {
+            for l in (0..m).filter(|&l| l != k) {
+                let q = b[k] * b[l] / s;
+                let (value, g) = match purity {
+                    Regulariser::Entropy => (-q * q.ln() / log_pairs, -(q.ln() + 1.0) / log_pairs),
+                    _ => (q * (1.0 - q), 1.0 - 2.0 * q),
+                };
+                loss += value / nodes as f64;
+                // dq_kl/db_j = ([k = j] b_l + [l = j] b_k) / S - q dS/db_j / S.
+                for (j, dbj) in db.iter_mut().enumerate() {
+                    let direct = if j == k { b[l] } else { 0.0 } + if j == l { b[k] } else { 0.0 };
+                    let ds = 2.0 * (b.iter().sum::<f64>() - b[j]);
+                    *dbj += g * (direct - q * ds) / s;
+                }
+            }
+        }
+        for (j, row) in rows.enumerate() {
+            grad[row] = db[j] * b[j] * (1.0 - b[j]) / nodes as f64;
+        }
+    }
+    (loss, grad)
 }
 
 fn sigmoid(v: f64) -> f64 {

@@ -182,6 +182,10 @@ pub enum Op {
         /// alpha in every backward), e.g. FairDARTS's zero-one loss.
         #[serde(default)]
         regulariser: Option<Regularisation>,
+        /// ForceDARTS: a gate `sigmoid(beta)` per row (edge) multiplying
+        /// the row's weights, with the multi-hot loss on the gates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gates: Option<EdgeGates>,
     },
     /// A mixed edge: its first input is an `arch_weights` layer, the others
     /// are candidate outputs of one shape; the result is the sum of each
@@ -202,6 +206,20 @@ pub enum Op {
 #[serde(deny_unknown_fields)]
 pub struct Regularisation {
     pub kind: RegulariserKind,
+    pub weight: f32,
+}
+
+/// Edge gates of a DARTS cell's table: rows are the cell's edges, node-major
+/// (node `i` has `i + 2` incoming edges, so `nodes` nodes have
+/// `nodes (nodes + 3) / 2` rows). Beta starts at zero (every gate half
+/// open); `purity` (`gini` or `entropy`) of the pair weights
+/// `q_kl = b_k b_l / sum_{u != v} b_u b_v` of each node's incoming gates,
+/// averaged over nodes, times `weight`, is added to the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeGates {
+    pub nodes: usize,
+    pub purity: RegulariserKind,
     pub weight: f32,
 }
 

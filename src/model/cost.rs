@@ -9,7 +9,7 @@
 //! hidden)`. Everything else is an other op (see `OtherOps`). Parameters
 //! are exactly those `Network::build` creates.
 
-use super::arch::{Architecture, LstmReturns, Op};
+use super::arch::{Architecture, LstmReturns, Op, RegulariserKind};
 use super::error::ModelError;
 use super::mask::{Activity, Source};
 use super::network::Network;
@@ -422,6 +422,7 @@ fn layer_work(
             candidates,
             init_scale,
             regulariser,
+            gates,
             ..
         } => {
             positive("rows", rows)?;
@@ -435,8 +436,26 @@ fn layer_work(
                     r.weight
                 ));
             }
+            let mut params = rows.saturating_mul(candidates) as u64;
+            if let Some(g) = gates {
+                positive("gates.nodes", g.nodes)?;
+                let want = g.nodes.saturating_mul(g.nodes.saturating_add(3)) / 2;
+                if rows != want {
+                    return Err(format!(
+                        "gates of a cell of {} nodes need {want} rows (one per edge), got {rows}",
+                        g.nodes
+                    ));
+                }
+                if g.purity == RegulariserKind::ZeroOne {
+                    return Err("gates.purity must be gini or entropy".into());
+                }
+                if !g.weight.is_finite() || g.weight < 0.0 {
+                    return Err(format!("gates.weight {} must be a number >= 0", g.weight));
+                }
+                params += rows as u64;
+            }
             let work = Work {
-                params: rows.saturating_mul(candidates) as u64,
+                params,
                 ..Work::default()
             };
             (vec![rows, candidates], work)

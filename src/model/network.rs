@@ -165,6 +165,13 @@ impl Network {
     }
 
     /// What runs under the current mask.
+    /// Switches the architecture regularisers of every layer on or off.
+    pub fn set_regularising(&mut self, on: bool) {
+        for node in &mut self.nodes {
+            node.layer.set_regularising(on);
+        }
+    }
+
     pub fn activity(&self) -> &Activity {
         &self.activity
     }
@@ -662,22 +669,26 @@ fn build_layer(
             weighting,
             init_scale,
             regulariser,
+            gates,
         } => {
             let weighting = match weighting {
                 Weighting::Softmax => EdgeWeighting::Softmax,
                 Weighting::Sigmoid => EdgeWeighting::Sigmoid,
             };
-            let regulariser = regulariser.map(|r| {
-                let kind = match r.kind {
-                    RegulariserKind::ZeroOne => Regulariser::ZeroOne,
-                    RegulariserKind::Gini => Regulariser::Gini,
-                    RegulariserKind::Entropy => Regulariser::Entropy,
-                };
-                (kind, r.weight)
-            });
-            let layer = ArchWeights::new(gpu, rows, candidates, weighting, init_scale, rng)
+            let kind = |kind: RegulariserKind| match kind {
+                RegulariserKind::ZeroOne => Regulariser::ZeroOne,
+                RegulariserKind::Gini => Regulariser::Gini,
+                RegulariserKind::Entropy => Regulariser::Entropy,
+            };
+            let regulariser = regulariser.map(|r| (kind(r.kind), r.weight));
+            let mut layer = ArchWeights::new(gpu, rows, candidates, weighting, init_scale, rng)
                 .and_then(|a| a.regularised(gpu, regulariser))
                 .map_err(gpu_err)?;
+            if let Some(g) = gates {
+                layer = layer
+                    .gated(gpu, g.nodes, kind(g.purity), g.weight)
+                    .map_err(gpu_err)?;
+            }
             Box::new(layer)
         }
         Op::Mixed { row, ref columns } => Box::new(Mixed::new(row, columns.clone(), &in_shapes[1])),

@@ -141,6 +141,10 @@ pub trait Layer: Send {
     /// changes); a layer that sums its inputs is then given only those.
     fn read(&mut self, _reads: &[bool]) {}
 
+    /// Switches the losses a layer adds to the training loss (architecture
+    /// regularisers) on or off; they are on from the start.
+    fn set_regularising(&mut self, _on: bool) {}
+
     /// State that is not trained by gradients but belongs in a checkpoint
     /// (batch norm's running statistics).
     fn buffers(&self) -> Vec<(&'static str, &Tensor)> {

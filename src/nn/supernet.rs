@@ -3,23 +3,40 @@
 //! edges that weigh candidate outputs by them.
 
 use super::{Layer, Param, Pass};
-use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
+use crate::gpu::{Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::mixed_edge::{
-    arch_regulariser, mixed_edge_alpha_backward, mixed_edge_weights, mixed_terms_backward,
-    mixed_terms_forward, EdgeWeighting, Regulariser,
+    arch_regulariser, edge_gate_backward, edge_gate_forward, mixed_edge_alpha_backward,
+    mixed_edge_weights, mixed_terms_backward, mixed_terms_forward, multi_hot_regulariser,
+    EdgeWeighting, Regulariser,
 };
 use crate::util::rng::Rng;
 
 /// The parameter group of architecture weights.
 pub const ARCH: &str = "arch";
 
-/// `w = softmax(alpha)` per row, or `sigmoid(alpha)`, for the whole batch.
+/// `w = softmax(alpha)` per row, or `sigmoid(alpha)`, for the whole batch;
+/// with gates, `w[r, k] = softmax(alpha)[r, k] * sigmoid(beta[r])`.
 /// Its gradient is what the mixed layers reading it give back, summed.
 pub struct ArchWeights {
     alpha: Param,
     weighting: EdgeWeighting,
     /// A loss on alpha, its weight, and where its value is written.
     regulariser: Option<(Regulariser, f32, Tensor)>,
+    gates: Option<Gates>,
+    /// Whether the losses on alpha and beta count (a search may switch
+    /// them on part way).
+    regularising: bool,
+}
+
+/// One gate per row and the multi-hot loss on them.
+struct Gates {
+    beta: Param,
+    nodes: usize,
+    purity: Regulariser,
+    weight: f32,
+    loss: Tensor,
+    /// The operation weights and gates of the last forward.
+    saved: Option<(Tensor, Tensor)>,
 }
 
 impl ArchWeights {
@@ -36,13 +53,40 @@ impl ArchWeights {
         let values: Vec<f32> = (0..rows * candidates)
             .map(|_| init_scale * rng.normal())
             .collect();
-        let alpha = Param::new(gpu, "alpha", &[rows, candidates], &values)?
-            .no_decay()
-            .in_group(ARCH);
+        // The architecture optimizer's weight decay applies, as in the references.
+        let alpha = Param::new(gpu, "alpha", &[rows, candidates], &values)?.in_group(ARCH);
         Ok(ArchWeights {
             alpha,
             weighting,
             regulariser: None,
+            gates: None,
+            regularising: true,
+        })
+    }
+
+    /// Adds a gate `sigmoid(beta)` per row, beta from zero, and `weight`
+    /// times the multi-hot loss of kind `purity` over the rows of each of
+    /// `nodes` nodes (a DARTS cell's edges, node-major).
+    pub fn gated(
+        self,
+        gpu: &Gpu,
+        nodes: usize,
+        purity: Regulariser,
+        weight: f32,
+    ) -> GpuResult<Self> {
+        let rows = self.alpha.value.shape()[0];
+        let beta = Param::new(gpu, "beta", &[rows, 1], &vec![0.0; rows])?.in_group(ARCH);
+        let gates = Gates {
+            beta,
+            nodes,
+            purity,
+            weight,
+            loss: gpu.zeros(&[1])?,
+            saved: None,
+        };
+        Ok(ArchWeights {
+            gates: Some(gates),
+            ..self
         })
     }
 
@@ -69,16 +113,38 @@ impl Layer for ArchWeights {
     }
 
     fn params(&self) -> Vec<&Param> {
-        vec![&self.alpha]
+        let mut params = vec![&self.alpha];
+        params.extend(self.gates.as_ref().map(|g| &g.beta));
+        params
     }
 
     fn params_mut(&mut self) -> Vec<&mut Param> {
-        vec![&mut self.alpha]
+        let mut params = vec![&mut self.alpha];
+        params.extend(self.gates.as_mut().map(|g| &mut g.beta));
+        params
+    }
+
+    fn set_regularising(&mut self, on: bool) {
+        self.regularising = on;
+    }
+
+    fn saved_bytes(&self) -> u64 {
+        let saved = self.gates.as_ref().and_then(|g| g.saved.as_ref());
+        saved.map_or(0, |(p, g)| p.bytes() + g.bytes())
     }
 
     fn forward(&mut self, rec: &mut Recorder, _inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let w = rec.empty(self.alpha.value.shape())?;
-        mixed_edge_weights(rec, self.weighting, &self.alpha.value, &w)?;
+        let Some(gates) = &mut self.gates else {
+            mixed_edge_weights(rec, self.weighting, &self.alpha.value, &w)?;
+            return Ok(w);
+        };
+        let p = rec.empty(self.alpha.value.shape())?;
+        mixed_edge_weights(rec, self.weighting, &self.alpha.value, &p)?;
+        let g = rec.empty(gates.beta.value.shape())?;
+        mixed_edge_weights(rec, EdgeWeighting::Sigmoid, &gates.beta.value, &g)?;
+        edge_gate_forward(rec, &p, &g, &w)?;
+        gates.saved = Some((p, g));
         Ok(w)
     }
 
@@ -90,8 +156,30 @@ impl Layer for ArchWeights {
         dout: &Tensor,
         _need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>> {
-        mixed_edge_alpha_backward(rec, self.weighting, output, dout, &self.alpha.grad, false)?;
-        if let Some((kind, weight, loss)) = &self.regulariser {
+        match &mut self.gates {
+            None => {
+                let grad = &self.alpha.grad;
+                mixed_edge_alpha_backward(rec, self.weighting, output, dout, grad, false)?;
+            }
+            Some(gates) => {
+                let (p, g) = gates.saved.take().ok_or_else(|| {
+                    GpuError::Order("arch weights: backward needs a forward first".into())
+                })?;
+                let (dp, dg) = (rec.empty(p.shape())?, rec.empty(g.shape())?);
+                edge_gate_backward(rec, &p, &g, dout, &dp, &dg)?;
+                let grad = &self.alpha.grad;
+                mixed_edge_alpha_backward(rec, self.weighting, &p, &dp, grad, false)?;
+                let sigmoid = EdgeWeighting::Sigmoid;
+                mixed_edge_alpha_backward(rec, sigmoid, &g, &dg, &gates.beta.grad, false)?;
+                if self.regularising {
+                    let (beta, grad) = (&gates.beta.value, &gates.beta.grad);
+                    let (kind, nodes, weight) = (gates.purity, gates.nodes, gates.weight);
+                    multi_hot_regulariser(rec, kind, beta, nodes, weight, &gates.loss, grad, true)?;
+                }
+            }
+        }
+        if let Some((kind, weight, loss)) = self.regulariser.as_ref().filter(|_| self.regularising)
+        {
             let (value, grad) = (&self.alpha.value, &self.alpha.grad);
             arch_regulariser(rec, *kind, value, *weight, loss, grad, true)?;
         }

@@ -23,15 +23,19 @@ pub enum Strategy {
     Darts,
     /// Independent sigmoids with a zero-one loss, no `zero` operation (Chu et al.).
     FairDarts,
+    /// Softmax over operations with a purity loss, a sigmoid gate per edge
+    /// with a multi-hot loss, both switched on halfway, no `zero` operation.
+    ForceDarts,
 }
 
 impl Strategy {
-    pub const NAMES: [&'static str; 2] = ["darts", "fair-darts"];
+    pub const NAMES: [&'static str; 3] = ["darts", "fair-darts", "force-darts"];
 
     pub fn name(&self) -> &'static str {
         match self {
             Strategy::Darts => "darts",
             Strategy::FairDarts => "fair-darts",
+            Strategy::ForceDarts => "force-darts",
         }
     }
 
@@ -39,6 +43,7 @@ impl Strategy {
         match name {
             "darts" => Ok(Strategy::Darts),
             "fair-darts" => Ok(Strategy::FairDarts),
+            "force-darts" => Ok(Strategy::ForceDarts),
             other => Err(format!(
                 "unknown strategy {other:?}; choose from {}",
                 Strategy::NAMES.join(", ")
@@ -46,29 +51,10 @@ impl Strategy {
         }
     }
 
-    /// How its architecture weights are made, as the references make them.
-    pub fn tables(&self) -> Tables {
-        match self {
-            Strategy::Darts => Tables {
-                weighting: Weighting::Softmax,
-                init_scale: 1e-3,
-                regulariser: None,
-            },
-            Strategy::FairDarts => Tables {
-                weighting: Weighting::Sigmoid,
-                init_scale: 0.0,
-                regulariser: Some(Regularisation {
-                    kind: RegulariserKind::ZeroOne,
-                    weight: 10.0,
-                }),
-            },
-        }
-    }
-
     /// The architecture optimizer's learning rate and Adam betas of the reference.
     fn arch_defaults(&self) -> (f64, [f32; 2]) {
         match self {
-            Strategy::Darts => (3e-4, [0.5, 0.999]),
+            Strategy::Darts | Strategy::ForceDarts => (3e-4, [0.5, 0.999]),
             Strategy::FairDarts => (3e-3, [0.9, 0.999]),
         }
     }
@@ -85,6 +71,11 @@ pub struct StrategyConfig {
     pub arch_weight_decay: f64,
     /// FairDARTS: the weight an operation needs to stay in a derived cell.
     pub threshold: f64,
+    /// ForceDARTS: the purity measure (`gini` or `entropy`) of both losses.
+    pub purity: RegulariserKind,
+    /// ForceDARTS: the weight w_p of the purity loss on the operation
+    /// weights; the multi-hot loss on the edge gates weighs w_p * nodes / edges.
+    pub purity_weight: f64,
 }
 
 impl Default for StrategyConfig {
@@ -95,6 +86,8 @@ impl Default for StrategyConfig {
             arch_betas: None,
             arch_weight_decay: 1e-3,
             threshold: 0.85,
+            purity: RegulariserKind::Gini,
+            purity_weight: 20.0,
         }
     }
 }
@@ -106,6 +99,49 @@ impl StrategyConfig {
 
     pub fn arch_betas(&self) -> [f32; 2] {
         self.arch_betas.unwrap_or(self.strategy.arch_defaults().1)
+    }
+
+    /// How the strategy's architecture weights are made, as the references
+    /// make them.
+    pub fn tables(&self) -> Tables {
+        match self.strategy {
+            Strategy::Darts => Tables {
+                weighting: Weighting::Softmax,
+                init_scale: 1e-3,
+                regulariser: None,
+                gates: None,
+            },
+            Strategy::FairDarts => Tables {
+                weighting: Weighting::Sigmoid,
+                init_scale: 0.0,
+                regulariser: Some(Regularisation {
+                    kind: RegulariserKind::ZeroOne,
+                    weight: 10.0,
+                }),
+                gates: None,
+            },
+            Strategy::ForceDarts => {
+                let purity = Regularisation {
+                    kind: self.purity,
+                    weight: self.purity_weight as f32,
+                };
+                Tables {
+                    weighting: Weighting::Softmax,
+                    init_scale: 1e-3,
+                    regulariser: Some(purity),
+                    gates: Some(purity),
+                }
+            }
+        }
+    }
+
+    /// The first epoch (0-based) whose steps count the regularisers:
+    /// ForceDARTS switches its losses on after half the epochs.
+    pub fn regularise_from(&self, epochs: usize) -> usize {
+        match self.strategy {
+            Strategy::ForceDarts => epochs / 2,
+            _ => 0,
+        }
     }
 }
 
@@ -204,6 +240,17 @@ impl SearchConfig {
                 s.threshold
             )));
         }
+        if s.purity == RegulariserKind::ZeroOne {
+            return Err(fail(
+                "[search] purity = \"zero_one\" is not a purity; choose from gini, entropy".into(),
+            ));
+        }
+        if !(s.purity_weight.is_finite() && s.purity_weight >= 0.0) {
+            return Err(fail(format!(
+                "[search] purity_weight = {} must be >= 0",
+                s.purity_weight
+            )));
+        }
         if s.arch_betas().iter().any(|b| !(0.0..1.0).contains(b)) {
             return Err(fail(format!(
                 "[search] arch_betas = {:?} must be in [0, 1)",
@@ -228,7 +275,7 @@ impl SearchConfig {
     /// The supernet as an experiment: what `Data`, `Session` and the run
     /// folder take.
     pub fn experiment(&self) -> Experiment {
-        let tables = self.search.strategy.tables();
+        let tables = self.search.tables();
         Experiment {
             features: self.features.clone(),
             train: self.train.clone(),
@@ -238,11 +285,12 @@ impl SearchConfig {
         }
     }
 
-    /// The space the strategy searches: FairDARTS has no `zero` operation
-    /// (its sigmoids let every operation fade on its own).
+    /// The space the strategy searches: FairDARTS and ForceDARTS have no
+    /// `zero` operation (sigmoids let every operation, or every edge, fade
+    /// on its own).
     pub fn space(&self) -> SpaceConfig {
         let mut space = self.space.clone();
-        if self.search.strategy == Strategy::FairDarts {
+        if self.search.strategy != Strategy::Darts {
             space.ops.retain(|o| o != "zero");
         }
         space

@@ -6,7 +6,7 @@
 
 use super::config::SearchConfig;
 use super::config::Strategy;
-use super::derive::{darts_choices, derive, fair_darts_choices, Genotype};
+use super::derive::{darts_choices, derive, fair_darts_choices, force_darts_choices, Genotype};
 use super::plots::plot_search;
 use super::space::{NORMAL_WEIGHTS, REDUCE_WEIGHTS};
 use crate::data::dataset::Split;
@@ -48,6 +48,11 @@ pub struct WeightsRecord {
     /// `[edge][op]`, after the weighting.
     pub normal: Vec<Vec<f64>>,
     pub reduce: Vec<Vec<f64>>,
+    /// ForceDARTS: each edge's gate, `sigmoid(beta)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal_gates: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce_gates: Option<Vec<f64>>,
 }
 
 /// What a finished (or stopped) search reports.
@@ -147,6 +152,8 @@ pub fn search(
     let mut val_stream = search_val.forever(session.standing.step)?;
     for epoch in session.standing.epoch..last_epoch {
         let epoch_start = Instant::now();
+        let regularising = epoch >= config.search.regularise_from(cfg.epochs);
+        session.network.set_regularising(regularising);
         let progress = Progress::new(epoch + 1, cfg.epochs, steps_per_epoch);
         let (mut arch_seen, mut weights_seen) = (PartTotals::default(), PartTotals::default());
         let mut lr = 0.0;
@@ -194,11 +201,10 @@ pub fn search(
         } else {
             Some(session.evaluate(val_loader.epoch(0))?)
         };
-        let (normal, reduce) = read_weights(gpu, &session.network, config)?;
-        if normal
-            .iter()
-            .chain(&reduce)
-            .flatten()
+        let weights = read_weights(gpu, &session.network, config, epoch + 1)?;
+        let gates = weights.normal_gates.iter().chain(&weights.reduce_gates);
+        if (weights.normal.iter().chain(&weights.reduce).flatten())
+            .chain(gates.flatten())
             .any(|w| !w.is_finite())
         {
             bail!(
@@ -209,7 +215,7 @@ pub fn search(
         }
         // A strategy's cells may still be empty early on (FairDARTS keeps
         // only edges above its threshold): the count is then left out.
-        let skips = derive_from(config, "derived", &normal, &reduce)
+        let skips = derive_from(config, "derived", &weights)
             .map_or("-".to_string(), |(g, _)| g.skips.to_string());
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -233,20 +239,15 @@ pub fn search(
             record.samples_per_s
         ));
         session.standing.epoch = epoch + 1;
-        arch_weights.append(&WeightsRecord {
-            epoch: epoch + 1,
-            ops: config.space().ops,
-            normal,
-            reduce,
-        })?;
+        arch_weights.append(&weights)?;
         metrics.append(&record)?;
         session.save_checkpoint(&run.last_checkpoint(), &info)?;
     }
     plot_curves(&read_epoch_records(&run.metrics())?, &run.plots_dir())?;
 
-    let (normal, reduce) = read_weights(gpu, &session.network, config)?;
+    let weights = read_weights(gpu, &session.network, config, session.standing.epoch)?;
     let name = format!("{}_{}", run.name(), config.search.strategy.name());
-    let (genotype, derived) = match derive_from(config, &name, &normal, &reduce) {
+    let (genotype, derived) = match derive_from(config, &name, &weights) {
         Ok(derived) => derived,
         Err(e) => {
             // The weights are worth seeing, above all when nothing was derived.
@@ -303,49 +304,70 @@ fn resume_advice(run: &RunDir, epochs_done: usize) -> String {
 /// One cell type's architecture weights, `[edge][op]`, after the weighting.
 type Table = Vec<Vec<f64>>;
 
-/// The architecture weights of both cell types.
+/// The architecture weights (and gates) of both cell types after `epoch` epochs.
 fn read_weights(
     gpu: &Gpu,
     network: &Network,
     config: &SearchConfig,
-) -> anyhow::Result<(Table, Table)> {
-    let k = config.space().ops.len();
-    let weighting = match config.search.strategy.tables().weighting {
+    epoch: usize,
+) -> anyhow::Result<WeightsRecord> {
+    let ops = config.space().ops;
+    let k = ops.len();
+    let tables = config.search.tables();
+    let weighting = match tables.weighting {
         Weighting::Softmax => EdgeWeighting::Softmax,
         Weighting::Sigmoid => EdgeWeighting::Sigmoid,
     };
-    let table = |layer: &str| -> anyhow::Result<Table> {
-        let name = format!("{layer}.alpha");
-        let (_, tensor) = network
-            .state()
-            .into_iter()
+    let state = network.state();
+    let values = |name: String| -> anyhow::Result<Vec<f64>> {
+        let (_, tensor) = state
+            .iter()
             .find(|(n, _)| *n == name)
             .with_context(|| format!("the supernet has no {name}"))?;
-        let alpha: Vec<f64> = gpu.download(tensor)?.into_iter().map(f64::from).collect();
+        Ok(gpu.download(tensor)?.into_iter().map(f64::from).collect())
+    };
+    let table = |layer: &str| -> anyhow::Result<Table> {
+        let alpha = values(format!("{layer}.alpha"))?;
         Ok(weights_reference(weighting, &alpha, k)
             .chunks(k)
             .map(<[f64]>::to_vec)
             .collect())
     };
-    Ok((table(NORMAL_WEIGHTS)?, table(REDUCE_WEIGHTS)?))
+    let gates = |layer: &str| -> anyhow::Result<Option<Vec<f64>>> {
+        if tables.gates.is_none() {
+            return Ok(None);
+        }
+        let beta = values(format!("{layer}.beta"))?;
+        Ok(Some(weights_reference(EdgeWeighting::Sigmoid, &beta, 1)))
+    };
+    Ok(WeightsRecord {
+        epoch,
+        ops,
+        normal: table(NORMAL_WEIGHTS)?,
+        reduce: table(REDUCE_WEIGHTS)?,
+        normal_gates: gates(NORMAL_WEIGHTS)?,
+        reduce_gates: gates(REDUCE_WEIGHTS)?,
+    })
 }
 
 /// The genotype and architecture the strategy derives from these weights.
 fn derive_from(
     config: &SearchConfig,
     name: &str,
-    normal: &[Vec<f64>],
-    reduce: &[Vec<f64>],
+    weights: &WeightsRecord,
 ) -> anyhow::Result<(Genotype, Architecture)> {
     let space = config.space();
-    let choose = |rows: &[Vec<f64>]| {
+    let choose = |rows: &[Vec<f64>], gates: &Option<Vec<f64>>| {
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-        match config.search.strategy {
-            Strategy::Darts => darts_choices(&space, &flat),
-            Strategy::FairDarts => fair_darts_choices(&space, &flat, config.search.threshold),
+        match (config.search.strategy, gates) {
+            (Strategy::ForceDarts, Some(gates)) => force_darts_choices(&space, &flat, gates),
+            (Strategy::FairDarts, _) => fair_darts_choices(&space, &flat, config.search.threshold),
+            _ => darts_choices(&space, &flat),
         }
     };
-    derive(&space, name, &choose(normal), &choose(reduce)).map_err(|e| {
+    let normal = choose(&weights.normal, &weights.normal_gates);
+    let reduce = choose(&weights.reduce, &weights.reduce_gates);
+    derive(&space, name, &normal, &reduce).map_err(|e| {
         anyhow::anyhow!(
             "deriving the architecture: {e} (no edge is strong enough yet; search more epochs)"
         )

@@ -51,6 +51,31 @@ pub fn fair_darts_choices(space: &SpaceConfig, weights: &[f64], threshold: f64) 
     choices_where(space, weights, |w| w >= threshold)
 }
 
+/// ForceDARTS: each node keeps the 2 incoming edges with the most open
+/// gates (`gates[row]`), each with its strongest operation other than `zero`.
+pub fn force_darts_choices(space: &SpaceConfig, weights: &[f64], gates: &[f64]) -> Choices {
+    let k = space.ops.len();
+    let zero = space.ops.iter().position(|o| o == "zero");
+    let edges = space.edges();
+    let mut choices = vec![None; edges.len()];
+    for node in 0..space.nodes {
+        let mut incoming: Vec<&Edge> = edges.iter().filter(|e| e.node == node).collect();
+        // Most open first; a stable sort keeps earlier edges first on ties.
+        incoming.sort_by(|a, b| gates[b.row].total_cmp(&gates[a.row]));
+        for e in incoming.into_iter().take(2) {
+            let row = &weights[e.row * k..(e.row + 1) * k];
+            choices[e.row] =
+                (0..k)
+                    .filter(|&o| Some(o) != zero)
+                    .fold(None, |top: Option<usize>, o| match top {
+                        Some(t) if row[t] >= row[o] => top,
+                        _ => Some(o),
+                    });
+        }
+    }
+    choices
+}
+
 fn choices_where(space: &SpaceConfig, weights: &[f64], keep: impl Fn(f64) -> bool) -> Choices {
     let mut choices = vec![None; space.edges().len()];
     for (row, op, w) in strongest_edges(space, weights) {

@@ -717,6 +717,8 @@ mod tests {
             ops: vec!["skip".into(), "sep_conv_3x3".into()],
             normal: vec![vec![0.4, 0.6], vec![0.7, 0.3]],
             reduce: Vec::new(),
+            normal_gates: None,
+            reduce_gates: None,
         };
         let line = serde_json::to_string(&record).unwrap();
         std::fs::write(dir.path().join(ARCH_WEIGHTS_FILE), line + "\n").unwrap();

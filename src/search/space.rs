@@ -24,7 +24,9 @@
 //! - `dil_conv_3x3`, `dil_conv_5x5`: ReLU, depthwise with dilation 2, 1x1,
 //!   batch norm.
 
-use crate::model::arch::{LayerSpec, Op, Padding, Pair, Regularisation, Weighting, INPUT};
+use crate::model::arch::{
+    EdgeGates, LayerSpec, Op, Padding, Pair, Regularisation, Weighting, INPUT,
+};
 use crate::model::Architecture;
 use crate::nn::Init;
 use serde::{Deserialize, Serialize};
@@ -167,6 +169,11 @@ impl SpaceConfig {
                 weight: r.weight / count,
                 ..r
             });
+            let gates = tables.gates.map(|r| EdgeGates {
+                nodes: self.nodes,
+                purity: r.kind,
+                weight: r.weight * self.nodes as f32 / rows as f32 / count,
+            });
             b.layer(
                 table,
                 &[INPUT],
@@ -176,6 +183,7 @@ impl SpaceConfig {
                     weighting: tables.weighting,
                     init_scale: tables.init_scale,
                     regulariser,
+                    gates,
                 },
             );
         }
@@ -311,6 +319,9 @@ pub struct Tables {
     pub init_scale: f32,
     /// A loss on the weights, its weight split over the tables.
     pub regulariser: Option<Regularisation>,
+    /// ForceDARTS: edge gates with the multi-hot loss of this purity; its
+    /// weight, times nodes / edges, is split over the tables.
+    pub gates: Option<Regularisation>,
 }
 
 /// The tables of architecture weights of normal and reduction cells.
