@@ -555,3 +555,22 @@ fn the_cost_command_takes_a_bare_description_on_default_features() {
     assert_eq!(batches, [1, 64]);
     assert!(report["latency"][1]["per_clip_ms"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn found_architectures_cost_what_their_searches_reported() {
+    // configs/found/: (file, parameters, MACs) as the searches printed them,
+    // on 49x10 MFCCs and the 12 keyword-spotting classes.
+    let found = [
+        ("darts_kws_sc.json", 20_060, 1_037_616),
+        ("force_darts_kws_sc.json", 13_788, 747_696),
+        ("fair_darts_kws_sc_t05.json", 16_692, 957_848),
+    ];
+    for (file, params, macs) in found {
+        let path = project(&format!("configs/found/{file}"));
+        let arch = Architecture::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let cost = Cost::of(&arch, &[1, 49, 10], 12, 1000.0, None).unwrap();
+        assert_eq!((cost.params, cost.macs), (params, macs), "{file}");
+        // Each is no larger than ds_cnn_s.
+        assert!(cost.params <= 23_180, "{file}");
+    }
+}
