@@ -440,6 +440,33 @@ fn bad_search_configs_are_refused_naming_the_key() {
 }
 
 #[test]
+fn shipped_search_configs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/search");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let config = SearchConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "polynomial_kws" {
+            // darts_kws with the 5x5 convolutions replaced.
+            let mut want = SearchConfig::load(&dir.join("darts_kws.toml")).unwrap();
+            want.space
+                .ops
+                .retain(|o| o != "sep_conv_5x5" && o != "dil_conv_5x5");
+            want.space.ops.extend(POLY_OPS.map(String::from));
+            assert_eq!(config, want);
+        }
+        names.push(name);
+    }
+    for name in ["darts_kws", "polynomial_kws", "quickstart"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+}
+
+#[test]
 fn fair_darts_keeps_strong_edges_only_and_drops_empty_nodes() {
     let mut config = parse(&search_config::tiny_search(2, "")).unwrap();
     config.search.strategy = Strategy::FairDarts;
