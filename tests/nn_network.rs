@@ -3,8 +3,9 @@
 //! forward on the GPU; shapes, parameter counts and description errors.
 
 use audionas::gpu::{Gpu, Tensor};
-use audionas::model::{Architecture, Network};
-use audionas::nn::Pass;
+use audionas::kernels::check::assert_close;
+use audionas::model::{Architecture, Cost, Network};
+use audionas::nn::{Layer, Multiply, Pass};
 use audionas::util::rng::Rng;
 use std::path::Path;
 
@@ -24,6 +25,18 @@ fn loss(gpu: &Gpu, net: &mut Network, x: &Tensor, r: &[f32], pass: Pass) -> f64 
 /// Compares the analytic derivative along random directions of all the
 /// parameters with central differences of the forward.
 fn check_gradients(toml: &str, input: &[usize], classes: usize, batch: usize, seed: u64) {
+    check_gradients_with_step(toml, input, classes, batch, seed, 1e-2);
+}
+
+/// `check_gradients` with central differences of step `h`.
+fn check_gradients_with_step(
+    toml: &str,
+    input: &[usize],
+    classes: usize,
+    batch: usize,
+    seed: u64,
+    h: f32,
+) {
     let gpu = Gpu::shared();
     let mut net = Network::build(gpu, &arch(toml), input, classes, seed).unwrap();
     let mut rng = Rng::new(seed + 100);
@@ -61,7 +74,6 @@ fn check_gradients(toml: &str, input: &[usize], classes: usize, batch: usize, se
             .zip(&v)
             .flat_map(|(g, v)| g.iter().zip(v).map(|(a, b)| *a as f64 * *b as f64))
             .sum();
-        let h = 1e-2f32;
         let mut at = |sign: f32| {
             for ((p, value), v) in net.params().iter().zip(&values).zip(&v) {
                 let moved: Vec<f32> = value.iter().zip(v).map(|(a, b)| a + sign * h * b).collect();
@@ -169,6 +181,171 @@ fn dag_with_add_concat_and_global_pool_gradients() {
         2,
         2,
     );
+}
+
+/// Two branches of a convolution multiplied, the product squared (one
+/// layer read twice by a `multiply`), then a dense head.
+const PRODUCTS: &str = r#"
+    name = "products"
+    [[layers]]
+    name = "stem"
+    op = "conv2d"
+    channels = 3
+    kernel = [3, 2]
+    padding = "same"
+    [[layers]]
+    name = "a"
+    op = "conv2d"
+    channels = 3
+    kernel = [1, 3]
+    padding = "same"
+    [[layers]]
+    name = "b"
+    inputs = ["stem"]
+    op = "tanh"
+    [[layers]]
+    name = "ab"
+    inputs = ["a", "b"]
+    op = "multiply"
+    [[layers]]
+    name = "square"
+    inputs = ["ab", "ab"]
+    op = "multiply"
+    [[layers]]
+    op = "dense"
+    "#;
+
+#[test]
+fn dag_with_multiply_gradients() {
+    // The square of a product is quartic in the weights: a smaller step
+    // keeps the differences' truncation error well below the tolerance.
+    check_gradients_with_step(PRODUCTS, &[2, 7, 5], 3, 3, 5, 3e-3);
+}
+
+/// The `multiply` layer's input gradients, for each set of inputs asked
+/// for, against `dout * other` and directional differences of its forward.
+#[test]
+fn multiply_layer_input_gradients() {
+    let gpu = Gpu::shared();
+    let shape = [3, 5, 7, 3];
+    let n: usize = shape.iter().product();
+    let mut rng = Rng::new(21);
+    let mut draw = || rng.vec_uniform(n, -2.0, 2.0);
+    let (a, b, g, va, vb) = (draw(), draw(), draw(), draw(), draw());
+    let up = |v: &[f32]| gpu.upload(&shape, v).unwrap();
+    let (ta, tb, tg) = (up(&a), up(&b), up(&g));
+    let mut layer = Multiply::new(&shape[1..]);
+    assert_eq!(layer.output_shape(), shape[1..]);
+    let times =
+        |x: &[f32], y: &[f32]| -> Vec<f32> { x.iter().zip(y).map(|(p, q)| p * q).collect() };
+
+    let mut rec = gpu.recorder();
+    let out = layer
+        .forward(&mut rec, &[&ta, &tb], Pass::train(0))
+        .unwrap();
+    rec.submit_and_wait().unwrap();
+    assert_close(
+        "a * b",
+        &gpu.download(&out).unwrap(),
+        &times(&a, &b),
+        1e-6,
+        1e-6,
+    );
+
+    for need in [[true, true], [true, false], [false, true], [false, false]] {
+        let mut rec = gpu.recorder();
+        let grads = layer
+            .backward(&mut rec, &[&ta, &tb], &out, &tg, &need)
+            .unwrap();
+        rec.submit_and_wait().unwrap();
+        assert_eq!(grads.len(), 2);
+        for ((grad, &asked), want) in grads.iter().zip(&need).zip([times(&g, &b), times(&g, &a)]) {
+            match grad {
+                Some(d) if asked => assert_close(
+                    &format!("{need:?}"),
+                    &gpu.download(d).unwrap(),
+                    &want,
+                    1e-6,
+                    1e-6,
+                ),
+                None if !asked => {}
+                _ => panic!("{need:?}: a gradient given or missing against need_input"),
+            }
+        }
+    }
+
+    // loss = sum(g * a * b) along (va, vb), by central differences.
+    let mut rec = gpu.recorder();
+    let grads = layer
+        .backward(&mut rec, &[&ta, &tb], &out, &tg, &[true, true])
+        .unwrap();
+    rec.submit_and_wait().unwrap();
+    let dot =
+        |x: &[f32], y: &[f32]| -> f64 { x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum() };
+    let [da, db] = [0, 1].map(|k| gpu.download(grads[k].as_ref().unwrap()).unwrap());
+    let analytic = dot(&da, &va) + dot(&db, &vb);
+    let h = 1e-2f32;
+    let mut at = |sign: f32| {
+        let moved = |x: &[f32], v: &[f32]| -> Vec<f32> {
+            x.iter().zip(v).map(|(p, q)| p + sign * h * q).collect()
+        };
+        let (ma, mb) = (up(&moved(&a, &va)), up(&moved(&b, &vb)));
+        let mut rec = gpu.recorder();
+        let y = layer
+            .forward(&mut rec, &[&ma, &mb], Pass::train(0))
+            .unwrap();
+        rec.submit_and_wait().unwrap();
+        dot(&gpu.download(&y).unwrap(), &g)
+    };
+    let numeric = (at(1.0) - at(-1.0)) / (2.0 * h as f64);
+    assert!(
+        (analytic - numeric).abs() <= 1e-3 * analytic.abs().max(1.0),
+        "analytic {analytic} vs finite difference {numeric}"
+    );
+}
+
+#[test]
+fn multiply_counts_one_product_per_element_and_refuses_other_inputs() {
+    let gpu = Gpu::shared();
+    let input = [2, 7, 5];
+    let cost = Cost::of(&arch(PRODUCTS), &input, 3, 1000.0, None).unwrap();
+    let net = Network::build(gpu, &arch(PRODUCTS), &input, 3, 0).unwrap();
+    assert_eq!(cost.params, net.parameter_count());
+    let products: Vec<u64> = cost
+        .layers
+        .iter()
+        .filter(|l| l.op == "multiply")
+        .map(|l| l.other.product)
+        .collect();
+    assert_eq!(products, [3 * 7 * 5, 3 * 7 * 5]);
+    assert!(cost
+        .layers
+        .iter()
+        .filter(|l| l.op == "multiply")
+        .all(|l| l.params == 0 && l.macs == 0));
+
+    let head = "[[layers]]\nop = \"dense\"\n";
+    let cases = [
+        ("[[layers]]\nname = \"lonely\"\nop = \"multiply\"\n", "lonely", "exactly two inputs of one shape, given 1"),
+        (
+            "[[layers]]\nname = \"triple\"\nop = \"multiply\"\ninputs = [\"input\", \"input\", \"input\"]\n",
+            "triple",
+            "given 3",
+        ),
+        (
+            "[[layers]]\nname = \"p\"\nop = \"max_pool2d\"\nkernel = 2\n[[layers]]\nname = \"odd\"\nop = \"multiply\"\ninputs = [\"p\", \"input\"]\n",
+            "odd",
+            "two inputs of one shape, given [2, 3, 2] and [2, 7, 5]",
+        ),
+    ];
+    for (body, layer, want) in cases {
+        let a = arch(&format!("name = \"bad\"\n{body}{head}"));
+        let err = Network::build(gpu, &a, &input, 3, 0)
+            .err()
+            .expect(body)
+            .to_string();
+        assert!(err.contains(layer) && err.contains(want), "{err}");
+    }
 }
 
 #[test]

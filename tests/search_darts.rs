@@ -9,8 +9,8 @@ mod search_config;
 
 use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
-use audionas::model::arch::{Regularisation, RegulariserKind, Weighting};
-use audionas::model::{Architecture, Mask, Network};
+use audionas::model::arch::{LayerSpec, Op, Regularisation, RegulariserKind, Weighting};
+use audionas::model::{Architecture, Cost, Mask, Network};
 use audionas::nn::Pass;
 use audionas::search::config::{SearchConfig, Strategy};
 use audionas::search::darts::{search, SearchOptions, ARCHITECTURE_FILE, ARCH_WEIGHTS_FILE};
@@ -115,41 +115,37 @@ fn loss(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, r: &[f32]) -> f
     y.iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum()
 }
 
-#[test]
-fn supernet_gradients_match_finite_differences() {
-    let plain = Tables {
-        weighting: Weighting::Softmax,
-        init_scale: 0.5,
-        regulariser: None,
-        gates: None,
-    };
-    check_supernet_gradients(&plain, 3);
-    // ForceDARTS's gated tables: alpha and beta of both cell types. Its
-    // losses are switched off here, so the gradient is the logits' alone.
+/// The architecture tables of the gradient checks: DARTS's softmax (alpha
+/// far enough from 0 that every weight differs), or ForceDARTS's gated
+/// softmax (its losses switched off in the checks, so the gradient is the
+/// logits' alone).
+fn check_tables(gated: bool) -> Tables {
     let purity = Regularisation {
         kind: RegulariserKind::Gini,
         weight: 20.0,
     };
-    let gated = Tables {
-        regulariser: Some(purity),
-        gates: Some(purity),
-        ..plain
-    };
-    check_supernet_gradients(&gated, 5);
+    Tables {
+        weighting: Weighting::Softmax,
+        init_scale: 0.5,
+        regulariser: gated.then_some(purity),
+        gates: gated.then_some(purity),
+    }
 }
 
-fn check_supernet_gradients(tables: &Tables, params_checked: usize) {
+/// Checks the gradients the supernet of `config` computes under `mask`,
+/// for the architecture tables (alpha, and beta when gated) and the
+/// weights named in `weights`, along a random direction each, against
+/// central differences of its forward.
+fn check_supernet_gradients(config: &str, tables: &Tables, mask: Mask, weights: &[&str]) {
     let gpu = Gpu::shared();
-    let config = parse(&search_config::tiny_search(2, "")).unwrap();
+    let config = parse(config).unwrap();
     let arch = config.space.supernet("supernet", tables);
     let input = [1, 9, 7];
     let classes = 3;
     let batch = 2;
     let mut net = Network::build(gpu, &arch, &input, classes, 4).unwrap();
     net.set_regularising(false);
-    // One candidate masked: its column gets no gradient, the rest still do.
-    net.set_mask(&Mask::none().layer_off("cell0.node1.from2.sep_conv_3x3.b.bn"))
-        .unwrap();
+    net.set_mask(&mask).unwrap();
     let mut rng = Rng::new(11);
     let x = gpu
         .upload(&[batch, 1, 9, 7], &rng.vec_uniform(batch * 63, -1.0, 1.0))
@@ -164,16 +160,15 @@ fn check_supernet_gradients(tables: &Tables, params_checked: usize) {
     let checked: Vec<(String, audionas::gpu::Tensor, Vec<f32>, Vec<f32>)> = net
         .named_params()
         .into_iter()
-        .filter(|(name, _)| {
-            name.starts_with("alphas_") || name == "cell1.node0.from0.sep_conv_3x3.a.dw.weight"
-        })
+        .filter(|(name, _)| name.starts_with("alphas_") || weights.contains(&name.as_str()))
         .map(|(name, p)| {
             let value = gpu.download(&p.value).unwrap();
             let grad = gpu.download(&p.grad).unwrap();
             (name, p.value.clone(), value, grad)
         })
         .collect();
-    assert_eq!(checked.len(), params_checked);
+    let tables_checked = if tables.gates.is_some() { 4 } else { 2 };
+    assert_eq!(checked.len(), tables_checked + weights.len());
     for (name, tensor, value, grad) in checked {
         let v = rng.vec_uniform(value.len(), -1.0, 1.0);
         let analytic: f64 = grad
@@ -199,6 +194,215 @@ fn check_supernet_gradients(tables: &Tables, params_checked: usize) {
             (analytic - numeric).abs() <= 0.03 * scale,
             "{name}: analytic {analytic} vs finite difference {numeric}"
         );
+    }
+}
+
+#[test]
+fn supernet_gradients_match_finite_differences() {
+    // One candidate masked: its column gets no gradient, the rest still do.
+    for gated in [false, true] {
+        check_supernet_gradients(
+            &search_config::tiny_search(2, ""),
+            &check_tables(gated),
+            Mask::none().layer_off("cell0.node1.from2.sep_conv_3x3.b.bn"),
+            &["cell1.node0.from0.sep_conv_3x3.a.dw.weight"],
+        );
+    }
+}
+
+/// The polynomial operations.
+const POLY_OPS: [&str; 4] = ["poly2_7_1", "poly2_5_3", "poly3_7_1_1", "poly3_5_3_3"];
+
+/// The tiny search space with `zero`, `skip` and the polynomial operations
+/// (columns 2 to 5) as candidates.
+fn polynomial_search() -> String {
+    search_config::tiny_search(2, "").replacen(
+        "ops = [\"zero\", \"skip\", \"max_pool_3x3\", \"sep_conv_3x3\", \"dil_conv_3x3\"]",
+        "ops = [\"zero\", \"skip\", \"poly2_7_1\", \"poly2_5_3\", \"poly3_7_1_1\", \"poly3_5_3_3\"]",
+        1,
+    )
+}
+
+#[test]
+fn polynomial_supernet_gradients_match_finite_differences() {
+    // One factor of a product masked: the product reads zeros for it.
+    check_supernet_gradients(
+        &polynomial_search(),
+        &check_tables(false),
+        Mask::none().layer_off("cell0.node1.from2.poly3_7_1_1.b1.tanh"),
+        &[
+            "cell0.node1.from2.poly2_7_1.b0.dw.weight",
+            "cell1.node0.from0.poly3_5_3_3.b2.pw.weight",
+        ],
+    );
+}
+
+#[test]
+fn derived_polynomial_cells_build_round_trip_and_cost_their_parameters() {
+    let gpu = Gpu::shared();
+    let space = parse(&polynomial_search()).unwrap().space;
+    // Each polynomial operation on a stride-1 edge and a stride-2 one.
+    let derived = space
+        .derived("poly", |reduction, edge| {
+            Some(2 + (edge.row + reduction as usize) % 4)
+        })
+        .unwrap();
+    for op in POLY_OPS {
+        for cell in ["cell0", "cell1"] {
+            let sums = derived.layers.iter().filter(|l| {
+                let name = l.name.as_deref().unwrap_or("");
+                name.starts_with(cell) && name.ends_with(&format!(".{op}.sum"))
+            });
+            assert!(sums.count() > 0, "{op} in {cell}");
+        }
+    }
+    let json = derived.to_json();
+    assert_eq!(
+        Architecture::parse(&json, Path::new("a.json")).unwrap(),
+        derived
+    );
+    let input = [1, 9, 7];
+    let mut net = Network::build(gpu, &derived, &input, 3, 0).unwrap();
+    let cost = Cost::of(&derived, &input, 3, 1000.0, None).unwrap();
+    assert_eq!(cost.params, net.parameter_count());
+    let outputs: Vec<Vec<usize>> = cost.layers.iter().map(|l| l.output.clone()).collect();
+    assert_eq!(outputs, net.layer_shapes());
+    // A derived network's batch norms are affine (their scale is trained),
+    // a supernet's are not.
+    let bn = "cell1.node0.from1.poly3_7_1_1.b2.bn";
+    assert!(net
+        .named_params()
+        .iter()
+        .any(|(name, _)| *name == format!("{bn}.weight")));
+    let tables = Tables {
+        weighting: Weighting::Softmax,
+        init_scale: 0.0,
+        regulariser: None,
+        gates: None,
+    };
+    let supernet = space.supernet("s", &tables);
+    let spec = supernet
+        .layers
+        .iter()
+        .find(|l| l.name.as_deref() == Some(bn));
+    assert!(
+        matches!(
+            spec.map(|l| &l.op),
+            Some(Op::BatchNorm { affine: false, .. })
+        ),
+        "{spec:?}"
+    );
+    assert!(cost.other.product > 0);
+    let x = gpu
+        .upload(&[2, 1, 9, 7], &Rng::new(5).vec_uniform(126, -1.0, 1.0))
+        .unwrap();
+    let mut rec = gpu.recorder();
+    let logits = net.forward(&mut rec, &x, Pass::eval()).unwrap();
+    rec.submit_and_wait().unwrap();
+    assert!(gpu.download(&logits).unwrap().iter().all(|v| v.is_finite()));
+}
+
+/// The layers of `arch` that `target` depends on, then `target` flattened
+/// as the last layer (so the network's output is that layer's).
+fn up_to(arch: &Architecture, target: &str) -> Architecture {
+    let names: Vec<String> = (0..arch.layers.len()).map(|i| arch.layer_name(i)).collect();
+    let mut needed = vec![false; names.len()];
+    let last = names.iter().position(|n| n == target).expect(target);
+    needed[last] = true;
+    for i in (0..=last).rev() {
+        if !needed[i] {
+            continue;
+        }
+        let inputs = &arch.layers[i].inputs;
+        if inputs.is_empty() && i > 0 {
+            needed[i - 1] = true;
+        }
+        for input in inputs {
+            if let Some(j) = names.iter().position(|n| n == input) {
+                needed[j] = true;
+            }
+        }
+    }
+    let mut layers: Vec<LayerSpec> = arch
+        .layers
+        .iter()
+        .zip(&needed)
+        .filter(|(_, &n)| n)
+        .map(|(l, _)| l.clone())
+        .collect();
+    layers.push(LayerSpec {
+        name: Some("flat".into()),
+        inputs: vec![target.into()],
+        op: Op::Flatten,
+    });
+    Architecture {
+        name: target.into(),
+        layers,
+        ..arch.clone()
+    }
+}
+
+/// The outputs of `net` on `x`.
+fn outputs(gpu: &Gpu, net: &mut Network, x: &audionas::gpu::Tensor, pass: Pass) -> Vec<f32> {
+    let mut rec = gpu.recorder();
+    let y = net.forward(&mut rec, x, pass).unwrap();
+    rec.submit_and_wait().unwrap();
+    gpu.download(&y).unwrap()
+}
+
+#[test]
+fn polynomial_products_stay_within_one_on_large_inputs() {
+    let gpu = Gpu::shared();
+    let space = parse(&polynomial_search()).unwrap().space;
+    let input = [1, 9, 7];
+    let x = gpu
+        .upload(
+            &[2, 1, 9, 7],
+            &Rng::new(8).vec_uniform(126, -1000.0, 1000.0),
+        )
+        .unwrap();
+    for (column, op) in (2..).zip(POLY_OPS) {
+        let derived = space.derived("d", |_, _| Some(column)).unwrap();
+        // The first edge of the first cell: stride 1, so its skip is its input.
+        let prefix = format!("cell0.node0.from0.{op}");
+        let shapes = Cost::of(&derived, &input, 3, 1000.0, None).unwrap();
+        let build = |target: &str| {
+            let layer = shapes.layers.iter().find(|l| l.name == target).unwrap();
+            let classes = layer.output.iter().product();
+            Network::build(gpu, &up_to(&derived, target), &input, classes, 2).unwrap()
+        };
+        let mut product = build(&format!("{prefix}.prod"));
+        let mut sum = build(&format!("{prefix}.sum"));
+        let mut edge_input = build("cell0.pre0.bn");
+        for net in [&product, &edge_input] {
+            let copied = net.inherit_from(gpu, &sum).unwrap();
+            assert!(copied.missing.is_empty(), "{op}: {:?}", copied.missing);
+        }
+        // In evaluation the running statistics (mean 0, variance 1) pass the
+        // large input on and the factors saturate; in training batch
+        // statistics normalise it.
+        for (pass, saturated) in [(Pass::eval(), true), (Pass::train(1).frozen_stats(), false)] {
+            let p = outputs(gpu, &mut product, &x, pass);
+            let s = outputs(gpu, &mut sum, &x, pass);
+            let e = outputs(gpu, &mut edge_input, &x, pass);
+            assert!(
+                p.iter().all(|v| (-1.0..=1.0).contains(v)),
+                "{op} {pass:?}: {p:?}"
+            );
+            for ((s, e), p) in s.iter().zip(&e).zip(&p) {
+                // The difference of two large numbers, rounded.
+                let rounding = 1e-6 * e.abs().max(1.0);
+                assert!((s - e).abs() <= 1.0 + rounding, "{op} {pass:?}: {s} - {e}");
+                assert!(
+                    (s - e - p).abs() <= 2.0 * rounding + 1e-6,
+                    "{op}: {s} - {e} vs {p}"
+                );
+            }
+            if saturated {
+                assert!(e.iter().any(|v| v.abs() > 100.0), "{op}: {e:?}");
+                assert!(p.iter().any(|v| v.abs() > 0.9), "{op}: {p:?}");
+            }
+        }
     }
 }
 
@@ -261,6 +465,38 @@ fn bad_search_configs_are_refused_naming_the_key() {
         let text = search_config::tiny_search(2, &format!("[search]\n{extra}"));
         let e = parse(&text).unwrap_err();
         assert!(e.contains(want), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn shipped_search_configs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/search");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let config = SearchConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "polynomial_kws" {
+            // darts_kws with the 5x5 convolutions replaced.
+            let mut want = SearchConfig::load(&dir.join("darts_kws.toml")).unwrap();
+            want.space
+                .ops
+                .retain(|o| o != "sep_conv_5x5" && o != "dil_conv_5x5");
+            want.space.ops.extend(POLY_OPS.map(String::from));
+            assert_eq!(config, want);
+        }
+        names.push(name);
+    }
+    for name in [
+        "darts_kws",
+        "darts_kws_short",
+        "polynomial_kws",
+        "quickstart",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
 }
 

@@ -159,6 +159,8 @@ pub enum Op {
     },
     /// Sum of two or more inputs of one shape.
     Add,
+    /// Elementwise product of exactly two inputs of one shape.
+    Multiply,
     /// Concatenation along the channel axis.
     Concat,
     /// Drops the first `start` [time, freq] positions of each channel.
@@ -422,7 +424,7 @@ impl<'de> Deserialize<'de> for LayerSpec {
 
 impl Architecture {
     /// Every `op` a layer may have.
-    pub const OPS: [&'static str; 19] = [
+    pub const OPS: [&'static str; 20] = [
         "conv2d",
         "depthwise_conv2d",
         "separable_conv2d",
@@ -438,6 +440,7 @@ impl Architecture {
         "flatten",
         "lstm",
         "add",
+        "multiply",
         "concat",
         "crop",
         "arch_weights",

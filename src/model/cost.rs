@@ -40,7 +40,9 @@ pub struct OtherOps {
     /// an `add` layer (one per element per input after the first), an LSTM's
     /// bias and cell update (`5 x hidden` per step).
     pub addition: u64,
-    /// Elementwise products: an LSTM's gating (`3 x hidden` per step).
+    /// Elementwise products: an LSTM's gating (`3 x hidden` per step), a
+    /// `multiply` layer (one per element; a switched-off input reads zeros
+    /// and still counts).
     pub product: u64,
 }
 
@@ -392,6 +394,27 @@ fn layer_work(
             let work = Work {
                 other: OtherOps {
                     addition: inputs_read.saturating_sub(1) as u64 * elements(&in_shapes[0]),
+                    ..OtherOps::default()
+                },
+                ..Work::default()
+            };
+            (in_shapes[0].clone(), work)
+        }
+        Op::Multiply => {
+            let [a, b] = in_shapes else {
+                return Err(format!(
+                    "needs exactly two inputs of one shape, given {}",
+                    in_shapes.len()
+                ));
+            };
+            if a != b {
+                return Err(format!(
+                    "needs two inputs of one shape, given {a:?} and {b:?}"
+                ));
+            }
+            let work = Work {
+                other: OtherOps {
+                    product: elements(&in_shapes[0]),
                     ..OtherOps::default()
                 },
                 ..Work::default()

@@ -9,8 +9,9 @@
 //! masked (for a `mixed` layer, a candidate besides its weights), and its
 //! output reaches the last layer through running layers and open edges (a
 //! dead end computes nothing). An `add` or a `mixed` sums the inputs it
-//! reads; a `concat` gives zeros for the parts it does not read; any other
-//! layer reads its one input. The last layer always runs: with nothing to
+//! reads; a `concat` gives zeros for the parts it does not read and a
+//! `multiply` reads zeros for an input it does not read (so gives zeros);
+//! any other layer reads its one input. The last layer always runs: with nothing to
 //! read it runs on zeros (a dense head then gives its bias).
 
 use super::arch::{Architecture, INPUT};

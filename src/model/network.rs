@@ -12,8 +12,8 @@ use crate::kernels::elementwise::{add, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BatchNormLayer, Concat, Conv2dLayer,
-    Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Param,
-    Pass, Pool, PoolKind, SeparableConv2d,
+    Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Multiply,
+    Param, Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -471,7 +471,8 @@ enum Read {
 }
 
 /// Per layer, what it reads: an `add` reads the inputs that are on (zeros
-/// when none is), any other layer reads every input, zeros where it is off.
+/// when none is), any other layer (`concat`, `multiply`) reads every input,
+/// zeros where it is off.
 fn read_plan(
     arch: &Architecture,
     sources: &[Vec<Source>],
@@ -661,6 +662,7 @@ fn build_layer(
             Box::new(Lstm::new(gpu, time, features, hidden, returns, rng).map_err(gpu_err)?)
         }
         Op::Add => Box::new(Add::new(&in_shapes[0])),
+        Op::Multiply => Box::new(Multiply::new(&in_shapes[0])),
         Op::Concat => Box::new(Concat::new(in_shapes)),
         Op::Crop { start } => Box::new(Crop::new(spatial(single(in_shapes)?)?, start.0)),
         Op::ArchWeights {

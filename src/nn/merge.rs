@@ -1,10 +1,12 @@
 //! Layers that join several inputs: a sum of equal shapes (residual
-//! connections, DAG nodes) and a concatenation along the channel axis.
+//! connections, DAG nodes), the product of two (polynomial operations) and
+//! a concatenation along the channel axis.
 
 use super::{batch_of, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, add_assign};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
+use crate::kernels::pairwise::{product, product_backward};
 
 pub struct Add {
     shape: Vec<usize>,
@@ -48,6 +50,61 @@ impl Layer for Add {
             .iter()
             .map(|&n| n.then(|| dout.clone()))
             .collect())
+    }
+}
+
+/// The elementwise product `a * b` of two inputs of one shape.
+pub struct Multiply {
+    shape: Vec<usize>,
+}
+
+impl Multiply {
+    pub fn new(shape: &[usize]) -> Self {
+        Multiply {
+            shape: shape.to_vec(),
+        }
+    }
+}
+
+impl Layer for Multiply {
+    fn output_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let y = rec.empty(inputs[0].shape())?;
+        product(rec, inputs[0], inputs[1], &y)?;
+        Ok(y)
+    }
+
+    /// `da = dout * b`, `db = dout * a`, each only when asked for.
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        Ok(match need_input {
+            [true, true] => {
+                let (da, db) = (rec.empty(a.shape())?, rec.empty(b.shape())?);
+                product_backward(rec, a, b, dout, &da, &db, false)?;
+                vec![Some(da), Some(db)]
+            }
+            [true, false] => {
+                let da = rec.empty(a.shape())?;
+                product(rec, dout, b, &da)?;
+                vec![Some(da), None]
+            }
+            [false, true] => {
+                let db = rec.empty(b.shape())?;
+                product(rec, dout, a, &db)?;
+                vec![None, Some(db)]
+            }
+            _ => vec![None, None],
+        })
     }
 }
 

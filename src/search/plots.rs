@@ -21,9 +21,10 @@ pub const HEATMAP_FILE: &str = "arch_weights_heatmap.png";
 pub const OVER_EPOCHS_FILE: &str = "arch_weights_over_epochs.png";
 pub const CELLS_FILE: &str = "derived_cells.png";
 
-/// One colour per operation of `OPERATIONS` (matplotlib's tab10), so that
-/// an operation has one colour in every picture.
-const OP_COLORS: [RGBColor; 8] = [
+/// One colour per operation of `OPERATIONS` (matplotlib's tab10, then
+/// light shades of tab20), so that an operation has one colour in every
+/// picture.
+const OP_COLORS: [RGBColor; OPERATIONS.len()] = [
     RGBColor(127, 127, 127),
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -32,6 +33,10 @@ const OP_COLORS: [RGBColor; 8] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
 ];
 const UNKNOWN_OP_COLOR: RGBColor = RGBColor(188, 189, 34);
 

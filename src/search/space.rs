@@ -23,6 +23,22 @@
 //! - `sep_conv_3x3`, `sep_conv_5x5`: (ReLU, depthwise, 1x1, batch norm) twice;
 //! - `dil_conv_3x3`, `dil_conv_5x5`: ReLU, depthwise with dilation 2, 1x1,
 //!   batch norm.
+//!
+//! Polynomial operations multiply bounded factors of the input. A branch
+//! `k` is ReLU, depthwise `k`x`k` (the edge's stride, padding keeping the
+//! size; `k = 1` is a per-channel scale), 1x1 to the edge's channels, batch
+//! norm (as one half of `sep_conv`: affine only in a derived network), then
+//! tanh, so each factor lies in (-1, 1) and so does a product of two or
+//! three of them; `skip` is what the `skip` operation computes (the input,
+//! or its factorized reduction at stride 2):
+//! - `poly2_7_1`, `poly2_5_3`: `branch_a(x) * branch_b(x) + skip(x)`;
+//! - `poly3_7_1_1`, `poly3_5_3_3`: `branch_a(x) * branch_b(x) * branch_c(x)
+//!   + skip(x)`.
+//!
+//! Their layers, under the edge's prefix: branch `i` (0-based, in the
+//! order of the name's kernel sizes) `b{i}.relu`, `b{i}.dw`, `b{i}.pw`,
+//! `b{i}.bn`, `b{i}.tanh`; the products `prod` (of `poly3`'s three: `prod01`
+//! of the first two, then `prod`); `skip.*` at stride 2; `sum`.
 
 use crate::model::arch::{
     EdgeGates, LayerSpec, Op, Padding, Pair, Regularisation, Weighting, INPUT,
@@ -32,7 +48,7 @@ use crate::nn::Init;
 use serde::{Deserialize, Serialize};
 
 /// Every operation a cell edge may have.
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 12] = [
     "zero",
     "skip",
     "max_pool_3x3",
@@ -41,7 +57,23 @@ pub const OPERATIONS: [&str; 8] = [
     "sep_conv_5x5",
     "dil_conv_3x3",
     "dil_conv_5x5",
+    "poly2_7_1",
+    "poly2_5_3",
+    "poly3_7_1_1",
+    "poly3_5_3_3",
 ];
+
+/// The depthwise kernel sizes of the branches of a polynomial operation,
+/// or `None` for another operation.
+fn poly_kernels(op: &str) -> Option<&'static [usize]> {
+    match op {
+        "poly2_7_1" => Some(&[7, 1]),
+        "poly2_5_3" => Some(&[5, 3]),
+        "poly3_7_1_1" => Some(&[7, 1, 1]),
+        "poly3_5_3_3" => Some(&[5, 3, 3]),
+        _ => None,
+    }
+}
 
 /// The convolution that turns the input features into the cells' channels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -481,8 +513,46 @@ impl Builder {
                 let k = if op == "dil_conv_3x3" { 3 } else { 5 };
                 self.dw_pw(prefix, input, channels, k, stride, 2)
             }
-            other => unreachable!("operation {other:?} passed validation"),
+            other => match poly_kernels(other) {
+                Some(kernels) => self.polynomial(prefix, input, channels, stride, kernels),
+                None => unreachable!("operation {other:?} passed validation"),
+            },
         })
+    }
+
+    /// The product of one tanh-bounded `dw_pw` branch per kernel size, plus
+    /// the skip of the input (see the module docs).
+    fn polynomial(
+        &mut self,
+        prefix: &str,
+        input: &str,
+        channels: usize,
+        stride: usize,
+        kernels: &[usize],
+    ) -> String {
+        let factors: Vec<String> = kernels
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let branch = format!("{prefix}.b{i}");
+                let bn = self.dw_pw(&branch, input, channels, k, stride, 1);
+                self.layer(&format!("{branch}.tanh"), &[&bn], Op::Tanh)
+            })
+            .collect();
+        let product = match &factors[..] {
+            [a, b] => self.layer(&format!("{prefix}.prod"), &[a, b], Op::Multiply),
+            [a, b, c] => {
+                let ab = self.layer(&format!("{prefix}.prod01"), &[a, b], Op::Multiply);
+                self.layer(&format!("{prefix}.prod"), &[&ab, c], Op::Multiply)
+            }
+            _ => unreachable!("polynomial operations have two or three factors"),
+        };
+        let skip = if stride == 1 {
+            input.to_string()
+        } else {
+            self.factorized_reduce(&format!("{prefix}.skip"), input, channels)
+        };
+        self.layer(&format!("{prefix}.sum"), &[&product, &skip], Op::Add)
     }
 
     /// ReLU, depthwise `k`x`k` (stride, dilation, padding keeping the size
