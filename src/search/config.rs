@@ -85,6 +85,9 @@ pub struct StrategyConfig {
     pub arch_weight_decay: f64,
     /// FairDARTS: the weight an operation needs to stay in a derived cell.
     pub threshold: f64,
+    /// Second order: the architecture gradient is taken after one virtual
+    /// SGD step of the weights (`StepPart::unrolled`).
+    pub unrolled: bool,
 }
 
 impl Default for StrategyConfig {
@@ -95,6 +98,7 @@ impl Default for StrategyConfig {
             arch_betas: None,
             arch_weight_decay: 1e-3,
             threshold: 0.85,
+            unrolled: false,
         }
     }
 }
@@ -209,6 +213,11 @@ impl SearchConfig {
                 "[search] arch_betas = {:?} must be in [0, 1)",
                 s.arch_betas()
             )));
+        }
+        if s.unrolled && !matches!(config.train.optimizer, OptimizerKind::Sgd { .. }) {
+            return Err(fail(
+                "[search] unrolled = true takes a virtual SGD step of the weights; set [train] optimizer = { kind = \"sgd\", momentum = 0.9 }".into(),
+            ));
         }
         // Builds the supernet's description and checks its shapes on the
         // features (a stride that makes a shape vanish is refused here).
