@@ -7,6 +7,9 @@
 //   scale, fill          1 x (read-write)
 //   add                  1 a, 2 b, 3 out          out = a + b
 //   axpy                 1 x, 2 y (read-write)    y += alpha * x
+//   axpy_by              1 x, 2 y (rw), 3 s       y += alpha * s[0] * x, or
+//                                                 alpha / s[0] * x when OVER
+//                                                 (then nothing where s[0] is 0)
 //   activation           1 x, 2 y (read-write)    y = f(x)
 //   activation_backward  1 y, 2 dy, 3 dx (rw)     dx = dy * f'(x), f' from y
 //   bias_add, bias_add_rows  1 x (read-write), 2 bias  x[o, c, s] += bias[c]
@@ -30,6 +33,8 @@ struct Params {
 
 // ACT selects the activation: 0 ReLU, 1 sigmoid, 2 tanh.
 override ACT: u32 = 0u;
+// axpy_by divides by its scalar instead of multiplying when OVER is 1.
+override OVER: u32 = 0u;
 
 const WG: u32 = 256u;
 const PER_INVOCATION: u32 = 4u;
@@ -42,6 +47,7 @@ override ROW_LANES: u32 = 64u;
 @group(0) @binding(2) var<storage, read> src_b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst_2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_3: array<f32>;
+@group(0) @binding(3) var<storage, read> src_c: array<f32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -90,6 +96,25 @@ fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let i = base + k * WG;
         if (i < p.len) {
             dst_2[i] = dst_2[i] + p.scalar * src_a[i];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn axpy_by(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let s = src_c[0];
+    var factor = p.scalar * s;
+    if (OVER != 0u) {
+        if (s == 0.0) {
+            return;
+        }
+        factor = p.scalar / s;
+    }
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_2[i] = dst_2[i] + factor * src_a[i];
         }
     }
 }

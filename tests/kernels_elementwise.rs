@@ -72,6 +72,40 @@ fn scale_fill_add_axpy_match_reference() {
 }
 
 #[test]
+fn axpy_by_a_gpu_scalar_matches_reference() {
+    let gpu = Gpu::shared();
+    for (seed, &n) in LENGTHS.iter().enumerate() {
+        let mut rng = Rng::new(100 + seed as u64);
+        let x = rng.vec_uniform(n, -2.0, 2.0);
+        let y = rng.vec_uniform(n, -2.0, 2.0);
+        for (s, by) in [
+            (0.37, ByScalar::Times),
+            (0.37, ByScalar::Over),
+            (0.0, ByScalar::Times),
+            (0.0, ByScalar::Over),
+        ] {
+            let (tx, ty, ts) = (upload(&x), upload(&y), upload(&[s]));
+            let mut rec = gpu.recorder();
+            axpy_by(&mut rec, -1.5, &ts, by, &tx, &ty).unwrap();
+            rec.submit_and_wait().unwrap();
+            let mut want = y.clone();
+            axpy_by_reference(-1.5, s, by, &x, &mut want);
+            assert_close(
+                &format!("axpy_by {by:?} s={s} n={n}"),
+                &download(&ty),
+                &want,
+                1e-6,
+                1e-6,
+            );
+        }
+    }
+    // Dividing by zero leaves y as it was.
+    let mut y = vec![1.0, 2.0];
+    axpy_by_reference(1.0, 0.0, ByScalar::Over, &[5.0, 5.0], &mut y);
+    assert_eq!(y, [1.0, 2.0]);
+}
+
+#[test]
 fn activations_forward_and_backward_match_reference() {
     let gpu = Gpu::shared();
     for f in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
@@ -248,4 +282,8 @@ fn launchers_name_the_mismatched_argument() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("bias has shape [5]"), "{err}");
+    let err = axpy_by(&mut rec, 1.0, &b, ByScalar::Times, &a, &a)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s has shape [5]"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! The DARTS search end to end on tiny tone data (a few steps, resume,
-//! derivation, retraining the derived architecture), the supernet's
+//! derivation, retraining the derived architecture; first and second
+//! order), the supernet's
 //! gradients (architecture weights included) against finite differences,
 //! derivation rules, and search configs refused before any training.
 
@@ -102,6 +103,46 @@ fn a_tiny_darts_search_resumes_derives_and_retrains() {
     )
     .unwrap();
     assert_eq!(trained.params, summary.params);
+}
+
+#[test]
+fn an_unrolled_darts_search_resumes_and_derives() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let runs = dir.path().join("runs");
+    let config = parse(&search_config::tiny_search(2, "[search]\nunrolled = true")).unwrap();
+    assert!(config.search.unrolled);
+    let straight = RunDir::create(&runs, "unrolled", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();
+    assert_eq!(summary.epochs_done, 2);
+    let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
+    assert!(derived.layers.iter().all(|l| l.op.name() != "mixed"));
+    let weights = std::fs::read_to_string(straight.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+
+    // Stopped after one epoch and resumed: the same architecture weights.
+    let halves = RunDir::create(&runs, "unrolled_halves", &config.to_toml()).unwrap();
+    search(gpu, &config, &halves, &options(dir.path(), false, Some(1))).unwrap();
+    search(gpu, &config, &halves, &options(dir.path(), true, None)).unwrap();
+    let resumed = std::fs::read_to_string(halves.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    assert_eq!(
+        resumed, weights,
+        "architecture weights differ after resuming"
+    );
+
+    // The first order moves them elsewhere.
+    let mut first_order = config.clone();
+    first_order.search.unrolled = false;
+    let run = RunDir::create(&runs, "first_order", &first_order.to_toml()).unwrap();
+    search(
+        gpu,
+        &first_order,
+        &run,
+        &options(dir.path(), false, Some(1)),
+    )
+    .unwrap();
+    let first = std::fs::read_to_string(run.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    assert_ne!(first.lines().next(), weights.lines().next());
 }
 
 /// `loss = sum(logits * r)`: its gradient w.r.t. the logits is r.
@@ -466,6 +507,15 @@ fn bad_search_configs_are_refused_naming_the_key() {
         let e = parse(&text).unwrap_err();
         assert!(e.contains(want), "{extra}: {e}");
     }
+    let e = parse(
+        &search_config::tiny_search(2, "[search]\nunrolled = true").replacen(
+            "kind = \"sgd\", momentum = 0.9",
+            "kind = \"adam\"",
+            1,
+        ),
+    )
+    .unwrap_err();
+    assert!(e.contains("unrolled") && e.contains("sgd"), "{e}");
 }
 
 #[test]

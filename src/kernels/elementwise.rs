@@ -1,4 +1,5 @@
-//! Elementwise kernels: scale, fill, add, axpy, ReLU / sigmoid / tanh forward
+//! Elementwise kernels: scale, fill, add, axpy (by a host scalar, or by one
+//! on the GPU), ReLU / sigmoid / tanh forward
 //! and backward, bias add over a channel axis and its backward.
 //! Shader: `shaders/elementwise.wgsl`.
 
@@ -97,6 +98,53 @@ pub fn axpy(rec: &mut Recorder, alpha: f32, x: &Tensor, y: &Tensor) -> GpuResult
 
 pub fn axpy_reference(alpha: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
+}
+
+/// How [`axpy_by`] applies its GPU scalar `s` to alpha.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByScalar {
+    /// `alpha * s`
+    Times,
+    /// `alpha / s`, and no update at all where `s` is 0.
+    Over,
+}
+
+/// `y += alpha * s[0] * x` or `y += alpha / s[0] * x`, `s` a one-element
+/// tensor written earlier in the same submit (a norm the host never reads).
+pub fn axpy_by(
+    rec: &mut Recorder,
+    alpha: f32,
+    s: &Tensor,
+    by: ByScalar,
+    x: &Tensor,
+    y: &Tensor,
+) -> GpuResult<()> {
+    same_len("axpy_by", ["x", "y"], x, y)?;
+    ensure(s.len() == 1, || {
+        format!(
+            "axpy_by: the scalar s has shape {:?}, expected 1 element",
+            s.shape()
+        )
+    })?;
+    let params = Params::flat(x.len(), alpha);
+    let over = (by == ByScalar::Over) as u8 as f64;
+    rec.dispatch(
+        &SHADER,
+        "axpy_by",
+        &[("OVER", over)],
+        &params,
+        &[x, y, s],
+        flat_groups(x.len()),
+    )
+}
+
+pub fn axpy_by_reference(alpha: f32, s: f32, by: ByScalar, x: &[f32], y: &mut [f32]) {
+    let factor = match by {
+        ByScalar::Times => alpha * s,
+        ByScalar::Over if s == 0.0 => return,
+        ByScalar::Over => alpha / s,
+    };
+    axpy_reference(factor, x, y);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

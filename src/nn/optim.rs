@@ -165,6 +165,16 @@ impl Optimizer {
         Ok(())
     }
 
+    /// The SGD momentum buffer of parameter `name`, torch's
+    /// `b = momentum * b + gradient` (zero before its first update); none
+    /// for Adam or a name this optimizer does not train.
+    pub fn momentum_buffer(&self, name: &str) -> Option<&Tensor> {
+        match self.kind {
+            OptimizerKind::Sgd { .. } => self.state.get(name).map(|s| &s.tensors[0]),
+            OptimizerKind::Adam { .. } | OptimizerKind::Adamw { .. } => None,
+        }
+    }
+
     /// The global gradient norm of the last step (when clipping).
     pub fn norm(&self) -> &Tensor {
         &self.norm

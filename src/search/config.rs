@@ -76,6 +76,9 @@ pub struct StrategyConfig {
     /// ForceDARTS: the weight w_p of the purity loss on the operation
     /// weights; the multi-hot loss on the edge gates weighs w_p * nodes / edges.
     pub purity_weight: f64,
+    /// Second order: the architecture gradient is taken after one virtual
+    /// SGD step of the weights (`StepPart::unrolled`).
+    pub unrolled: bool,
 }
 
 impl Default for StrategyConfig {
@@ -88,6 +91,7 @@ impl Default for StrategyConfig {
             threshold: 0.85,
             purity: RegulariserKind::Gini,
             purity_weight: 20.0,
+            unrolled: false,
         }
     }
 }
@@ -256,6 +260,11 @@ impl SearchConfig {
                 "[search] arch_betas = {:?} must be in [0, 1)",
                 s.arch_betas()
             )));
+        }
+        if s.unrolled && !matches!(config.train.optimizer, OptimizerKind::Sgd { .. }) {
+            return Err(fail(
+                "[search] unrolled = true takes a virtual SGD step of the weights; set [train] optimizer = { kind = \"sgd\", momentum = 0.9 }".into(),
+            ));
         }
         // Builds the supernet's description and checks its shapes on the
         // features (a stride that makes a shape vanish is refused here).

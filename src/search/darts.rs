@@ -163,10 +163,13 @@ pub fn search(
                 _ => bail!("the batch stream of the training split ended"),
             };
             lr = session.lr(WEIGHTS).unwrap_or_default();
-            session.step(&[
-                StepPart::new(&val, &[ARCH]).frozen_stats(),
-                StepPart::new(&train, &[WEIGHTS]),
-            ])?;
+            let arch = StepPart::new(&val, &[ARCH]).frozen_stats();
+            let arch = if config.search.unrolled {
+                arch.unrolled(&train, WEIGHTS)
+            } else {
+                arch
+            };
+            session.step(&[arch, StepPart::new(&train, &[WEIGHTS])])?;
             let last = i + 1 == steps_per_epoch;
             if !(i as usize + 1).is_multiple_of(cfg.log_every) && !last {
                 continue;

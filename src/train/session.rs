@@ -8,6 +8,10 @@
 //! step is an architecture part on one split (batch norm's running
 //! statistics frozen) then a weights part on another. All parts are
 //! recorded into one submit, each batch in GPU buffers of its own.
+//!
+//! An architecture part may be *unrolled* (second-order DARTS): its groups
+//! then take the gradient of their loss after one virtual step of the
+//! weights, and the weights come back exactly as they were.
 
 use super::config::{Experiment, TrainConfig};
 use super::model_file::{load_checkpoint_file, save_checkpoint_file, ModelInfo, Standing};
@@ -17,12 +21,15 @@ use crate::data::batch::{Batch, BatchConfig, BatchLoader, GpuBatch};
 use crate::data::dataset::{DataSet, Split};
 use crate::data::prepare::{prepare, PrepareOptions, Prepared};
 use crate::gpu::{Gpu, KernelTime, Recorder, Tensor};
+use crate::kernels::elementwise::{axpy, axpy_by, scale, ByScalar};
+use crate::kernels::reductions::SquaresPlan;
 use crate::kernels::softmax_xent::{softmax_cross_entropy, SoftmaxXent, XentOutputs};
 use crate::model::Network;
 use crate::nn::optim::{Optimizer, OptimizerKind};
 use crate::nn::{Pass, WEIGHTS};
 use anyhow::{anyhow, bail};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -284,6 +291,8 @@ pub struct StepPart<'a> {
     pub groups: &'a [&'static str],
     /// Keep batch norm's running statistics as they are.
     pub freeze_stats: bool,
+    /// Train `groups` on their loss after a virtual step of other weights.
+    pub unrolled: Option<Unrolled<'a>>,
 }
 
 impl<'a> StepPart<'a> {
@@ -293,6 +302,7 @@ impl<'a> StepPart<'a> {
             batch,
             groups,
             freeze_stats: false,
+            unrolled: None,
         }
     }
 
@@ -302,7 +312,46 @@ impl<'a> StepPart<'a> {
             ..self
         }
     }
+
+    /// Second-order DARTS: `groups` take the gradient of the loss on
+    /// `batch` at the weights one virtual SGD step of group `weights` on
+    /// `train` would reach (see [`Unrolled`]).
+    pub fn unrolled(self, train: &'a Batch, weights: &'static str) -> Self {
+        StepPart {
+            unrolled: Some(Unrolled { train, weights }),
+            ..self
+        }
+    }
 }
+
+/// The virtual step of an unrolled part, as the DARTS reference's
+/// `architect.py` takes it. With `L_t` the loss on `train`, `L_v` the loss
+/// on the part's batch, `a` the part's parameters and `w` those of group
+/// `weights` (SGD with momentum `mu`, weight decay `wd`, learning rate `eta`
+/// of this step, momentum buffer `b`):
+///
+/// - `w' = w - eta * (mu * b + grad_w L_t(w, a) + wd * w)`: the update the
+///   weights' next step would make, without clipping;
+/// - `g = grad_a L_v(w', a)` and `v = grad_w' L_v(w', a)`;
+/// - `e = 0.01 / |v|`, `g+ = grad_a L_t(w + e v, a)`, `g- = grad_a L_t(w - e v, a)`;
+/// - the part's groups step with `g - eta * (g+ - g-) / (2 e)`, the gradient
+///   of `L_v(w'(a), a)` with its Hessian-vector product taken by finite
+///   differences.
+///
+/// With Nesterov momentum the next update is `w - eta * ((1 + mu) *
+/// (grad + wd * w) + mu^2 * b)`, so `eta` of the last line is `(1 + mu) * eta`.
+///
+/// The weights are then copied back as they were. Every pass runs in
+/// training mode on batch statistics without moving batch norm's running
+/// ones, and the part logs `L_v(w', a)` and its accuracy.
+#[derive(Clone, Copy, Debug)]
+pub struct Unrolled<'a> {
+    pub train: &'a Batch,
+    pub weights: &'static str,
+}
+
+/// The norm of `e * v` in an unrolled part, as in the reference.
+const UNROLLED_RADIUS: f32 = 0.01;
 
 /// The parts of a step a session can record (a bi-level step has two).
 pub const MAX_PARTS: usize = 2;
@@ -333,6 +382,30 @@ impl PartTotals {
     }
 }
 
+/// What unrolled parts keep between steps (made on their first step):
+/// copies of the weights `w`, of the direction `v` and of the architecture
+/// gradients, by parameter name, and the norm of `v`.
+#[derive(Default)]
+struct UnrolledBuffers {
+    copies: HashMap<String, Tensor>,
+    norm: Option<Tensor>,
+    /// The plan of `|v|` and the tensor lengths it was made for.
+    plan: Option<(Vec<usize>, SquaresPlan)>,
+}
+
+impl UnrolledBuffers {
+    /// The copy `what` of a parameter, of `like`'s shape.
+    fn copy(&mut self, gpu: &Gpu, name: &str, what: &str, like: &Tensor) -> anyhow::Result<Tensor> {
+        let key = format!("{name}.{what}");
+        if let Some(t) = self.copies.get(&key) {
+            return Ok(t.clone());
+        }
+        let t = gpu.zeros(like.shape())?;
+        self.copies.insert(key, t.clone());
+        Ok(t)
+    }
+}
+
 /// A network in training: its optimizer groups, the buffers of a step, the
 /// per-step log and where training stands.
 pub struct Session<'g> {
@@ -345,8 +418,10 @@ pub struct Session<'g> {
     dlogits: Tensor,
     correct: Tensor,
     mean_loss: Tensor,
-    /// Each part's batch in its own buffers.
+    /// Each part's batch in its own buffers, then each unrolled part's
+    /// training batch.
     inputs: Vec<Option<GpuBatch>>,
+    unrolled: UnrolledBuffers,
     /// `[log_every, MAX_PARTS, 2]`: each logged step's loss and correct count per part.
     log: Tensor,
     logged: usize,
@@ -407,7 +482,8 @@ impl<'g> Session<'g> {
             dlogits: gpu.empty(&[batch, classes])?,
             correct: gpu.empty(&[1])?,
             mean_loss: gpu.empty(&[1])?,
-            inputs: (0..MAX_PARTS).map(|_| None).collect(),
+            inputs: (0..2 * MAX_PARTS).map(|_| None).collect(),
+            unrolled: UnrolledBuffers::default(),
             log: gpu.zeros(&[config.log_every, MAX_PARTS, 2])?,
             logged: 0,
             logged_parts: 0,
@@ -429,6 +505,23 @@ impl<'g> Session<'g> {
             .iter()
             .find(|g| g.config.name == group)
             .map(|g| self.lr_of(&g.config))
+    }
+
+    /// The optimizer of `group` (to read its state).
+    pub fn optimizer(&self, group: &str) -> Option<&Optimizer> {
+        self.groups
+            .iter()
+            .find(|g| g.config.name == group)
+            .map(|g| &g.optimizer)
+    }
+
+    fn group_index(&self, name: &str) -> anyhow::Result<usize> {
+        self.groups
+            .iter()
+            .position(|g| g.config.name == name)
+            .ok_or_else(|| {
+                anyhow!("a step part trains group {name:?}, which this session does not have")
+            })
     }
 
     fn lr_of(&self, g: &GroupConfig) -> f64 {
@@ -483,46 +576,193 @@ impl<'g> Session<'g> {
             .map(|g| self.lr_of(&g.config) as f32)
             .collect();
         for (k, part) in parts.iter().enumerate() {
-            if part.batch.labels.len() != self.config.batch_size {
+            let batches = std::iter::once(part.batch).chain(part.unrolled.map(|u| u.train));
+            if let Some(b) = batches
+                .clone()
+                .find(|b| b.labels.len() != self.config.batch_size)
+            {
                 bail!(
                     "a training batch has {} samples; this session trains on batches of {}",
-                    part.batch.labels.len(),
+                    b.labels.len(),
                     self.config.batch_size
                 );
             }
-            let input = load_batch(gpu, &mut self.inputs[k], part.batch)?;
+            for (slot, batch) in [k, MAX_PARTS + k].into_iter().zip(batches) {
+                load_batch(gpu, &mut self.inputs[slot], batch)?;
+            }
+            let groups = part
+                .groups
+                .iter()
+                .map(|name| self.group_index(name))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let mut pass = Pass::train(step_seed(self.config.seed, self.standing.step, k));
             pass.freeze_stats = part.freeze_stats;
-            let logits = self.network.forward(&mut rec, &input.features, pass)?;
-            let outputs = XentOutputs {
-                loss: &self.sample_loss,
-                grad: &self.dlogits,
-                correct: &self.correct,
-                mean_loss: Some(&self.mean_loss),
-            };
-            softmax_cross_entropy(&mut rec, &self.xent, &logits, &input.labels, &outputs)?;
-            self.network.backward(&mut rec, &self.dlogits)?;
-            for name in part.groups {
-                let g = self
-                    .groups
-                    .iter()
-                    .position(|g| g.config.name == *name)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "a step part trains group {name:?}, which this session does not have"
-                        )
-                    })?;
+            match part.unrolled {
+                None => self.forward_backward(&mut rec, k, pass)?,
+                Some(unrolled) => {
+                    self.record_unrolled(&mut rec, k, pass, &groups, unrolled.weights, &lrs)?
+                }
+            }
+            for (&g, name) in groups.iter().zip(part.groups) {
                 let params = self.network.trained_params(name);
                 self.groups[g].optimizer.step(&mut rec, &params, lrs[g])?;
             }
-            let at = 2 * (self.logged * MAX_PARTS + k);
-            rec.copy_range(&self.mean_loss, 0, &self.log, at, 1)?;
-            rec.copy_range(&self.correct, 0, &self.log, at + 1, 1)?;
         }
         self.logged += 1;
         self.logged_parts = parts.len();
         self.standing.step += 1;
         Ok(rec)
+    }
+
+    /// Records the forward pass, loss and backward pass of the batch in
+    /// input slot `slot`; a slot below `MAX_PARTS` is that part's batch,
+    /// whose loss and correct count go to the log.
+    fn forward_backward(
+        &mut self,
+        rec: &mut Recorder,
+        slot: usize,
+        pass: Pass,
+    ) -> anyhow::Result<()> {
+        let input = self.inputs[slot]
+            .as_ref()
+            .expect("a part's batches are loaded first");
+        let logits = self.network.forward(rec, &input.features, pass)?;
+        let outputs = XentOutputs {
+            loss: &self.sample_loss,
+            grad: &self.dlogits,
+            correct: &self.correct,
+            mean_loss: Some(&self.mean_loss),
+        };
+        softmax_cross_entropy(rec, &self.xent, &logits, &input.labels, &outputs)?;
+        self.network.backward(rec, &self.dlogits)?;
+        if slot < MAX_PARTS {
+            let at = 2 * (self.logged * MAX_PARTS + slot);
+            rec.copy_range(&self.mean_loss, 0, &self.log, at, 1)?;
+            rec.copy_range(&self.correct, 0, &self.log, at + 1, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Records the passes of unrolled part `k` (see [`Unrolled`]) up to the
+    /// point where the gradients of `groups` are those to step with. The
+    /// whole of it stays on the GPU: `e` and `1 / e` are applied from the
+    /// norm of `v` where it was computed, so the step needs no wait.
+    fn record_unrolled(
+        &mut self,
+        rec: &mut Recorder,
+        k: usize,
+        pass: Pass,
+        groups: &[usize],
+        weights: &'static str,
+        lrs: &[f32],
+    ) -> anyhow::Result<()> {
+        let w = self.group_index(weights)?;
+        if groups.contains(&w) {
+            bail!("an unrolled step part cannot train group {weights:?}, the one it unrolls");
+        }
+        let (momentum, nesterov) = match self.groups[w].config.optimizer {
+            OptimizerKind::Sgd { momentum, nesterov } => (momentum, nesterov),
+            _ => bail!(
+                "an unrolled step takes a virtual SGD step of group {weights:?}, which trains with {:?}; use SGD",
+                self.groups[w].config.optimizer
+            ),
+        };
+        let (grad_factor, buffer_factor) = if nesterov {
+            (1.0 + momentum, momentum * momentum)
+        } else {
+            (1.0, momentum)
+        };
+        let eta = lrs[w];
+        let decay = self.groups[w].config.weight_decay as f32;
+        let gpu = self.gpu;
+        // One seed for the passes on the training batch, so that dropout
+        // drops the same units at w, w + e v and w - e v.
+        let train_pass = Pass::train(step_seed(
+            self.config.seed,
+            self.standing.step,
+            MAX_PARTS + k,
+        ))
+        .frozen_stats();
+
+        // w' = w - eta * (mu * b + grad + wd * w), w kept aside.
+        self.forward_backward(rec, MAX_PARTS + k, train_pass)?;
+        let trained: Vec<(String, Tensor, Tensor, bool)> = self
+            .network
+            .trained_params(weights)
+            .into_iter()
+            .map(|(name, p)| (name, p.value.clone(), p.grad.clone(), p.decay))
+            .collect();
+        let mut saved = Vec::with_capacity(trained.len());
+        for (name, value, grad, decays) in &trained {
+            let copy = self.unrolled.copy(gpu, name, "w", value)?;
+            rec.copy(value, &copy)?;
+            saved.push(copy);
+            if *decays && decay != 0.0 {
+                scale(rec, value, 1.0 - eta * grad_factor * decay)?;
+            }
+            axpy(rec, -eta * grad_factor, grad, value)?;
+            if buffer_factor != 0.0 {
+                let buffer = self.groups[w]
+                    .optimizer
+                    .momentum_buffer(name)
+                    .ok_or_else(|| {
+                        anyhow!("group {weights:?} has no momentum buffer of {name:?}")
+                    })?;
+                axpy(rec, -eta * buffer_factor, buffer, value)?;
+            }
+        }
+
+        // L_v(w', a): its gradients g and v, both kept, and |v|.
+        self.forward_backward(rec, k, pass.frozen_stats())?;
+        let arch: Vec<(String, Tensor)> = groups
+            .iter()
+            .flat_map(|&g| self.network.trained_params(self.groups[g].config.name))
+            .map(|(name, p)| (name, p.grad.clone()))
+            .collect();
+        let mut unrolled_grads = Vec::with_capacity(arch.len());
+        for (name, grad) in &arch {
+            let copy = self.unrolled.copy(gpu, name, "grad", grad)?;
+            rec.copy(grad, &copy)?;
+            unrolled_grads.push(copy);
+        }
+        let mut direction = Vec::with_capacity(trained.len());
+        for (name, _, grad, _) in &trained {
+            let copy = self.unrolled.copy(gpu, name, "v", grad)?;
+            rec.copy(grad, &copy)?;
+            direction.push(copy);
+        }
+        let lens: Vec<usize> = direction.iter().map(Tensor::len).collect();
+        if self.unrolled.plan.as_ref().is_none_or(|(l, _)| *l != lens) {
+            self.unrolled.plan = Some((lens.clone(), SquaresPlan::new(gpu, &lens)?));
+        }
+        let norm = match &self.unrolled.norm {
+            Some(n) => n.clone(),
+            None => self.unrolled.norm.insert(gpu.zeros(&[1])?).clone(),
+        };
+        let (_, plan) = self.unrolled.plan.as_ref().expect("made above");
+        plan.global_norm(rec, &direction.iter().collect::<Vec<_>>(), &norm)?;
+
+        // g - eta * (g+ - g-) / (2 e) = g - eta * |v| / (2 * 0.01) * (g+ - g-),
+        // g+ taken at w + e v and g- at w - e v, eta being the factor of
+        // grad_w L_t in w'; then w is restored.
+        let hessian_factor = eta * grad_factor / (2.0 * UNROLLED_RADIUS);
+        for sign in [1.0, -1.0] {
+            for ((_, value, _, _), (from, v)) in trained.iter().zip(saved.iter().zip(&direction)) {
+                rec.copy(from, value)?;
+                axpy_by(rec, sign * UNROLLED_RADIUS, &norm, ByScalar::Over, v, value)?;
+            }
+            self.forward_backward(rec, MAX_PARTS + k, train_pass)?;
+            for ((_, grad), g) in arch.iter().zip(&unrolled_grads) {
+                axpy_by(rec, -sign * hessian_factor, &norm, ByScalar::Times, grad, g)?;
+            }
+        }
+        for ((_, value, _, _), from) in trained.iter().zip(&saved) {
+            rec.copy(from, value)?;
+        }
+        for ((_, grad), g) in arch.iter().zip(&unrolled_grads) {
+            rec.copy(g, grad)?;
+        }
+        Ok(())
     }
 
     /// Moves the steps kept on the GPU into the totals.
