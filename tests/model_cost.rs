@@ -564,6 +564,7 @@ fn found_architectures_cost_what_their_searches_reported() {
         ("darts_kws_sc.json", 20_060, 1_037_616),
         ("force_darts_kws_sc.json", 13_788, 747_696),
         ("fair_darts_kws_sc_t05.json", 16_692, 957_848),
+        ("force_darts_kws_sc_w10.json", 19_272, 1_052_020),
     ];
     for (file, params, macs) in found {
         let path = project(&format!("configs/found/{file}"));
