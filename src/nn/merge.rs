@@ -1,7 +1,7 @@
 //! Layers that join several inputs: a sum of equal shapes (residual
 //! connections, DAG nodes) and a concatenation along the channel axis.
 
-use super::{batch_of, Layer, Pass};
+use super::{batch_of, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, add_assign};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
@@ -48,6 +48,10 @@ impl Layer for Add {
             .iter()
             .map(|&n| n.then(|| dout.clone()))
             .collect())
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }
 
@@ -129,5 +133,9 @@ impl Layer for Concat {
             grads.push(Some(dx));
         }
         Ok(grads)
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }

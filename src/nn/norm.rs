@@ -3,7 +3,7 @@
 //! statistics in evaluation; the affine scale and shift are optional (the
 //! DARTS search space uses it without).
 
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::batchnorm::{
     batch_norm_infer_backward, batch_norm_infer_forward, batch_norm_train_backward,
@@ -136,6 +136,10 @@ impl Layer for BatchNormLayer {
             _ => batch_norm_infer_backward(rec, &spec, x, dout, self.running(), grads, &dx)?,
         }
         Ok(vec![need_input[0].then_some(dx)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
     }
 
     fn saved_bytes(&self) -> u64 {
