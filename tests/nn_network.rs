@@ -217,6 +217,47 @@ fn dropout_gradients_use_the_forward_mask() {
 }
 
 #[test]
+fn the_forward_keeps_only_what_backwards_read() {
+    let gpu = Gpu::shared();
+    let toml = r#"
+        name = "kept"
+        [[layers]]
+        op = "conv2d"
+        channels = 3
+        kernel = 3
+        padding = "same"
+        [[layers]]
+        op = "relu"
+        [[layers]]
+        op = "conv2d"
+        channels = 2
+        kernel = 1
+        [[layers]]
+        op = "batch_norm"
+        affine = false
+        [[layers]]
+        op = "global_avg_pool"
+        [[layers]]
+        op = "dense"
+        "#;
+    let mut net = Network::build(gpu, &arch(toml), &[1, 6, 5], 4, 0).unwrap();
+    let batch = 2;
+    let x = gpu.full(&[batch, 1, 6, 5], 0.5).unwrap();
+    let dlogits = gpu.full(&[batch, 4], 1.0).unwrap();
+    let mut rec = gpu.recorder();
+    net.forward(&mut rec, &x, Pass::train(1)).unwrap();
+    net.backward(&mut rec, &dlogits).unwrap();
+    rec.submit_and_wait().unwrap();
+    // The relu's output (the relu and the second convolution read it), the
+    // second convolution's output (the norm reads it), the pooled features
+    // (the dense layer reads them) and the logits; the norm's statistics
+    // besides. The first convolution's input is the network's, and the
+    // outputs of the first convolution and of the norm are let go of.
+    let per_sample = 3 * 30 + 2 * 30 + 2 + 4;
+    assert_eq!(net.saved_bytes(), 4 * (batch * per_sample + 2 * 2) as u64);
+}
+
+#[test]
 fn description_round_trips_through_json_and_toml() {
     let a = arch(
         r#"

@@ -11,9 +11,9 @@ use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
-    batch_of, batched, ActivationLayer, Add, ArchWeights, BatchNormLayer, Concat, Conv2dLayer,
-    Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Param,
-    Pass, Pool, PoolKind, SeparableConv2d,
+    batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
+    Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn,
+    Mixed, Param, Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -36,9 +36,11 @@ pub struct Network {
     activity: Activity,
     read_plan: Vec<Vec<Read>>,
     /// Outputs of the last forward and the inputs each layer read, kept for
-    /// the backward.
+    /// the backward where it reads them, else placeholders (shapes only).
     outputs: Vec<Option<Tensor>>,
     inputs: Vec<Vec<Tensor>>,
+    /// What the backward of each layer reads, as the last forward left it.
+    reads: Vec<BackwardReads>,
     input: Option<Tensor>,
     /// Per layer: whether the last backward wrote its parameters' gradients.
     fresh: Vec<bool>,
@@ -99,6 +101,7 @@ impl Network {
             read_plan,
             outputs: Vec::new(),
             inputs: Vec::new(),
+            reads: Vec::new(),
             input: None,
             saved_bytes: 0,
         })
@@ -183,7 +186,11 @@ impl Network {
         let n = self.nodes.len();
         self.outputs = vec![None; n];
         self.inputs = vec![Vec::new(); n];
+        self.reads = vec![BackwardReads::NOTHING; n];
         self.fresh = vec![false; n];
+        let last_reader = self.last_readers();
+        // Whether a backward reads the output of a layer.
+        let mut needed = vec![false; n];
         for i in 0..n {
             if !self.activity.runs[i] {
                 continue;
@@ -191,24 +198,75 @@ impl Network {
             let inputs = self.read_inputs(rec, i, x)?;
             let refs: Vec<&Tensor> = inputs.iter().collect();
             let y = self.nodes[i].layer.forward(rec, &refs, pass)?;
+            let reads = self.nodes[i].layer.backward_reads();
             self.outputs[i] = Some(y);
-            self.inputs[i] = inputs;
+            self.inputs[i] = if reads.inputs {
+                inputs
+            } else {
+                inputs.iter().map(Tensor::placeholder).collect()
+            };
+            self.reads[i] = reads;
+            needed[i] |= reads.output;
+            // Every reader of an output has run (and said whether its
+            // backward reads it) before the output is let go of, so that
+            // its buffer can serve later work of this step.
+            let mut done = vec![i];
+            for read in &self.read_plan[i] {
+                if let Read::Source(Source::Layer(j)) = read {
+                    needed[*j] |= reads.inputs;
+                    done.push(*j);
+                }
+            }
+            for j in done {
+                if j + 1 < n && last_reader[j] <= i && !needed[j] {
+                    self.outputs[j] = self.outputs[j].as_ref().map(Tensor::placeholder);
+                }
+            }
         }
         self.input = Some(x.clone());
-        self.saved_bytes = self
+        self.saved_bytes = self.kept_bytes(x);
+        self.outputs[n - 1]
+            .clone()
+            .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
+    }
+
+    /// Per layer, the last layer that runs and reads its output (itself
+    /// when none does).
+    fn last_readers(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, plan) in self.read_plan.iter().enumerate() {
+            if !self.activity.runs[i] {
+                continue;
+            }
+            for read in plan {
+                if let Read::Source(Source::Layer(j)) = read {
+                    last[*j] = last[*j].max(i);
+                }
+            }
+        }
+        last
+    }
+
+    /// Bytes of the buffers the last forward kept for the backward (each
+    /// buffer once, the network's input not counted) and what layers keep
+    /// besides.
+    fn kept_bytes(&self, x: &Tensor) -> u64 {
+        let mut kept: Vec<_> = self
             .outputs
             .iter()
             .flatten()
-            .map(|t| t.bytes())
-            .sum::<u64>()
+            .chain(self.inputs.iter().flatten())
+            .filter(|t| !t.is_placeholder() && !t.shares_buffer(x))
+            .map(|t| (t.buffer(), t.bytes()))
+            .collect();
+        kept.sort_unstable_by_key(|&(buffer, _)| buffer);
+        kept.dedup_by_key(|&mut (buffer, _)| buffer);
+        kept.iter().map(|&(_, bytes)| bytes).sum::<u64>()
             + self
                 .nodes
                 .iter()
                 .map(|n| n.layer.saved_bytes())
-                .sum::<u64>();
-        self.outputs[n - 1]
-            .clone()
-            .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
+                .sum::<u64>()
     }
 
     /// The tensors layer `i` reads under the current mask: its sources, and
@@ -263,6 +321,11 @@ impl Network {
                     self.nodes[i].name
                 ))
             })?;
+            let output = if self.reads[i].output {
+                output
+            } else {
+                output.placeholder()
+            };
             let dinputs = self.nodes[i]
                 .layer
                 .backward(rec, &refs, &output, &dout, &need)?;
@@ -448,8 +511,8 @@ impl Network {
         Ok(cost.macs)
     }
 
-    /// Bytes the last forward kept for the backward: layer outputs plus
-    /// what layers save besides them.
+    /// Bytes the last forward kept for the backward: the layer outputs and
+    /// inputs that backwards read, plus what layers save besides them.
     pub fn saved_bytes(&self) -> u64 {
         self.saved_bytes
     }
