@@ -249,10 +249,10 @@ fn the_forward_keeps_only_what_backwards_read() {
     net.backward(&mut rec, &dlogits).unwrap();
     rec.submit_and_wait().unwrap();
     // The relu's output (the relu and the second convolution read it), the
-    // second convolution's output (the norm reads it), the pooled features
+    // norm's output (the norm's own backward reads it), the pooled features
     // (the dense layer reads them) and the logits; the norm's statistics
     // besides. The first convolution's input is the network's, and the
-    // outputs of the first convolution and of the norm are let go of.
+    // outputs of both convolutions are let go of.
     let per_sample = 3 * 30 + 2 * 30 + 2 + 4;
     assert_eq!(net.saved_bytes(), 4 * (batch * per_sample + 2 * 2) as u64);
 }
