@@ -32,6 +32,10 @@ pub struct Network {
     /// Per layer: where it reads from, and its per-sample output shape.
     sources: Vec<Vec<Source>>,
     shapes: Vec<Vec<usize>>,
+    /// Per layer: an earlier layer that applies the same activation to the
+    /// same sources, whose output this one takes rather than computing it
+    /// again (a supernet's candidates each begin with a ReLU of one input).
+    same_as: Vec<Option<usize>>,
     /// What runs under the current mask, and what each layer then reads.
     activity: Activity,
     read_plan: Vec<Vec<Read>>,
@@ -89,6 +93,7 @@ impl Network {
         }
         let activity = Activity::full(&sources);
         let read_plan = read_plan(arch, &sources, &activity, input_shape, &shapes);
+        let same_as = same_activations(arch, &sources);
         Ok(Network {
             arch: arch.clone(),
             input_shape: input_shape.to_vec(),
@@ -97,6 +102,7 @@ impl Network {
             nodes,
             sources,
             shapes,
+            same_as,
             activity,
             read_plan,
             outputs: Vec::new(),
@@ -196,8 +202,13 @@ impl Network {
                 continue;
             }
             let inputs = self.read_inputs(rec, i, x)?;
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            let y = self.nodes[i].layer.forward(rec, &refs, pass)?;
+            let y = match self.computed_by(i) {
+                Some(y) => y,
+                None => {
+                    let refs: Vec<&Tensor> = inputs.iter().collect();
+                    self.nodes[i].layer.forward(rec, &refs, pass)?
+                }
+            };
             let reads = self.nodes[i].layer.backward_reads();
             self.outputs[i] = Some(y);
             self.inputs[i] = if reads.inputs {
@@ -210,7 +221,7 @@ impl Network {
             // Every reader of an output has run (and said whether its
             // backward reads it) before the output is let go of, so that
             // its buffer can serve later work of this step.
-            let mut done = vec![i];
+            let mut done: Vec<usize> = std::iter::once(i).chain(self.same_as[i]).collect();
             for read in &self.read_plan[i] {
                 if let Read::Source(Source::Layer(j)) = read {
                     needed[*j] |= reads.inputs;
@@ -230,18 +241,30 @@ impl Network {
             .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
     }
 
+    /// The output of the layer that layer `i` has the same activation and
+    /// reads as, when that one ran in this forward.
+    fn computed_by(&self, i: usize) -> Option<Tensor> {
+        let k = self.same_as[i]?;
+        if !self.activity.runs[k] || self.read_plan[k] != self.read_plan[i] {
+            return None;
+        }
+        self.outputs[k].clone().filter(|y| !y.is_placeholder())
+    }
+
     /// Per layer, the last layer that runs and reads its output (itself
-    /// when none does).
+    /// when none does); a layer that takes another's output reads it.
     fn last_readers(&self) -> Vec<usize> {
         let mut last: Vec<usize> = (0..self.nodes.len()).collect();
         for (i, plan) in self.read_plan.iter().enumerate() {
             if !self.activity.runs[i] {
                 continue;
             }
-            for read in plan {
-                if let Read::Source(Source::Layer(j)) = read {
-                    last[*j] = last[*j].max(i);
-                }
+            let sources = plan.iter().filter_map(|read| match read {
+                Read::Source(Source::Layer(j)) => Some(*j),
+                _ => None,
+            });
+            for j in sources.chain(self.same_as[i]) {
+                last[j] = last[j].max(i);
             }
         }
         last
@@ -569,6 +592,25 @@ fn read_plan(
             } else {
                 on
             }
+        })
+        .collect()
+}
+
+/// Per layer, the first earlier layer that applies the same activation
+/// (ReLU, sigmoid or tanh: no parameters, no state, the same output for the
+/// same input) to the same sources.
+fn same_activations(arch: &Architecture, sources: &[Vec<Source>]) -> Vec<Option<usize>> {
+    let mut first: HashMap<(String, &[Source]), usize> = HashMap::new();
+    arch.layers
+        .iter()
+        .zip(sources)
+        .enumerate()
+        .map(|(i, (spec, sources))| {
+            if !matches!(spec.op, Op::Relu | Op::Sigmoid | Op::Tanh) {
+                return None;
+            }
+            let k = *first.entry((spec.op.name(), sources)).or_insert(i);
+            (k != i).then_some(k)
         })
         .collect()
 }
