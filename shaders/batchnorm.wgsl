@@ -22,7 +22,9 @@
 //   fixed): one workgroup per channel writes dx = gamma * invstd * dy and
 //   reduces sum(dy) (= dbeta) and sum(dy * xhat) (= dgamma) in one pass.
 // AFFINE = false is the non-affine norm (gamma = 1, beta = 0; the launcher
-// binds stand-ins that are not read).
+// binds stand-ins that are not read). FROM_OUTPUT (gradient_sums and
+// input_gradient of a non-affine norm): binding 1 is the forward's output,
+// xhat itself, rather than x, so the forward's input need not be kept.
 //
 // Bindings (0 is params):
 //   train_statistics: 1 x, 5 saved (rw, [2, channels]), 6 running_mean (rw),
@@ -30,8 +32,8 @@
 //   normalize:        1 x, 2 gamma, 3 beta, 4 y (rw), 8 mean, 9 spread: the
 //                     saved statistics ([2, channels], bound at both) or, when
 //                     RUNNING, running_mean and running_var
-//   gradient_sums:    1 x, 2 dy, 3 saved, 6 dgamma (rw), 7 dbeta (rw)
-//   input_gradient:   1 x, 2 dy, 3 saved, 4 gamma, 5 dx (rw), 10 dgamma, 11 dbeta
+//   gradient_sums:    1 x (xhat when FROM_OUTPUT), 2 dy, 3 saved, 6 dgamma (rw), 7 dbeta (rw)
+//   input_gradient:   1 x (xhat when FROM_OUTPUT), 2 dy, 3 saved, 4 gamma, 5 dx (rw), 10 dgamma, 11 dbeta
 //   infer_backward:   1 x, 2 dy, 3 running_mean, 4 gamma, 5 dx (rw), 6 dgamma (rw),
 //                     7 dbeta (rw), 8 running_var
 // Dispatch: the per-channel kernels grid_1d(channels) with LANES lanes; the
@@ -49,6 +51,9 @@ struct Params {
 }
 
 override AFFINE: bool = true;
+// gradient_sums, input_gradient: binding 1 holds xhat (the non-affine
+// output) rather than x.
+override FROM_OUTPUT: bool = false;
 // normalize: read the running statistics (mean, var) rather than the saved
 // batch statistics (mean, invstd).
 override RUNNING: bool = false;
@@ -204,7 +209,11 @@ fn gradient_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     for (var cur = first(lid.x); cur.image < p.batch; cur = next(cur, step)) {
         let i = element(c, cur);
         let g = dy[i];
-        sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
+        if (FROM_OUTPUT) {
+            sums += vec2<f32>(g, g * x[i]);
+        } else {
+            sums += vec2<f32>(g, g * (x[i] - mean) * invstd);
+        }
     }
     let total = workgroup_sum(lid.x, sums);
     if (lid.x == 0u) {
@@ -232,7 +241,10 @@ fn input_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let base = row * p.spatial;
     for (var s = lid.x; s < p.spatial; s += ROW_LANES) {
         let i = base + s;
-        let xhat = (x[i] - mean) * invstd;
+        var xhat = x[i];
+        if (!FROM_OUTPUT) {
+            xhat = (x[i] - mean) * invstd;
+        }
         dx[i] = g_scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
     }
 }

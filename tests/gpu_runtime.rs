@@ -265,3 +265,26 @@ fn a_dispatch_with_the_wrong_number_of_tensors_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, GpuError::Shape(_)), "{err}");
 }
+
+#[test]
+fn a_placeholder_keeps_its_shape_and_refuses_every_use_of_a_buffer() {
+    let gpu = Gpu::shared();
+    let x = gpu.full(&[2, 3], 1.0).unwrap();
+    let hole = x.placeholder();
+    assert_eq!(hole.shape(), &[2, 3]);
+    assert!(hole.is_placeholder() && !x.is_placeholder());
+    assert!(!hole.shares_buffer(&x));
+    let mut rec = gpu.recorder();
+    let err = scale(&mut rec, &hole, 2.0).unwrap_err();
+    assert!(matches!(err, GpuError::Order(_)), "{err}");
+    assert!(
+        err.to_string().contains("placeholder of shape [2, 3]"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("elementwise"), "{err}");
+    assert!(rec.copy(&x, &hole).is_err());
+    assert!(rec.copy_range(&hole, 0, &x, 0, 1).is_err());
+    rec.submit_and_wait().unwrap();
+    assert!(gpu.write(&hole, &[0.0; 6]).is_err());
+    assert!(gpu.download(&hole).is_err());
+}

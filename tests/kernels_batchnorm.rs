@@ -6,6 +6,7 @@ use audionas::gpu::Gpu;
 use audionas::kernels::batchnorm::{
     batch_norm_infer_backward, batch_norm_infer_backward_reference, batch_norm_infer_forward,
     batch_norm_infer_forward_reference, batch_norm_train_backward,
+    batch_norm_train_backward_from_output, batch_norm_train_backward_from_output_reference,
     batch_norm_train_backward_reference, batch_norm_train_forward,
     batch_norm_train_forward_reference, Affine, AffineGrads, BatchNorm, Running,
 };
@@ -41,6 +42,7 @@ fn check_against_reference(spec: &BatchNorm, affine: bool, offset: f32, seed: u6
     let ty_infer = gpu.full(&shape, f32::NAN).unwrap();
     let tsaved = gpu.full(&[2, c], f32::NAN).unwrap();
     let tdx = gpu.full(&shape, f32::NAN).unwrap();
+    let tdx_from_y = gpu.full(&shape, f32::NAN).unwrap();
     let tdg = gpu.full(&[c], f32::NAN).unwrap();
     let tdb = gpu.full(&[c], f32::NAN).unwrap();
     let running = Running {
@@ -61,6 +63,10 @@ fn check_against_reference(spec: &BatchNorm, affine: bool, offset: f32, seed: u6
         dbeta: &tdb,
     });
     batch_norm_train_backward(&mut rec, spec, &tx, &tdy, &tsaved, grads, &tdx).unwrap();
+    if !affine {
+        batch_norm_train_backward_from_output(&mut rec, spec, &ty, &tdy, &tsaved, &tdx_from_y)
+            .unwrap();
+    }
     rec.submit().unwrap();
 
     let what = |part: &str| format!("{part} {spec:?} affine {affine}");
@@ -121,6 +127,25 @@ fn check_against_reference(spec: &BatchNorm, affine: bool, offset: f32, seed: u6
         1e-4,
         1e-3,
     );
+    if !affine {
+        // From the output (xhat) the reference gives the same gradient.
+        let from_y =
+            batch_norm_train_backward_from_output_reference(spec, &fwd.y, &dy64, &fwd.invstd);
+        assert_close(
+            &what("from y: reference"),
+            &to_f32(&from_y),
+            &to_f32(&bwd.dx),
+            1e-6,
+            1e-6,
+        );
+        assert_close(
+            &what("dx from y"),
+            &gpu.download(&tdx_from_y).unwrap(),
+            &to_f32(&from_y),
+            1e-4,
+            1e-3,
+        );
+    }
     if affine {
         let tol = 1e-5 * count.sqrt();
         assert_close(
@@ -336,6 +361,18 @@ fn batch_norm_backward_reference_matches_finite_differences() {
             &what("non-affine d/dx"),
             &x,
             &plain.dx,
+            |x| loss(x, None),
+            1e-6,
+            1e-5,
+        );
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        let xhat = batch_norm_train_forward_reference(spec, &x, None, &mut rm, &mut rv).y;
+        let from_output =
+            batch_norm_train_backward_from_output_reference(spec, &xhat, &r, &fwd.invstd);
+        assert_gradient(
+            &what("non-affine d/dx from the output"),
+            &x,
+            &from_output,
             |x| loss(x, None),
             1e-6,
             1e-5,

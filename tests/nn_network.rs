@@ -394,6 +394,103 @@ fn dropout_gradients_use_the_forward_mask() {
 }
 
 #[test]
+fn the_forward_keeps_only_what_backwards_read() {
+    let gpu = Gpu::shared();
+    let toml = r#"
+        name = "kept"
+        [[layers]]
+        op = "conv2d"
+        channels = 3
+        kernel = 3
+        padding = "same"
+        [[layers]]
+        op = "relu"
+        [[layers]]
+        op = "conv2d"
+        channels = 2
+        kernel = 1
+        [[layers]]
+        op = "batch_norm"
+        affine = false
+        [[layers]]
+        op = "global_avg_pool"
+        [[layers]]
+        op = "dense"
+        "#;
+    let mut net = Network::build(gpu, &arch(toml), &[1, 6, 5], 4, 0).unwrap();
+    let batch = 2;
+    let x = gpu.full(&[batch, 1, 6, 5], 0.5).unwrap();
+    let dlogits = gpu.full(&[batch, 4], 1.0).unwrap();
+    let mut rec = gpu.recorder();
+    net.forward(&mut rec, &x, Pass::train(1)).unwrap();
+    net.backward(&mut rec, &dlogits).unwrap();
+    rec.submit_and_wait().unwrap();
+    // The relu's output (the relu and the second convolution read it), the
+    // norm's output (the norm's own backward reads it), the pooled features
+    // (the dense layer reads them) and the logits; the norm's statistics
+    // besides. The first convolution's input is the network's, and the
+    // outputs of both convolutions are let go of.
+    let per_sample = 3 * 30 + 2 * 30 + 2 + 4;
+    assert_eq!(net.saved_bytes(), 4 * (batch * per_sample + 2 * 2) as u64);
+}
+
+#[test]
+fn layers_applying_one_activation_to_one_input_share_its_output() {
+    // Two ReLUs of the stem, each into a convolution of its own, against
+    // one ReLU into both: the same function, and the same weights.
+    let net = |relus: &[&str]| {
+        let mut toml = String::from(
+            "name = \"shared\"\n[[layers]]\nname = \"stem\"\nop = \"conv2d\"\nchannels = 3\nkernel = 3\npadding = \"same\"\n",
+        );
+        for r in relus {
+            toml += &format!("[[layers]]\nname = \"{r}\"\ninputs = [\"stem\"]\nop = \"relu\"\n");
+        }
+        let last = relus.len() - 1;
+        for (c, r) in ["a", "b"].iter().zip([relus[0], relus[last]]) {
+            toml += &format!(
+                "[[layers]]\nname = \"{c}\"\ninputs = [\"{r}\"]\nop = \"conv2d\"\nchannels = 2\nkernel = 1\n"
+            );
+        }
+        toml += "[[layers]]\ninputs = [\"a\", \"b\"]\nop = \"add\"\n[[layers]]\nop = \"global_avg_pool\"\n[[layers]]\nop = \"dense\"\n";
+        toml
+    };
+    let (two, one) = (net(&["r1", "r2"]), net(&["r"]));
+    check_gradients(&two, &[1, 5, 4], 3, 2, 5);
+
+    let gpu = Gpu::shared();
+    let run = |toml: &str| {
+        let mut net = Network::build(gpu, &arch(toml), &[1, 5, 4], 3, 5).unwrap();
+        let mut rng = Rng::new(9);
+        let x = gpu
+            .upload(&[2, 1, 5, 4], &rng.vec_uniform(40, -1.0, 1.0))
+            .unwrap();
+        let dlogits = gpu.upload(&[2, 3], &rng.vec_uniform(6, -1.0, 1.0)).unwrap();
+        let mut rec = gpu.recorder();
+        let logits = net.forward(&mut rec, &x, Pass::train(1)).unwrap();
+        net.backward(&mut rec, &dlogits).unwrap();
+        let dispatches = rec.dispatch_count();
+        rec.submit_and_wait().unwrap();
+        let grads: Vec<Vec<f32>> = net
+            .params()
+            .iter()
+            .map(|p| gpu.download(&p.grad).unwrap())
+            .collect();
+        (
+            gpu.download(&logits).unwrap(),
+            grads,
+            net.saved_bytes(),
+            dispatches,
+        )
+    };
+    let (a, b) = (run(&two), run(&one));
+    assert_eq!(a.0, b.0, "logits");
+    assert_eq!(a.1, b.1, "gradients");
+    assert_eq!(a.2, b.2, "saved bytes");
+    // The second ReLU records its backward only.
+    assert_eq!(a.3, b.3 + 1, "dispatches");
+}
+
+#[test]
 fn description_round_trips_through_json_and_toml() {
     let a = arch(
         r#"

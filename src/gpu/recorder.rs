@@ -157,6 +157,9 @@ impl<'g> Recorder<'g> {
         tensors: &[&Tensor],
         groups: [u32; 3],
     ) -> GpuResult<()> {
+        for (i, t) in tensors.iter().enumerate() {
+            t.bound(|| format!("{}:{entry} (tensor {i})", shader.name))?;
+        }
         if groups.contains(&0) {
             return Ok(());
         }
@@ -226,7 +229,8 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
-    /// Sets every element to zero (no dispatch needed).
+    /// Sets every element to zero (no dispatch needed). Panics on a
+    /// placeholder: only fresh tensors are cleared.
     pub fn clear(&mut self, t: &Tensor) {
         if !t.is_empty() {
             self.pass = None;
@@ -236,6 +240,8 @@ impl<'g> Recorder<'g> {
     }
 
     pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> GpuResult<()> {
+        src.bound(|| "a copy from it".into())?;
+        dst.bound(|| "a copy into it".into())?;
         super::ensure(src.len() == dst.len(), || {
             format!("copying {:?} into {:?}", src.shape(), dst.shape())
         })?;
@@ -259,6 +265,8 @@ impl<'g> Recorder<'g> {
         dst_at: usize,
         len: usize,
     ) -> GpuResult<()> {
+        src.bound(|| "a copy from it".into())?;
+        dst.bound(|| "a copy into it".into())?;
         super::ensure(
             src_at + len <= src.len() && dst_at + len <= dst.len(),
             || {

@@ -7,10 +7,14 @@ use super::Gpu;
 use std::sync::Arc;
 
 /// A row-major array of 4-byte elements on the GPU. Cloning shares the buffer.
+///
+/// A placeholder (`Tensor::placeholder`) has a shape and no buffer: it stands
+/// for a tensor that was let go of, where only the shape is still wanted.
+/// Recording a command that uses one, writing or reading it fails.
 #[derive(Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    storage: Arc<PooledBuffer>,
+    storage: Option<Arc<PooledBuffer>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -37,18 +41,59 @@ impl Tensor {
         (self.len() * 4) as u64
     }
 
+    /// The buffer behind this tensor. Panics on a placeholder: code that
+    /// may meet one checks `bound` first, as the recorder does.
     pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.storage.buffer
+        &self
+            .storage
+            .as_ref()
+            .expect("a placeholder tensor has no buffer")
+            .buffer
+    }
+
+    /// A tensor of this shape without a buffer.
+    pub fn placeholder(&self) -> Tensor {
+        Tensor {
+            shape: self.shape.clone(),
+            storage: None,
+        }
+    }
+
+    pub fn is_placeholder(&self) -> bool {
+        self.storage.is_none()
+    }
+
+    /// Fails, naming `what` uses it, when this is a placeholder.
+    pub fn bound(&self, what: impl FnOnce() -> String) -> GpuResult<()> {
+        if self.is_placeholder() {
+            return Err(GpuError::Order(format!(
+                "{} uses a placeholder of shape {:?}: a tensor that was let go \
+                 of as unread",
+                what(),
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether both tensors have the same buffer (never for a placeholder).
+    pub fn shares_buffer(&self, other: &Tensor) -> bool {
+        match (&self.storage, &other.storage) {
+            (Some(a), Some(b)) => a.buffer == b.buffer,
+            _ => false,
+        }
     }
 
     /// Whether this handle is the only one to its buffer.
     pub(crate) fn is_sole_owner(&self) -> bool {
-        Arc::strong_count(&self.storage) == 1
+        self.storage
+            .as_ref()
+            .is_some_and(|s| Arc::strong_count(s) == 1)
     }
 
     /// Bytes of the buffer behind this tensor.
     pub(crate) fn capacity(&self) -> u64 {
-        self.storage.size()
+        self.storage.as_ref().map_or(0, |s| s.size())
     }
 
     /// The same buffer with a new shape that fits in it.
@@ -127,7 +172,7 @@ impl Gpu {
         })?;
         Ok(Tensor {
             shape: shape.to_vec(),
-            storage: Arc::new(storage),
+            storage: Some(Arc::new(storage)),
         })
     }
 
@@ -165,6 +210,7 @@ impl Gpu {
     }
 
     fn write_bytes(&self, t: &Tensor, bytes: &[u8]) -> GpuResult<()> {
+        t.bound(|| "a write".into())?;
         super::ensure(bytes.len() as u64 == t.bytes(), || {
             format!(
                 "writing {} elements into a tensor of shape {:?}",
@@ -188,6 +234,7 @@ impl Gpu {
 
     /// Copies a tensor into a staging buffer, submits, and waits once.
     fn download_bytes(&self, t: &Tensor) -> GpuResult<Vec<u8>> {
+        t.bound(|| "a download".into())?;
         if t.is_empty() {
             return Ok(Vec::new());
         }

@@ -2,8 +2,9 @@
 //! training mode (batch statistics; running statistics updated with momentum,
 //! the running variance unbiased as PyTorch keeps it), inference mode
 //! (running statistics), affine (gamma, beta) or not; forward, and the
-//! training-mode backward to the input, gamma and beta. Training forward
-//! saves `[2, channels]`: the batch mean and `1 / sqrt(var + eps)`.
+//! training-mode backward to the input, gamma and beta (for a non-affine
+//! norm also from its output, so that its input need not be kept). Training
+//! forward saves `[2, channels]`: the batch mean and `1 / sqrt(var + eps)`.
 //! Shader: `shaders/batchnorm.wgsl`.
 
 use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
@@ -215,6 +216,41 @@ pub fn batch_norm_train_backward(
     dx: &Tensor,
 ) -> GpuResult<()> {
     check_len(spec, "x", x, spec.len())?;
+    train_backward(rec, spec, Read::Input(x), dy, saved, affine, dx)
+}
+
+/// Training backward of a non-affine norm from its output y (which is
+/// xhat): dx (overwritten) from dy, y and what the forward saved; the same
+/// gradient as `batch_norm_train_backward` without the forward's input.
+pub fn batch_norm_train_backward_from_output(
+    rec: &mut Recorder,
+    spec: &BatchNorm,
+    y: &Tensor,
+    dy: &Tensor,
+    saved: &Tensor,
+    dx: &Tensor,
+) -> GpuResult<()> {
+    check_len(spec, "y", y, spec.len())?;
+    train_backward(rec, spec, Read::Output(y), dy, saved, None, dx)
+}
+
+/// What the training backward reads of the forward: its input x, or the
+/// output of a non-affine norm (xhat).
+#[derive(Clone, Copy)]
+enum Read<'a> {
+    Input(&'a Tensor),
+    Output(&'a Tensor),
+}
+
+fn train_backward(
+    rec: &mut Recorder,
+    spec: &BatchNorm,
+    read: Read,
+    dy: &Tensor,
+    saved: &Tensor,
+    affine: Option<AffineGrads>,
+    dx: &Tensor,
+) -> GpuResult<()> {
     check_len(spec, "dy", dy, spec.len())?;
     check_len(spec, "dx", dx, spec.len())?;
     check_len(spec, "saved", saved, 2 * spec.channels)?;
@@ -227,20 +263,26 @@ pub fn batch_norm_train_backward(
         return Ok(());
     }
     let (gamma, dgamma, dbeta) = affine_grads_or_scratch(rec, spec, affine, saved)?;
+    let (source, from_output) = match read {
+        Read::Input(x) => (x, false),
+        Read::Output(y) => (y, true),
+    };
+    let from_output = ("FROM_OUTPUT", from_output as u8 as f64);
     rec.dispatch(
         &SHADER,
         "gradient_sums",
-        &[],
+        &[from_output],
         &spec.params(),
-        &[x, dy, saved, &dgamma, &dbeta],
+        &[source, dy, saved, &dgamma, &dbeta],
         grid_1d(spec.channels as u32),
     )?;
+    let [affine_constant, running, lanes] = row_constants(rec, spec, affine.is_some(), false);
     rec.dispatch(
         &SHADER,
         "input_gradient",
-        &row_constants(rec, spec, affine.is_some(), false),
+        &[affine_constant, running, lanes, from_output],
         &spec.params(),
-        &[x, dy, saved, &gamma, dx, &dgamma, &dbeta],
+        &[source, dy, saved, &gamma, dx, &dgamma, &dbeta],
         rows(spec),
     )
 }
@@ -431,6 +473,29 @@ pub fn batch_norm_train_backward_reference(
         }
     }
     Gradients { dx, dgamma, dbeta }
+}
+
+/// CPU reference of the non-affine training backward from the output
+/// xhat, in f64: dx = invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+/// the means per channel.
+pub fn batch_norm_train_backward_from_output_reference(
+    spec: &BatchNorm,
+    xhat: &[f64],
+    dy: &[f64],
+    invstd: &[f64],
+) -> Vec<f64> {
+    let count = (spec.batch * spec.spatial) as f64;
+    let mut dx = vec![0.0; spec.len()];
+    let cells =
+        |c| (0..spec.batch).flat_map(move |n| (0..spec.spatial).map(move |s| at(spec, n, c, s)));
+    for (c, &invstd) in invstd.iter().enumerate() {
+        let mean_dy = cells(c).map(|i| dy[i]).sum::<f64>() / count;
+        let mean_dy_xhat = cells(c).map(|i| dy[i] * xhat[i]).sum::<f64>() / count;
+        for i in cells(c) {
+            dx[i] = invstd * (dy[i] - mean_dy - xhat[i] * mean_dy_xhat);
+        }
+    }
+    dx
 }
 
 /// CPU reference of the inference backward, in f64 (dgamma and dbeta are

@@ -80,7 +80,7 @@ fn dropout(
             y.shape()
         )
     })?;
-    ensure(x.buffer() != y.buffer(), || {
+    ensure(!x.shares_buffer(y), || {
         format!(
             "{op}: {} and {} are the same buffer; write to a separate tensor",
             names[0], names[1]

@@ -36,7 +36,7 @@ struct CopyParams {
 
 /// A kernel cannot read and write one buffer in the same dispatch.
 fn distinct(op: &str, names: [&str; 2], a: &Tensor, b: &Tensor) -> GpuResult<()> {
-    ensure(a.buffer() != b.buffer(), || {
+    ensure(!a.shares_buffer(b), || {
         format!(
             "{op}: {} and {} are the same buffer; write to a separate tensor",
             names[0], names[1]

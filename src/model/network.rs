@@ -11,9 +11,9 @@ use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
-    batch_of, batched, ActivationLayer, Add, ArchWeights, BatchNormLayer, Concat, Conv2dLayer,
-    Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn, Mixed, Multiply,
-    Param, Pass, Pool, PoolKind, SeparableConv2d,
+    batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
+    Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn,
+    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -32,13 +32,19 @@ pub struct Network {
     /// Per layer: where it reads from, and its per-sample output shape.
     sources: Vec<Vec<Source>>,
     shapes: Vec<Vec<usize>>,
+    /// Per layer: an earlier layer that applies the same activation to the
+    /// same sources, whose output this one takes rather than computing it
+    /// again (a supernet's candidates each begin with a ReLU of one input).
+    same_as: Vec<Option<usize>>,
     /// What runs under the current mask, and what each layer then reads.
     activity: Activity,
     read_plan: Vec<Vec<Read>>,
     /// Outputs of the last forward and the inputs each layer read, kept for
-    /// the backward.
+    /// the backward where it reads them, else placeholders (shapes only).
     outputs: Vec<Option<Tensor>>,
     inputs: Vec<Vec<Tensor>>,
+    /// What the backward of each layer reads, as the last forward left it.
+    reads: Vec<BackwardReads>,
     input: Option<Tensor>,
     /// Per layer: whether the last backward wrote its parameters' gradients.
     fresh: Vec<bool>,
@@ -87,6 +93,7 @@ impl Network {
         }
         let activity = Activity::full(&sources);
         let read_plan = read_plan(arch, &sources, &activity, input_shape, &shapes);
+        let same_as = same_activations(arch, &sources);
         Ok(Network {
             arch: arch.clone(),
             input_shape: input_shape.to_vec(),
@@ -95,10 +102,12 @@ impl Network {
             nodes,
             sources,
             shapes,
+            same_as,
             activity,
             read_plan,
             outputs: Vec::new(),
             inputs: Vec::new(),
+            reads: Vec::new(),
             input: None,
             saved_bytes: 0,
         })
@@ -190,32 +199,104 @@ impl Network {
         let n = self.nodes.len();
         self.outputs = vec![None; n];
         self.inputs = vec![Vec::new(); n];
+        self.reads = vec![BackwardReads::NOTHING; n];
         self.fresh = vec![false; n];
+        let last_reader = self.last_readers();
+        // Whether a backward reads the output of a layer.
+        let mut needed = vec![false; n];
         for i in 0..n {
             if !self.activity.runs[i] {
                 continue;
             }
             let inputs = self.read_inputs(rec, i, x)?;
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            let y = self.nodes[i].layer.forward(rec, &refs, pass)?;
+            let y = match self.computed_by(i) {
+                Some(y) => y,
+                None => {
+                    let refs: Vec<&Tensor> = inputs.iter().collect();
+                    self.nodes[i].layer.forward(rec, &refs, pass)?
+                }
+            };
+            let reads = self.nodes[i].layer.backward_reads();
             self.outputs[i] = Some(y);
-            self.inputs[i] = inputs;
+            self.inputs[i] = if reads.inputs {
+                inputs
+            } else {
+                inputs.iter().map(Tensor::placeholder).collect()
+            };
+            self.reads[i] = reads;
+            needed[i] |= reads.output;
+            // Every reader of an output has run (and said whether its
+            // backward reads it) before the output is let go of, so that
+            // its buffer can serve later work of this step.
+            let mut done: Vec<usize> = std::iter::once(i).chain(self.same_as[i]).collect();
+            for read in &self.read_plan[i] {
+                if let Read::Source(Source::Layer(j)) = read {
+                    needed[*j] |= reads.inputs;
+                    done.push(*j);
+                }
+            }
+            for j in done {
+                if j + 1 < n && last_reader[j] <= i && !needed[j] {
+                    self.outputs[j] = self.outputs[j].as_ref().map(Tensor::placeholder);
+                }
+            }
         }
         self.input = Some(x.clone());
-        self.saved_bytes = self
+        self.saved_bytes = self.kept_bytes(x);
+        self.outputs[n - 1]
+            .clone()
+            .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
+    }
+
+    /// The output of the layer that layer `i` has the same activation and
+    /// reads as, when that one ran in this forward.
+    fn computed_by(&self, i: usize) -> Option<Tensor> {
+        let k = self.same_as[i]?;
+        if !self.activity.runs[k] || self.read_plan[k] != self.read_plan[i] {
+            return None;
+        }
+        self.outputs[k].clone().filter(|y| !y.is_placeholder())
+    }
+
+    /// Per layer, the last layer that runs and reads its output (itself
+    /// when none does); a layer that takes another's output reads it.
+    fn last_readers(&self) -> Vec<usize> {
+        let mut last: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, plan) in self.read_plan.iter().enumerate() {
+            if !self.activity.runs[i] {
+                continue;
+            }
+            let sources = plan.iter().filter_map(|read| match read {
+                Read::Source(Source::Layer(j)) => Some(*j),
+                _ => None,
+            });
+            for j in sources.chain(self.same_as[i]) {
+                last[j] = last[j].max(i);
+            }
+        }
+        last
+    }
+
+    /// Bytes of the buffers the last forward kept for the backward (each
+    /// buffer once, the network's input not counted) and what layers keep
+    /// besides.
+    fn kept_bytes(&self, x: &Tensor) -> u64 {
+        let mut kept: Vec<_> = self
             .outputs
             .iter()
             .flatten()
-            .map(|t| t.bytes())
-            .sum::<u64>()
+            .chain(self.inputs.iter().flatten())
+            .filter(|t| !t.is_placeholder() && !t.shares_buffer(x))
+            .map(|t| (t.buffer(), t.bytes()))
+            .collect();
+        kept.sort_unstable_by_key(|&(buffer, _)| buffer);
+        kept.dedup_by_key(|&mut (buffer, _)| buffer);
+        kept.iter().map(|&(_, bytes)| bytes).sum::<u64>()
             + self
                 .nodes
                 .iter()
                 .map(|n| n.layer.saved_bytes())
-                .sum::<u64>();
-        self.outputs[n - 1]
-            .clone()
-            .ok_or_else(|| GpuError::Order("the last layer did not run".into()))
+                .sum::<u64>()
     }
 
     /// The tensors layer `i` reads under the current mask: its sources, and
@@ -270,6 +351,11 @@ impl Network {
                     self.nodes[i].name
                 ))
             })?;
+            let output = if self.reads[i].output {
+                output
+            } else {
+                output.placeholder()
+            };
             let dinputs = self.nodes[i]
                 .layer
                 .backward(rec, &refs, &output, &dout, &need)?;
@@ -455,8 +541,8 @@ impl Network {
         Ok(cost.macs)
     }
 
-    /// Bytes the last forward kept for the backward: layer outputs plus
-    /// what layers save besides them.
+    /// Bytes the last forward kept for the backward: the layer outputs and
+    /// inputs that backwards read, plus what layers save besides them.
     pub fn saved_bytes(&self) -> u64 {
         self.saved_bytes
     }
@@ -514,6 +600,25 @@ fn read_plan(
             } else {
                 on
             }
+        })
+        .collect()
+}
+
+/// Per layer, the first earlier layer that applies the same activation
+/// (ReLU, sigmoid or tanh: no parameters, no state, the same output for the
+/// same input) to the same sources.
+fn same_activations(arch: &Architecture, sources: &[Vec<Source>]) -> Vec<Option<usize>> {
+    let mut first: HashMap<(String, &[Source]), usize> = HashMap::new();
+    arch.layers
+        .iter()
+        .zip(sources)
+        .enumerate()
+        .map(|(i, (spec, sources))| {
+            if !matches!(spec.op, Op::Relu | Op::Sigmoid | Op::Tanh) {
+                return None;
+            }
+            let k = *first.entry((spec.op.name(), sources)).or_insert(i);
+            (k != i).then_some(k)
         })
         .collect()
 }

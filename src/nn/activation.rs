@@ -1,7 +1,7 @@
 //! Layers without parameters that act elementwise or only reshape:
 //! activations, dropout and flatten.
 
-use super::{batch_of, Layer, Mode, Pass};
+use super::{batch_of, BackwardReads, Layer, Mode, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::dropout::{dropout_backward, dropout_forward};
 use crate::kernels::elementwise::{activation, activation_backward, Activation};
@@ -45,6 +45,10 @@ impl Layer for ActivationLayer {
         let dx = rec.empty(output.shape())?;
         activation_backward(rec, self.function, output, dout, &dx)?;
         Ok(vec![Some(dx)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::OUTPUT
     }
 }
 
@@ -107,6 +111,10 @@ impl Layer for Dropout {
         dropout_backward(rec, self.rate, seed, dout, &dx)?;
         Ok(vec![Some(dx)])
     }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
+    }
 }
 
 /// `[batch, ...]` viewed as `[batch, features]`; no copy.
@@ -143,5 +151,9 @@ impl Layer for Flatten {
             return Ok(vec![None]);
         }
         Ok(vec![Some(dout.reshaped(inputs[0].shape())?)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }

@@ -3,7 +3,7 @@
 //! a depthwise and a pointwise one.
 
 use super::init::{default_bias, Init};
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2d,
@@ -133,6 +133,10 @@ impl Layer for Conv2dLayer {
         conv2d_backward_input(rec, &spec, dout, &self.weight.value, &dx)?;
         Ok(vec![Some(dx)])
     }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
+    }
 }
 
 /// A depthwise convolution (one filter per channel) followed by a pointwise
@@ -222,6 +226,10 @@ impl Layer for SeparableConv2d {
             .expect("asked for");
         self.depthwise
             .backward(rec, inputs, &middle, &dmiddle, need_input)
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
     }
 
     fn saved_bytes(&self) -> u64 {

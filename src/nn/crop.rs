@@ -1,7 +1,7 @@
 //! Cropping the start of the time and frequency axes: `[c, t, f]` to
 //! `[c, t - dt, f - df]` (the shifted half of a factorized reduction).
 
-use super::{batch_of, batched, Layer, Pass};
+use super::{batch_of, batched, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
 
@@ -85,5 +85,9 @@ impl Layer for Crop {
         rec.clear(&dx);
         copy_columns(rec, &columns.adjoint(false), &dnarrow, &dx)?;
         Ok(vec![Some(dx)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }

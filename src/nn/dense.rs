@@ -2,7 +2,7 @@
 //! per-sample shape is flattened), W `[outputs, inputs]` as in PyTorch.
 
 use super::init::{default_bias, Init};
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{bias_add, bias_backward, BiasLayout};
 use crate::kernels::gemm::{gemm, Gemm};
@@ -90,5 +90,9 @@ impl Layer for Dense {
         let input_grad = Gemm::new(batch, self.inputs, self.outputs);
         gemm(rec, &input_grad, dout, &self.weight.value, &dx)?;
         Ok(vec![Some(dx)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
     }
 }

@@ -3,7 +3,7 @@
 //! `weight_ih [4H, I]`, `weight_hh [4H, H]`, `bias_ih [4H]`, `bias_hh [4H]`,
 //! gates in the order i, f, g, o.
 
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::add;
 use crate::kernels::layout::swap_axes;
@@ -190,6 +190,11 @@ impl Layer for Lstm {
         let dinput = rec.empty(inputs[0].shape())?;
         swap_axes(rec, &dx, [t, batch, self.input], &dinput)?;
         Ok(vec![Some(dinput)])
+    }
+
+    /// It keeps its input time-major itself.
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 
     fn saved_bytes(&self) -> u64 {

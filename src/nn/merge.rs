@@ -2,7 +2,7 @@
 //! connections, DAG nodes), the product of two (polynomial operations) and
 //! a concatenation along the channel axis.
 
-use super::{batch_of, Layer, Pass};
+use super::{batch_of, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, add_assign};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
@@ -50,6 +50,10 @@ impl Layer for Add {
             .iter()
             .map(|&n| n.then(|| dout.clone()))
             .collect())
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }
 
@@ -105,6 +109,10 @@ impl Layer for Multiply {
             }
             _ => vec![None, None],
         })
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
     }
 }
 
@@ -186,5 +194,9 @@ impl Layer for Concat {
             grads.push(Some(dx));
         }
         Ok(grads)
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }

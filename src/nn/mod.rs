@@ -124,6 +124,38 @@ impl Pass {
     }
 }
 
+/// What a layer's backward reads of the tensors its last forward saw. A
+/// network lets go of a tensor that no backward reads once its forward is
+/// past the last layer that reads it, and gives the backward a placeholder
+/// (the shape only) for what the layer leaves out; binding a placeholder to
+/// a kernel fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackwardReads {
+    /// The inputs (all of them).
+    pub inputs: bool,
+    pub output: bool,
+}
+
+impl BackwardReads {
+    pub const ALL: Self = BackwardReads {
+        inputs: true,
+        output: true,
+    };
+    pub const INPUTS: Self = BackwardReads {
+        inputs: true,
+        output: false,
+    };
+    pub const OUTPUT: Self = BackwardReads {
+        inputs: false,
+        output: true,
+    };
+    /// Shapes only.
+    pub const NOTHING: Self = BackwardReads {
+        inputs: false,
+        output: false,
+    };
+}
+
 /// One layer of a network.
 pub trait Layer: Send {
     /// The output shape of one sample.
@@ -165,6 +197,12 @@ pub trait Layer: Send {
         dout: &Tensor,
         need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>>;
+
+    /// What the backward of the last forward reads; asked after each
+    /// forward. Everything unless a layer says otherwise.
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::ALL
+    }
 
     /// Bytes this layer keeps from forward to backward besides its output.
     fn saved_bytes(&self) -> u64 {

@@ -3,11 +3,12 @@
 //! statistics in evaluation; the affine scale and shift are optional (the
 //! DARTS search space uses it without).
 
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::batchnorm::{
     batch_norm_infer_backward, batch_norm_infer_forward, batch_norm_train_backward,
-    batch_norm_train_forward, Affine, AffineGrads, BatchNorm, Running,
+    batch_norm_train_backward_from_output, batch_norm_train_forward, Affine, AffineGrads,
+    BatchNorm, Running,
 };
 use crate::nn::Mode;
 
@@ -117,7 +118,7 @@ impl Layer for BatchNormLayer {
         &mut self,
         rec: &mut Recorder,
         inputs: &[&Tensor],
-        _output: &Tensor,
+        output: &Tensor,
         dout: &Tensor,
         need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>> {
@@ -129,13 +130,27 @@ impl Layer for BatchNormLayer {
             dgamma: &g.grad,
             dbeta: &b.grad,
         });
-        match (self.last_mode, self.saved.take()) {
-            (Mode::Train, Some(saved)) => {
+        match (self.last_mode, self.saved.take(), grads) {
+            (Mode::Train, Some(saved), None) => {
+                batch_norm_train_backward_from_output(rec, &spec, output, dout, &saved, &dx)?
+            }
+            (Mode::Train, Some(saved), grads) => {
                 batch_norm_train_backward(rec, &spec, x, dout, &saved, grads, &dx)?
             }
-            _ => batch_norm_infer_backward(rec, &spec, x, dout, self.running(), grads, &dx)?,
+            (_, _, grads) => {
+                batch_norm_infer_backward(rec, &spec, x, dout, self.running(), grads, &dx)?
+            }
         }
         Ok(vec![need_input[0].then_some(dx)])
+    }
+
+    /// Without gamma and beta, a training forward's output is xhat, and
+    /// the backward works from it rather than from the input.
+    fn backward_reads(&self) -> BackwardReads {
+        match (self.last_mode, &self.affine) {
+            (Mode::Train, None) => BackwardReads::OUTPUT,
+            _ => BackwardReads::INPUTS,
+        }
     }
 
     fn saved_bytes(&self) -> u64 {

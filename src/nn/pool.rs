@@ -1,7 +1,7 @@
 //! Max and average pooling over `[batch, channels, time, freq]`, and global
 //! average pooling to `[batch, channels]`.
 
-use super::{batch_of, Layer, Param, Pass};
+use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
@@ -100,6 +100,11 @@ impl Layer for Pool {
         Ok(vec![Some(dx)])
     }
 
+    /// Max pooling keeps where each maximum was instead.
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
+    }
+
     fn saved_bytes(&self) -> u64 {
         self.argmax.as_ref().map_or(0, |t| t.bytes())
     }
@@ -146,5 +151,9 @@ impl Layer for GlobalAvgPool {
         let dx = rec.empty(inputs[0].shape())?;
         global_avg_pool_backward(rec, dout, &dx)?;
         Ok(vec![Some(dx)])
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
     }
 }

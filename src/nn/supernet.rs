@@ -2,7 +2,7 @@
 //! trained table of alphas, in their own parameter group) and the mixed
 //! edges that weigh candidate outputs by them.
 
-use super::{Layer, Param, Pass};
+use super::{BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::mixed_edge::{
     arch_regulariser, edge_gate_backward, edge_gate_forward, mixed_edge_alpha_backward,
@@ -185,6 +185,10 @@ impl Layer for ArchWeights {
         }
         Ok(vec![None])
     }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::OUTPUT
+    }
 }
 
 /// A mixed edge: `y = sum_i w[row, columns[i]] * x_i` over the candidate
@@ -266,5 +270,10 @@ impl Layer for Mixed {
         rec.clear(&dw);
         mixed_terms_backward(rec, w, self.row, dout, &terms, &dw)?;
         Ok(std::iter::once(Some(dw)).chain(dxs).collect())
+    }
+
+    /// The candidates, for the gradient of their weights.
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::INPUTS
     }
 }
