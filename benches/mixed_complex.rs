@@ -13,6 +13,9 @@
 //! 64x16x98x40 and at 64x16x25x5, in GB/s of the bytes the edge must move
 //! (both rows count the same bytes, so the faster is the higher).
 //!
+//! ForceDARTS's edge gates and multi-hot loss on a cell's tables, beside
+//! their CPU references.
+//!
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
 
@@ -250,11 +253,55 @@ fn bench_pairwise(c: &mut Criterion) {
     group.finish();
 }
 
+/// ForceDARTS's edge gates and multi-hot loss on the tables of a cell of 4
+/// nodes (14 edges x 7 ops), as every supernet step runs them: tiny, so
+/// they measure dispatch latency; in table entries per second.
+fn bench_edge_gates(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let (nodes, k) = (4, 7);
+    let rows = node_rows(nodes - 1).end;
+    let mut rng = Rng::new(5);
+    let p = rng.vec_uniform(rows * k, 0.0, 1.0);
+    let g = rng.vec_uniform(rows, 0.0, 1.0);
+    let beta = rng.vec_uniform(rows, -2.0, 2.0);
+    let (t_p, t_g) = (
+        gpu.upload(&[rows, k], &p).unwrap(),
+        gpu.upload(&[rows, 1], &g).unwrap(),
+    );
+    let t_beta = gpu.upload(&[rows, 1], &beta).unwrap();
+    let (t_w, t_dp) = (
+        gpu.zeros(&[rows, k]).unwrap(),
+        gpu.zeros(&[rows, k]).unwrap(),
+    );
+    let (t_dg, t_loss) = (gpu.zeros(&[rows, 1]).unwrap(), gpu.zeros(&[1]).unwrap());
+    let mut group = c.benchmark_group("edge_gates/14x7");
+    configure(&mut group);
+    group.throughput(Throughput::Elements((rows * k) as u64));
+    bench_gpu(&mut group, "gates_forward_backward_multi_hot", 1, |rec| {
+        edge_gate_forward(rec, &t_p, &t_g, &t_w).unwrap();
+        edge_gate_backward(rec, &t_p, &t_g, &t_w, &t_dp, &t_dg).unwrap();
+        let gini = Regulariser::Gini;
+        multi_hot_regulariser(rec, gini, &t_beta, nodes, 5.7, &t_loss, &t_dg, true).unwrap();
+    });
+    if !gpu_only() {
+        let (p, g, beta) = (to_f64(&p), to_f64(&g), to_f64(&beta));
+        group.bench_function("cpu_reference", |bench| {
+            bench.iter(|| {
+                let w = edge_gate_reference(&p, &g);
+                let grads = edge_gate_backward_reference(&p, &g, &w);
+                (grads, multi_hot_reference(Regulariser::Gini, &beta, nodes))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_mixed_edge,
     bench_terms_against_stacked,
     bench_complex_dense,
-    bench_pairwise
+    bench_pairwise,
+    bench_edge_gates
 );
 criterion_main!(benches);
