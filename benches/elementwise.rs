@@ -58,6 +58,20 @@ fn bench_elementwise(c: &mut Criterion) {
     }
     g.finish();
 
+    // The same update scaled by a GPU scalar (second-order DARTS's 1 / norm).
+    let ts = gpu.full(&[1], 4.0).unwrap();
+    let mut g = group(c, "axpy_by_1M", 3 * elt);
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+        axpy_by(rec, 1e-3, &ts, ByScalar::Over, &ta, &tout).unwrap()
+    });
+    if cpu {
+        let mut y = b.clone();
+        g.bench_function("cpu_reference", |bench| {
+            bench.iter(|| axpy_by_reference(1e-3, 4.0, ByScalar::Over, &a, &mut y))
+        });
+    }
+    g.finish();
+
     for f in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {
         let mut g = group(c, &format!("{f:?}_forward_1M"), 2 * elt);
         bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
