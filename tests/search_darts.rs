@@ -42,6 +42,26 @@ fn options(dir: &Path, resume: bool, stop_after: Option<usize>) -> SearchOptions
     }
 }
 
+/// Retrains `derived` from scratch for one epoch with the tiny experiment's
+/// training, in run folder `name`; returns its parameter count.
+fn retrain(dir: &Path, derived: Architecture, name: &str) -> u64 {
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.model = derived;
+    experiment.train.epochs = 1;
+    let run = RunDir::create(&dir.join("runs"), name, &experiment.to_toml()).unwrap();
+    let options = TrainOptions {
+        data_dir: dir.join("data"),
+        prepare: options(dir, false, None).prepare,
+        resume: false,
+        stop_after_epochs: None,
+        verbose: false,
+        init_from: None,
+    };
+    train(Gpu::shared(), &experiment, &run, &options)
+        .unwrap()
+        .params
+}
+
 #[test]
 fn a_tiny_darts_search_resumes_derives_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,25 +104,7 @@ fn a_tiny_darts_search_resumes_derives_and_retrains() {
     assert!(summary.params > 0 && summary.macs > 0);
 
     // The derived architecture retrains from scratch as any description.
-    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
-    experiment.model = derived;
-    experiment.train.epochs = 1;
-    let run = RunDir::create(&dir.path().join("runs"), "retrain", &experiment.to_toml()).unwrap();
-    let trained = train(
-        gpu,
-        &experiment,
-        &run,
-        &TrainOptions {
-            data_dir: dir.path().join("data"),
-            prepare: options(dir.path(), false, None).prepare,
-            resume: false,
-            stop_after_epochs: None,
-            verbose: false,
-            init_from: None,
-        },
-    )
-    .unwrap();
-    assert_eq!(trained.params, summary.params);
+    assert_eq!(retrain(dir.path(), derived, "retrain"), summary.params);
 }
 
 #[test]
@@ -601,30 +603,7 @@ fn a_tiny_fair_darts_search_derives_and_retrains() {
     let run = RunDir::create(&dir.path().join("runs"), "fair_low", &config.to_toml()).unwrap();
     let summary = search(gpu, &config, &run, &options(dir.path(), false, None)).unwrap();
     let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
-    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
-    experiment.model = derived;
-    experiment.train.epochs = 1;
-    let retrain = RunDir::create(
-        &dir.path().join("runs"),
-        "fair_retrain",
-        &experiment.to_toml(),
-    )
-    .unwrap();
-    let trained = train(
-        gpu,
-        &experiment,
-        &retrain,
-        &TrainOptions {
-            data_dir: dir.path().join("data"),
-            prepare: options(dir.path(), false, None).prepare,
-            resume: false,
-            stop_after_epochs: None,
-            verbose: false,
-            init_from: None,
-        },
-    )
-    .unwrap();
-    assert_eq!(trained.params, summary.params);
+    assert_eq!(retrain(dir.path(), derived, "fair_retrain"), summary.params);
 }
 
 #[test]
@@ -672,26 +651,10 @@ fn a_tiny_force_darts_search_switches_its_losses_on_halfway_and_retrains() {
             let record: serde_json::Value = serde_json::from_str(lines[0].last().unwrap()).unwrap();
             assert_eq!(record["normal_gates"].as_array().unwrap().len(), 5);
             let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
-            let mut experiment =
-                Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
-            experiment.model = derived;
-            experiment.train.epochs = 1;
-            let retrain = RunDir::create(
-                &dir.path().join("runs"),
-                "force_retrain",
-                &experiment.to_toml(),
-            )
-            .unwrap();
-            let options = TrainOptions {
-                data_dir: dir.path().join("data"),
-                prepare: options(dir.path(), false, None).prepare,
-                resume: false,
-                stop_after_epochs: None,
-                verbose: false,
-                init_from: None,
-            };
-            let trained = train(gpu, &experiment, &retrain, &options).unwrap();
-            assert_eq!(trained.params, summary.params);
+            assert_eq!(
+                retrain(dir.path(), derived, "force_retrain"),
+                summary.params
+            );
         }
     }
     // The losses are off in the first half: the same weights either way;

@@ -514,15 +514,10 @@ pub fn multi_hot_regulariser(
             loss.shape()
         )
     })?;
-    let mode = match purity {
-        Regulariser::Gini => 1,
-        Regulariser::Entropy => 2,
-        Regulariser::ZeroOne => {
-            return Err(crate::gpu::GpuError::Shape(
-                "multi-hot loss: the purity is gini or entropy, not zero_one".into(),
-            ))
-        }
-    };
+    ensure(purity != Regulariser::ZeroOne, || {
+        "multi-hot loss: the purity is gini or entropy, not zero_one".into()
+    })?;
+    let mode = if purity == Regulariser::Gini { 1 } else { 2 };
     let params = Params {
         n: nodes as u32,
         mode,

@@ -9,21 +9,25 @@ use serde::{Deserialize, Serialize};
 /// is left out).
 pub type Choices = Vec<Option<usize>>;
 
+/// Row `row`'s strongest operation other than `zero` and its weight (the
+/// first on ties).
+fn strongest_op(space: &SpaceConfig, weights: &[f64], row: usize) -> (usize, f64) {
+    let k = space.ops.len();
+    let zero = space.ops.iter().position(|o| o == "zero");
+    (0..k)
+        .filter(|&o| Some(o) != zero)
+        .map(|o| (o, weights[row * k + o]))
+        .fold(None, |top: Option<(usize, f64)>, (o, w)| match top {
+            Some((_, t)) if t >= w => top,
+            _ => Some((o, w)),
+        })
+        .expect("validation keeps an operation besides zero")
+}
+
 /// For each node, the 2 incoming edges whose strongest operation other
 /// than `zero` is strongest: `(row, operation, its weight)`.
 fn strongest_edges(space: &SpaceConfig, weights: &[f64]) -> Vec<(usize, usize, f64)> {
-    let k = space.ops.len();
-    let zero = space.ops.iter().position(|o| o == "zero");
-    let best = |row: usize| {
-        (0..k)
-            .filter(|&o| Some(o) != zero)
-            .map(|o| (o, weights[row * k + o]))
-            .fold(None, |top: Option<(usize, f64)>, (o, w)| match top {
-                Some((_, t)) if t >= w => top,
-                _ => Some((o, w)),
-            })
-            .expect("validation keeps an operation besides zero")
-    };
+    let best = |row: usize| strongest_op(space, weights, row);
     let edges = space.edges();
     let mut kept = Vec::new();
     for node in 0..space.nodes {
@@ -54,8 +58,6 @@ pub fn fair_darts_choices(space: &SpaceConfig, weights: &[f64], threshold: f64) 
 /// ForceDARTS: each node keeps the 2 incoming edges with the most open
 /// gates (`gates[row]`), each with its strongest operation other than `zero`.
 pub fn force_darts_choices(space: &SpaceConfig, weights: &[f64], gates: &[f64]) -> Choices {
-    let k = space.ops.len();
-    let zero = space.ops.iter().position(|o| o == "zero");
     let edges = space.edges();
     let mut choices = vec![None; edges.len()];
     for node in 0..space.nodes {
@@ -63,14 +65,7 @@ pub fn force_darts_choices(space: &SpaceConfig, weights: &[f64], gates: &[f64]) 
         // Most open first; a stable sort keeps earlier edges first on ties.
         incoming.sort_by(|a, b| gates[b.row].total_cmp(&gates[a.row]));
         for e in incoming.into_iter().take(2) {
-            let row = &weights[e.row * k..(e.row + 1) * k];
-            choices[e.row] =
-                (0..k)
-                    .filter(|&o| Some(o) != zero)
-                    .fold(None, |top: Option<usize>, o| match top {
-                        Some(t) if row[t] >= row[o] => top,
-                        _ => Some(o),
-                    });
+            choices[e.row] = Some(strongest_op(space, weights, e.row).0);
         }
     }
     choices
