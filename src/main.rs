@@ -59,6 +59,10 @@ enum Command {
     /// Search an architecture: train a supernet, derive a plain
     /// architecture from it (runs/NAME/architecture.json) for `train --arch`.
     Search(audionas::search::cli::SearchArgs),
+    /// Join a Model Search: train the trials it proposes, sharing its archive.
+    SearchWorker(audionas::search::model_search::cli::SearchWorkerArgs),
+    /// A Model Search's best trials, the running ones and their workers.
+    SearchStatus(audionas::search::model_search::cli::SearchStatusArgs),
     /// Training and inference speed of model configs, one JSON line per model.
     Bench(bench::BenchArgs),
 }
@@ -117,6 +121,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cost(args) => cost_cmd::run_cost(args, || open_gpu(&cli.gpu)),
         Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
         Command::Search(args) => audionas::search::cli::run_search(&open_gpu(&cli.gpu)?, args),
+        Command::SearchWorker(args) => {
+            audionas::search::model_search::cli::run_search_worker(&open_gpu(&cli.gpu)?, args)
+        }
+        Command::SearchStatus(args) => audionas::search::model_search::cli::run_search_status(args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
     }
 }

@@ -2,6 +2,8 @@
 
 use super::config::{SearchConfig, Strategy};
 use super::darts::{search, SearchOptions};
+use super::model_search::cli::{run_model_search, ModelSearchRun};
+use super::model_search::config::{strategy_of, ModelSearchConfig, STRATEGY as MODEL_SEARCH};
 use crate::gpu::Gpu;
 use crate::train::cli::{remove_unstarted_run, RunArgs};
 use crate::train::run_dir::RunDir;
@@ -15,12 +17,36 @@ pub struct SearchArgs {
     /// The strategy, in place of the config's [search] strategy.
     #[arg(long, conflicts_with = "resume")]
     pub strategy: Option<String>,
+    /// Model Search: worker processes on this machine, sharing the archive.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Model Search: the trial archive, a SQLite file or
+    /// postgres://user:password@host/db [default: runs/NAME/archive.sqlite].
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// Model Search: override [search] max_trials (also when resuming).
+    #[arg(long)]
+    pub max_trials: Option<usize>,
 }
 
 pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
     let name = args.run.run_name()?;
     if args.run.epochs == Some(0) {
         bail!("--epochs must be at least 1");
+    }
+    let config_text = if args.run.resume {
+        RunDir::open_existing(&args.run.runs.join(&name))?.read_config()?
+    } else {
+        let path = args.run.config.as_ref().expect("clap requires it");
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?
+    };
+    let strategy = args.strategy.clone().or_else(|| strategy_of(&config_text));
+    if strategy.as_deref() == Some(MODEL_SEARCH) {
+        return model_search(gpu, args, &name);
+    }
+    if args.workers != 1 || args.archive.is_some() || args.max_trials.is_some() {
+        bail!("--workers, --archive and --max-trials are for --strategy {MODEL_SEARCH}");
     }
     let (run, config) = if args.run.resume {
         let run = RunDir::open_existing(&args.run.runs.join(&name))?;
@@ -76,4 +102,74 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `search` of a Model Search config: a new run, or one resumed.
+fn model_search(gpu: &Gpu, args: SearchArgs, name: &str) -> anyhow::Result<()> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    if args.max_trials == Some(0) {
+        bail!("--max-trials must be at least 1");
+    }
+    let adjust = |config: &mut ModelSearchConfig| {
+        if let Some(e) = args.run.epochs {
+            config.train.epochs = e;
+        }
+        if let Some(t) = args.max_trials {
+            config.search.max_trials = t;
+        }
+    };
+    let (run, config) = if args.run.resume {
+        let run = RunDir::open_existing(&args.run.runs.join(name))?;
+        let mut config = ModelSearchConfig::parse(&run.read_config()?, &run.config())?;
+        adjust(&mut config);
+        run.write_config(&config.to_toml())?;
+        (run, config)
+    } else {
+        let path = args.run.config.as_ref().expect("clap requires it");
+        let mut config = ModelSearchConfig::load(path)?;
+        adjust(&mut config);
+        (
+            RunDir::create(&args.run.runs, name, &config.to_toml())?,
+            config,
+        )
+    };
+    println!("run folder {}", run.root.display());
+    let how = ModelSearchRun {
+        data_dir: args.run.data.clone(),
+        prepare: args.run.prepare_options(),
+        cache_dir: args.run.cache_dir.clone(),
+        workers: args.workers,
+        archive: args.archive.clone(),
+        resume: args.run.resume,
+    };
+    let result = run_model_search(gpu, &config, &run, &how);
+    if result.is_err() && !args.run.resume {
+        remove_unstarted_search(&run);
+    }
+    result
+}
+
+/// A Model Search run folder with no trial in it, removed after an error
+/// before the first trial (what is left is the user's).
+fn remove_unstarted_search(run: &RunDir) {
+    let trials = run.root.join(super::model_search::worker::TRIALS_DIR);
+    if std::fs::read_dir(&trials).is_ok_and(|mut d| d.next().is_some()) {
+        return;
+    }
+    let _ = std::fs::remove_dir(&trials);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(
+            run.root
+                .join(format!("{}{suffix}", super::model_search::ARCHIVE_FILE)),
+        );
+    }
+    for file in [
+        super::model_search::ARCHIVE_URL_FILE,
+        super::model_search::worker::TRIALS_FILE,
+    ] {
+        let _ = std::fs::remove_file(run.root.join(file));
+    }
+    remove_unstarted_run(run);
 }

@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod darts;
 pub mod derive;
+pub mod model_search;
 pub mod plots;
 pub mod space;

@@ -69,7 +69,7 @@ impl RunArgs {
     }
 }
 
-fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
+pub(crate) fn prepare_options(cache_dir: &Option<PathBuf>) -> PrepareOptions {
     PrepareOptions {
         cache_dir: Some(cache_dir.clone().unwrap_or_else(default_cache_dir)),
         ..PrepareOptions::default()

@@ -51,6 +51,17 @@ pub struct TrainSummary {
     pub train_samples_per_s: f64,
     pub params: u64,
     pub macs: u64,
+    /// What `init_from` copied, and how long it took.
+    pub inherited: Option<InheritedSummary>,
+}
+
+/// The cost of starting from a parent's weights.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct InheritedSummary {
+    /// Tensors copied (name and shape matched).
+    pub copied: usize,
+    /// Reading the parent's file and copying its tensors.
+    pub seconds: f64,
 }
 
 /// What to do once the loss is not finite, `epochs_done` epochs into the run:
@@ -110,8 +121,14 @@ pub fn train_on(
         classes: classes.clone(),
     };
     let resuming = options.resume && run.last_checkpoint().exists();
+    let mut inherited = None;
     if let (Some(parent), false) = (&options.init_from, resuming) {
+        let started = Instant::now();
         let report = inherit_from_file(gpu, &network, parent)?;
+        inherited = Some(InheritedSummary {
+            copied: report.copied.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
         if options.verbose {
             println!("{}", describe_inheritance(&report, parent));
         }
@@ -160,6 +177,7 @@ pub fn train_on(
         train_samples_per_s: train_time.samples as f64 / train_time.seconds.max(1e-9),
         params: session.network.parameter_count(),
         macs: session.network.macs()?,
+        inherited,
     };
     if summary.test.is_some() {
         let path = run.root.join("results.json");
