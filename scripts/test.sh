@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}" NODEVICE_SELECT=1
+# The Model Search archive tests run against a real PostgreSQL server too.
+AUDIONAS_TEST_POSTGRES="${AUDIONAS_TEST_POSTGRES:-$(bash scripts/postgres.sh)}"
+export AUDIONAS_TEST_POSTGRES
 cargo test

@@ -61,6 +61,9 @@ enum Command {
     Search(audionas::search::cli::SearchArgs),
     /// Join a Model Search: train the trials it proposes, sharing its archive.
     SearchWorker(audionas::search::model_search::cli::SearchWorkerArgs),
+    /// Retrain a search's architecture P times from scratch and combine the
+    /// replicas by a weighted average of their logits, into one model.
+    Ensemble(audionas::search::cli::EnsembleArgs),
     /// A Model Search's best trials, the running ones and their workers.
     SearchStatus(audionas::search::model_search::cli::SearchStatusArgs),
     /// Training and inference speed of model configs, one JSON line per model.
@@ -124,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SearchWorker(args) => {
             audionas::search::model_search::cli::run_search_worker(&open_gpu(&cli.gpu)?, args)
         }
+        Command::Ensemble(args) => audionas::search::cli::run_ensemble(&open_gpu(&cli.gpu)?, args),
         Command::SearchStatus(args) => audionas::search::model_search::cli::run_search_status(args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
     }

@@ -10,7 +10,7 @@ use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
 use audionas::model::Network;
 use audionas::search::model_search::archive::{
-    open_archive, Archive, ArchiveUrl, NewTrial, Outcome, SqliteArchive, TrialState,
+    open_archive, open_unchecked, ArchiveUrl, NewTrial, Outcome, TrialState,
 };
 use audionas::search::model_search::blocks::{fix_order, tower_architecture, TowerSettings};
 use audionas::search::model_search::config::{strategy_of, ModelSearchConfig};
@@ -267,10 +267,43 @@ fn new_trial(worker: &str) -> NewTrial {
     }
 }
 
-#[test]
-fn the_sqlite_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = ArchiveUrl::Sqlite(dir.path().join("a.sqlite"));
+/// The PostgreSQL server of the tests: `AUDIONAS_TEST_POSTGRES`, which
+/// scripts/test.sh sets from scripts/postgres.sh.
+fn postgres_server() -> String {
+    std::env::var("AUDIONAS_TEST_POSTGRES").expect(
+        "AUDIONAS_TEST_POSTGRES is not set: run the tests with scripts/test.sh, or set it to the URL that scripts/postgres.sh prints",
+    )
+}
+
+/// A fresh, empty archive on the test server: its own schema.
+fn fresh_postgres(tag: &str) -> ArchiveUrl {
+    let server = postgres_server();
+    let schema = format!(
+        "t_{tag}_{}_{}",
+        std::process::id(),
+        Rng::new(tag.len() as u64 ^ std::process::id() as u64).next_u64() % 1_000_000
+    );
+    let mut client = postgres::Client::connect(&server, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .unwrap();
+    let separator = if server.contains('?') { '&' } else { '?' };
+    ArchiveUrl::parse(&format!(
+        "{server}{separator}options=-csearch_path%3D{schema}"
+    ))
+}
+
+fn fresh_sqlite(dir: &Path, tag: &str) -> ArchiveUrl {
+    ArchiveUrl::Sqlite(dir.join(format!("{tag}.sqlite")))
+}
+
+/// What both stores must do: number trials, keep the limit, fail silent
+/// trials, and refuse an archive of another search, a newer schema or
+/// another program.
+fn check_archive(fresh: &dyn Fn(&str) -> ArchiveUrl) {
+    let url = fresh("a");
     let mut a = open_archive(&url, "search-a").unwrap();
     let mut b = open_archive(&url, "search-a").unwrap();
     let first = a.start_trial(&new_trial("w0"), 3).unwrap().unwrap();
@@ -309,31 +342,33 @@ fn the_sqlite_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
     );
     assert_eq!(trials[0].metrics.as_ref(), Some(&metrics));
     assert_eq!(trials[0].score, Some(0.75));
+    assert_eq!(trials[0].tower, new_trial("w0").tower);
     assert_eq!(trials[1].worker, "w1");
     assert!(trials[2].error.as_ref().unwrap().contains("heartbeats"));
 
-    // Another search's archive, a newer schema, a file that is not ours.
     let other = format!("{:#}", open_archive(&url, "search-b").err().unwrap());
     assert!(other.contains("belongs to another search"), "{other}");
-    let newer = dir.path().join("newer.sqlite");
-    open_archive(&ArchiveUrl::Sqlite(newer.clone()), "s").unwrap();
-    let mut raw = SqliteArchive::open(&newer).unwrap();
-    raw.set_meta("schema", "99").unwrap();
-    let message = format!(
-        "{:#}",
-        open_archive(&ArchiveUrl::Sqlite(newer), "s").err().unwrap()
-    );
+    let newer = fresh("newer");
+    open_archive(&newer, "s").unwrap();
+    open_unchecked(&newer)
+        .unwrap()
+        .set_meta("schema", "99")
+        .unwrap();
+    let message = format!("{:#}", open_archive(&newer, "s").err().unwrap());
     assert!(message.contains("schema 99, newer"), "{message}");
-    let foreign = dir.path().join("foreign.sqlite");
-    let mut raw = SqliteArchive::open(&foreign).unwrap();
-    raw.set_meta("format", "someone-else").unwrap();
-    let message = format!(
-        "{:#}",
-        open_archive(&ArchiveUrl::Sqlite(foreign), "s")
-            .err()
-            .unwrap()
-    );
+    let foreign = fresh("foreign");
+    open_unchecked(&foreign)
+        .unwrap()
+        .set_meta("format", "someone-else")
+        .unwrap();
+    let message = format!("{:#}", open_archive(&foreign, "s").err().unwrap());
     assert!(message.contains("not a Model Search archive"), "{message}");
+}
+
+#[test]
+fn the_sqlite_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    check_archive(&|tag| fresh_sqlite(dir.path(), tag));
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "not a database at all, just words").unwrap();
     let message = format!(
@@ -341,6 +376,21 @@ fn the_sqlite_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
         open_archive(&ArchiveUrl::Sqlite(text), "s").err().unwrap()
     );
     assert!(message.contains("notes.txt"), "{message}");
+}
+
+#[test]
+fn the_postgres_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
+    check_archive(&fresh_postgres);
+    // Nothing listens on port 1: an error naming the host, well within the wait.
+    let started = Instant::now();
+    let url = ArchiveUrl::parse("postgres://someone:secret@127.0.0.1:1/nowhere");
+    let message = format!("{:#}", open_archive(&url, "s").err().unwrap());
+    assert!(message.contains("PostgreSQL server 127.0.0.1"), "{message}");
+    assert!(
+        !message.contains("secret"),
+        "the password is shown: {message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 /// A Model Search of the tiny experiment's features: `trials` trials of
@@ -460,15 +510,20 @@ fn a_tiny_search_transfers_weights_to_children_and_its_best_tower_retrains() {
     assert_eq!(retrained.params, best.params);
 }
 
-#[test]
-fn two_worker_processes_share_one_archive_and_survive_one_killed_mid_trial() {
+/// Two `search-worker` processes on one archive (the run's SQLite file, or
+/// `archive` given to both); the first is killed while it trains a trial.
+fn check_two_workers(archive: Option<ArchiveUrl>) {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 9);
     let text = tiny_search(5, "heartbeat_seconds = 0.5\nstale_after_seconds = 2.0");
     let config = parse(&text).unwrap();
     let run = RunDir::create(&dir.path().join("runs"), "shared", &config.to_toml()).unwrap();
+    let url = archive
+        .clone()
+        .unwrap_or(ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE)));
     let worker = |index: u32| {
-        Command::new(env!("CARGO_BIN_EXE_audionas"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_audionas"));
+        command
             .args(["search-worker", "--run"])
             .arg(&run.root)
             .arg("--data")
@@ -477,12 +532,13 @@ fn two_worker_processes_share_one_archive_and_survive_one_killed_mid_trial() {
             .arg(dir.path().join("cache"))
             .args(["--index", &index.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+            .stderr(Stdio::null());
+        if let Some(a) = &archive {
+            command.arg("--archive").arg(a.to_arg());
+        }
+        command.spawn().unwrap()
     };
     let mut doomed = worker(0);
-    let url = ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE));
     // Kill worker 0 once it is training a trial.
     let started = Instant::now();
     let doomed_trial = loop {
@@ -497,12 +553,12 @@ fn two_worker_processes_share_one_archive_and_survive_one_killed_mid_trial() {
         let Ok(mut archive) = open_archive(&url, &search_id(&config)) else {
             continue;
         };
-        if let Some(t) = archive
+        let running = archive
             .trials()
             .unwrap()
             .into_iter()
-            .find(|t| t.state == TrialState::Running)
-        {
+            .find(|t| t.state == TrialState::Running);
+        if let Some(t) = running {
             break t.id;
         }
     };
@@ -524,6 +580,16 @@ fn two_worker_processes_share_one_archive_and_survive_one_killed_mid_trial() {
         .filter(|t| t.state == TrialState::Completed)
         .count();
     assert!(completed >= 4, "{trials:#?}");
+}
+
+#[test]
+fn two_worker_processes_share_one_sqlite_archive_and_survive_one_killed_mid_trial() {
+    check_two_workers(None);
+}
+
+#[test]
+fn two_worker_processes_share_one_postgres_archive_and_survive_one_killed_mid_trial() {
+    check_two_workers(Some(fresh_postgres("workers")));
 }
 
 fn url_exists(url: &ArchiveUrl) -> bool {
@@ -587,4 +653,97 @@ fn the_shipped_model_search_configs_load() {
         }
     }
     assert!(loaded >= 1, "no Model Search config in {}", dir.display());
+}
+
+#[test]
+fn learned_ensemble_weights_favour_the_replica_that_is_right() {
+    use audionas::search::ensemble::learn_weights;
+    use audionas::train::session::Predictions;
+    let mut rng = Rng::new(4);
+    let labels: Vec<u32> = (0..200).map(|_| rng.below(3) as u32).collect();
+    let good: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| (0..3).map(move |c| if c == l { 2.0 } else { 0.0 }))
+        .collect();
+    let noise: Vec<f32> = (0..600).map(|_| 3.0 * rng.normal()).collect();
+    let replicas = [
+        Predictions {
+            classes: 3,
+            logits: noise,
+            labels: labels.clone(),
+        },
+        Predictions {
+            classes: 3,
+            logits: good,
+            labels,
+        },
+    ];
+    let w = learn_weights(&replicas);
+    assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{w:?}");
+    assert!(w.iter().all(|&x| x >= 0.0));
+    assert!(w[1] > 0.9, "{w:?}");
+}
+
+#[test]
+fn an_ensemble_model_outputs_the_weighted_average_of_its_replicas() {
+    use audionas::data::dataset::Split;
+    use audionas::search::ensemble::{combine_logits, make_ensemble, Combine, EnsembleOptions};
+    use audionas::train::model_file::load_model;
+    use audionas::train::session::{predict, Data};
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 6);
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.train.epochs = 1;
+    let run = RunDir::create(&dir.path().join("runs"), "ens", &experiment.to_toml()).unwrap();
+    let options = EnsembleOptions {
+        data_dir: dir.path().join("data"),
+        prepare: prepare(dir.path()),
+        replicas: 3,
+        combine: Combine::Weighted,
+        verbose: false,
+    };
+    let gpu = Gpu::shared();
+    let summary = make_ensemble(gpu, &experiment, &run, &options).unwrap();
+    assert_eq!(summary.replicas.len(), 3);
+    let seeds: std::collections::BTreeSet<u64> = summary.replicas.iter().map(|r| r.seed).collect();
+    assert_eq!(seeds.len(), 3, "replicas share a seed");
+    assert!((summary.weights.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+
+    // The saved ensemble, run as any model, equals the weighted average of
+    // the replicas' logits.
+    let data = Data::open(&dir.path().join("data"), &experiment, &prepare(dir.path())).unwrap();
+    let loader = data.loader(&experiment, Split::Test, 8).unwrap();
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let path = run.root.join("replicas").join(i.to_string());
+        let (mut net, _, _) = load_model(gpu, &path, None).unwrap();
+        replicas.push(predict(gpu, &mut net, loader.epoch(0)).unwrap());
+    }
+    let (mut ensemble, info, _) = load_model(gpu, &run.root, None).unwrap();
+    assert_eq!(
+        info.architecture.layers.last().unwrap().op.name(),
+        "weighted_sum"
+    );
+    let got = predict(gpu, &mut ensemble, loader.epoch(0)).unwrap();
+    let want = combine_logits(&replicas, &summary.weights);
+    assert_eq!(got.logits.len(), want.logits.len());
+    for (g, w) in got.logits.iter().zip(&want.logits) {
+        assert!((g - w).abs() <= 1e-4 + 1e-4 * w.abs(), "{g} vs {w}");
+    }
+    assert_eq!(
+        summary.params,
+        3 * summary_params_of_one(&experiment, &data)
+    );
+}
+
+fn summary_params_of_one(experiment: &Experiment, data: &audionas::train::session::Data) -> u64 {
+    Network::build(
+        Gpu::shared(),
+        &experiment.model,
+        &data.prepared.clip_shape,
+        data.classes().len(),
+        0,
+    )
+    .unwrap()
+    .parameter_count()
 }

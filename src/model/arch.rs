@@ -161,6 +161,11 @@ pub enum Op {
     Add,
     /// Elementwise product of exactly two inputs of one shape.
     Multiply,
+    /// `sum_i weights[i] * input_i` of inputs of one shape, one weight per
+    /// input (an ensemble's combination of its replicas' logits).
+    WeightedSum {
+        weights: Vec<f32>,
+    },
     /// Concatenation along the channel axis.
     Concat,
     /// Drops the first `start` [time, freq] positions of each channel.
@@ -424,7 +429,7 @@ impl<'de> Deserialize<'de> for LayerSpec {
 
 impl Architecture {
     /// Every `op` a layer may have.
-    pub const OPS: [&'static str; 20] = [
+    pub const OPS: [&'static str; 21] = [
         "conv2d",
         "depthwise_conv2d",
         "separable_conv2d",
@@ -441,6 +446,7 @@ impl Architecture {
         "lstm",
         "add",
         "multiply",
+        "weighted_sum",
         "concat",
         "crop",
         "arch_weights",

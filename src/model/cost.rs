@@ -400,6 +400,23 @@ fn layer_work(
             };
             (in_shapes[0].clone(), work)
         }
+        Op::WeightedSum { ref weights } => {
+            if in_shapes.is_empty() || in_shapes.iter().any(|s| *s != in_shapes[0]) {
+                return Err("needs one or more inputs of one shape".into());
+            }
+            if weights.len() != in_shapes.len() || weights.iter().any(|w| !w.is_finite()) {
+                return Err(format!(
+                    "needs one finite weight per input: {} weights for {} inputs",
+                    weights.len(),
+                    in_shapes.len()
+                ));
+            }
+            let work = Work {
+                macs: in_shapes.len() as u64 * elements(&in_shapes[0]),
+                ..Work::default()
+            };
+            (in_shapes[0].clone(), work)
+        }
         Op::Multiply => {
             let [a, b] = in_shapes else {
                 return Err(format!(

@@ -13,7 +13,7 @@ use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
     Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn,
-    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d,
+    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d, WeightedSum,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -768,6 +768,7 @@ fn build_layer(
         }
         Op::Add => Box::new(Add::new(&in_shapes[0])),
         Op::Multiply => Box::new(Multiply::new(&in_shapes[0])),
+        Op::WeightedSum { ref weights } => Box::new(WeightedSum::new(&in_shapes[0], weights)),
         Op::Concat => Box::new(Concat::new(in_shapes)),
         Op::Crop { start } => Box::new(Crop::new(spatial(single(in_shapes)?)?, start.0)),
         Op::ArchWeights {

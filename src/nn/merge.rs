@@ -1,10 +1,10 @@
 //! Layers that join several inputs: a sum of equal shapes (residual
-//! connections, DAG nodes), the product of two (polynomial operations) and
-//! a concatenation along the channel axis.
+//! connections, DAG nodes), a weighted sum (ensembles), the product of two
+//! (polynomial operations) and a concatenation along the channel axis.
 
 use super::{batch_of, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
-use crate::kernels::elementwise::{add, add_assign};
+use crate::kernels::elementwise::{add, add_assign, axpy, scale};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
 use crate::kernels::pairwise::{product, product_backward};
 
@@ -50,6 +50,64 @@ impl Layer for Add {
             .iter()
             .map(|&n| n.then(|| dout.clone()))
             .collect())
+    }
+
+    fn backward_reads(&self) -> BackwardReads {
+        BackwardReads::NOTHING
+    }
+}
+
+/// `sum_i w_i x_i` of inputs of one shape.
+pub struct WeightedSum {
+    shape: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl WeightedSum {
+    pub fn new(shape: &[usize], weights: &[f32]) -> Self {
+        WeightedSum {
+            shape: shape.to_vec(),
+            weights: weights.to_vec(),
+        }
+    }
+}
+
+impl Layer for WeightedSum {
+    fn output_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
+        let y = rec.empty(inputs[0].shape())?;
+        rec.copy(inputs[0], &y)?;
+        scale(rec, &y, self.weights[0])?;
+        for (x, &w) in inputs[1..].iter().zip(&self.weights[1..]) {
+            axpy(rec, w, x, &y)?;
+        }
+        Ok(y)
+    }
+
+    /// `dx_i = w_i dout`.
+    fn backward(
+        &mut self,
+        rec: &mut Recorder,
+        _inputs: &[&Tensor],
+        _output: &Tensor,
+        dout: &Tensor,
+        need_input: &[bool],
+    ) -> GpuResult<Vec<Option<Tensor>>> {
+        let mut grads = Vec::with_capacity(need_input.len());
+        for (&need, &w) in need_input.iter().zip(&self.weights) {
+            grads.push(if need {
+                let dx = rec.empty(dout.shape())?;
+                rec.copy(dout, &dx)?;
+                scale(rec, &dx, w)?;
+                Some(dx)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
     }
 
     fn backward_reads(&self) -> BackwardReads {

@@ -24,7 +24,7 @@ pub use crop::Crop;
 pub use dense::Dense;
 pub use init::{default_bias, kaiming_uniform, xavier_uniform, Init};
 pub use lstm::{Lstm, LstmReturn};
-pub use merge::{Add, Concat, Multiply};
+pub use merge::{Add, Concat, Multiply, WeightedSum};
 pub use norm::BatchNormLayer;
 pub use pool::{GlobalAvgPool, Pool, PoolKind};
 pub use supernet::{ArchWeights, Mixed, ARCH};

@@ -173,3 +173,103 @@ fn remove_unstarted_search(run: &RunDir) {
     }
     remove_unstarted_run(run);
 }
+
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// The search run whose architecture.json is retrained.
+    #[arg(long)]
+    pub run: std::path::PathBuf,
+    /// How many replicas (at least 2).
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// The training of each replica: an experiment config whose model is
+    /// replaced (e.g. configs/ds_cnn_s.toml) [default: the search's own].
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// The data set folder.
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    /// `weighted` (weights learned on the validation split) or `average`.
+    #[arg(long, default_value = "weighted")]
+    pub combine: String,
+    /// The ensemble's run folder is <runs>/<name> [default: <search run>_ensemble].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder of the run folders.
+    #[arg(long, default_value = "runs")]
+    pub runs: std::path::PathBuf,
+    /// Override [train] epochs of each replica.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Continue an ensemble run: finished replicas are kept, a stopped one resumes.
+    #[arg(long)]
+    pub resume: bool,
+    /// Feature cache folder [default: $AUDIONAS_CACHE, else ~/.cache/audionas].
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// `audionas ensemble`: retrains a search's architecture P times and
+/// combines the replicas into one model.
+pub fn run_ensemble(gpu: &Gpu, args: EnsembleArgs) -> anyhow::Result<()> {
+    use super::ensemble::{make_ensemble, replica_experiment, Combine, EnsembleOptions};
+    let combine = Combine::parse(&args.combine).map_err(|e| anyhow::anyhow!("--combine: {e}"))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => format!(
+            "{}_ensemble",
+            args.run
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into())
+        ),
+    };
+    let run = if args.resume {
+        RunDir::open_existing(&args.runs.join(&name))?
+    } else {
+        let mut experiment = replica_experiment(&args.run, args.config.as_deref())?;
+        if let Some(e) = args.epochs {
+            experiment.train.epochs = e;
+            experiment
+                .validate()
+                .map_err(|r| anyhow::anyhow!("--epochs: {r}"))?;
+        }
+        RunDir::create(&args.runs, &name, &experiment.to_toml())?
+    };
+    let experiment = crate::train::config::Experiment::parse(&run.read_config()?, &run.config())?;
+    println!("run folder {}", run.root.display());
+    let options = EnsembleOptions {
+        data_dir: args.data.clone(),
+        prepare: crate::train::cli::prepare_options(&args.cache_dir),
+        replicas: args.replicas,
+        combine,
+        verbose: true,
+    };
+    let summary = make_ensemble(gpu, &experiment, &run, &options)?;
+    let pct = |x: Option<f64>| {
+        x.map(|a| format!("{:.2}%", 100.0 * a))
+            .unwrap_or_else(|| "-".into())
+    };
+    for (i, r) in summary.replicas.iter().enumerate() {
+        println!(
+            "replica {i} (seed {}): validation {:.2}%, test {}",
+            r.seed,
+            100.0 * r.val_accuracy,
+            pct(r.test_accuracy)
+        );
+    }
+    println!(
+        "plain average: test {}; weighted ({:?}): test {}, weights {:?}",
+        pct(summary.average_test.as_ref().map(|e| e.accuracy)),
+        summary.combine,
+        pct(summary.ensemble_test.as_ref().map(|e| e.accuracy)),
+        summary.weights
+    );
+    println!(
+        "ensemble model: {} ({} parameters, {} MACs per clip)",
+        run.best_model().display(),
+        summary.params,
+        summary.macs
+    );
+    Ok(())
+}

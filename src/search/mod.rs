@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod darts;
 pub mod derive;
+pub mod ensemble;
 pub mod model_search;
 pub mod plots;
 pub mod space;

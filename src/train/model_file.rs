@@ -171,6 +171,19 @@ fn model_path(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// The network tensors and the info of a model file (or a run folder's
+/// best model), without building anything.
+pub fn read_model_tensors(path: &Path) -> anyhow::Result<(Vec<NamedTensor>, ModelInfo)> {
+    let path = model_path(path);
+    let (tensors, meta) = read_model_file(&path)?;
+    let info = ModelInfo::from_metadata(&meta, &path)?;
+    let tensors = tensors
+        .into_iter()
+        .filter(|t| !t.name.starts_with(OPTIMIZER_PREFIX))
+        .collect();
+    Ok((tensors, info))
+}
+
 /// Copies into `network` every tensor of a model file (or a run folder's
 /// best model, or a checkpoint) whose name and shape match, and says what
 /// was copied and what not.

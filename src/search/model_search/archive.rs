@@ -165,16 +165,21 @@ fn redact(url: &str) -> String {
 /// `search_id`, refusing one that is not ours, of another search or of a
 /// newer schema.
 pub fn open_archive(url: &ArchiveUrl, search_id: &str) -> anyhow::Result<Box<dyn Archive>> {
-    let mut archive: Box<dyn Archive> = match url {
-        ArchiveUrl::Sqlite(path) => Box::new(SqliteArchive::open(path)?),
-        ArchiveUrl::Postgres(url) => bail!(
-            "{}: PostgreSQL archives are not built into this version; use a SQLite file",
-            redact(url)
-        ),
-    };
+    let mut archive = open_unchecked(url)?;
     check_identity(archive.as_mut(), search_id)
         .with_context(|| format!("archive {}", url.display()))?;
     Ok(archive)
+}
+
+/// Opens (creating if needed) the store at `url` without asking whose it is.
+pub fn open_unchecked(url: &ArchiveUrl) -> anyhow::Result<Box<dyn Archive>> {
+    Ok(match url {
+        ArchiveUrl::Sqlite(path) => Box::new(SqliteArchive::open(path)?),
+        ArchiveUrl::Postgres(url) => Box::new(super::postgres_archive::PostgresArchive::open(
+            url,
+            &redact(url),
+        )?),
+    })
 }
 
 fn check_identity(archive: &mut dyn Archive, search_id: &str) -> anyhow::Result<()> {

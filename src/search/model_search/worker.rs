@@ -17,6 +17,7 @@ use crate::train::trainer::{train_on, TrainOptions, TrainSummary};
 use crate::util::rng::Rng;
 use anyhow::{bail, Context};
 use serde_json::json;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -25,7 +26,8 @@ use std::time::Duration;
 pub const TRIALS_FILE: &str = "trials.jsonl";
 /// The trials' run folders, `trials/<id>`, inside the search's.
 pub const TRIALS_DIR: &str = "trials";
-/// How many proposals may be refused by the budget before a worker gives up.
+/// How many proposals may be refused (over the budget, or tried before)
+/// before a worker settles or gives up.
 const BUDGET_ATTEMPTS: usize = 200;
 
 /// How a worker runs.
@@ -211,7 +213,8 @@ pub fn run_worker(
     Ok(report)
 }
 
-/// Proposals until one fits the budget, with its parameters and MACs.
+/// Proposals until one fits the budget and is not a tower tried before
+/// (a tried one only when no other turns up), with its parameters and MACs.
 fn propose_within_budget(
     config: &ModelSearchConfig,
     trials: &[Trial],
@@ -220,12 +223,21 @@ fn propose_within_budget(
     rng: &mut Rng,
 ) -> anyhow::Result<(Proposal, (u64, u64))> {
     let rules = config.rules();
+    let tried: HashSet<&Vec<String>> = trials.iter().map(|t| &t.tower).collect();
+    let mut repeat = None;
     for _ in 0..BUDGET_ATTEMPTS {
         let proposal = propose(&rules, trials.len(), completed, rng);
         let cost = config.tower_cost(&proposal.tower, classes)?;
         if config.within_budget(&cost) {
-            return Ok((proposal, (cost.params, cost.macs)));
+            let cost = (cost.params, cost.macs);
+            if !tried.contains(&proposal.tower) {
+                return Ok((proposal, cost));
+            }
+            repeat.get_or_insert((proposal, cost));
         }
+    }
+    if let Some(found) = repeat {
+        return Ok(found);
     }
     bail!(
         "{BUDGET_ATTEMPTS} proposals in a row were over the budget (max_params {:?}, max_macs {:?}); raise it or offer smaller blocks",
