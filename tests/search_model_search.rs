@@ -14,6 +14,7 @@ use audionas::search::model_search::archive::{
 };
 use audionas::search::model_search::blocks::{fix_order, tower_architecture, TowerSettings};
 use audionas::search::model_search::config::{strategy_of, ModelSearchConfig};
+use audionas::search::model_search::plots::{pareto_front, PARETO_FILE, SCORE_FILE, TREE_FILE};
 use audionas::search::model_search::proposal::{
     allowed_depth, depth, insert, propose, replace, Move, ProposalRules, Scored,
 };
@@ -479,6 +480,27 @@ fn a_tiny_search_transfers_weights_to_children_and_its_best_tower_retrains() {
     assert!(trials.iter().all(|t| t.params > 0 && t.macs > 0));
     let mirrored = std::fs::read_to_string(run.root.join("trials.jsonl")).unwrap();
     assert_eq!(mirrored.lines().count(), 4);
+    for plot in [SCORE_FILE, PARETO_FILE] {
+        assert!(run.plots_dir().join(plot).is_file(), "{plot}");
+    }
+    // Every trial in the tree, each child indented one step below its parent.
+    let tree = std::fs::read_to_string(run.root.join(TREE_FILE)).unwrap();
+    assert_eq!(tree.lines().count(), 4, "{tree}");
+    let indent = |id: i64| {
+        let line = tree
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("trial {id} ")))
+            .unwrap();
+        line.len() - line.trim_start().len()
+    };
+    assert_eq!(indent(1), 0);
+    for child in &trials[1..] {
+        assert_eq!(
+            indent(child.id),
+            indent(child.parent.unwrap()) + 2,
+            "{tree}"
+        );
+    }
 
     let summary = summarise(&run.root, "coordinate-descent", &trials).unwrap();
     let best = summary.best.clone().unwrap();
@@ -746,4 +768,148 @@ fn summary_params_of_one(experiment: &Experiment, data: &audionas::train::sessio
     )
     .unwrap()
     .parameter_count()
+}
+
+#[test]
+fn the_pareto_front_keeps_the_trials_nothing_beats_on_both_counts() {
+    let points = [
+        (1, 100, 0.5),
+        (2, 50, 0.4),
+        (3, 200, 0.45),
+        (4, 300, 0.9),
+        (5, 50, 0.3),
+        (6, 120, 0.5),
+    ];
+    let ids: Vec<i64> = pareto_front(&points).iter().map(|p| p.0).collect();
+    assert_eq!(ids, [2, 1, 4]);
+}
+
+#[test]
+fn the_command_line_runs_a_search_with_two_workers_reports_it_and_ensembles_its_best() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 12);
+    let config = dir.path().join("ms.toml");
+    std::fs::write(&config, tiny_search(4, "")).unwrap();
+    let audionas = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_audionas"))
+            .args(args)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "audionas {args:?}: {text}");
+        text
+    };
+    let out = audionas(&[
+        "search",
+        "--config",
+        "ms.toml",
+        "--data",
+        "data",
+        "--name",
+        "ms",
+        "--workers",
+        "2",
+    ]);
+    assert!(out.contains("worker 1: process"), "{out}");
+    assert!(out.contains("4 trials (4 completed, 0 failed)"), "{out}");
+    assert!(dir.path().join("runs/ms/architecture.json").is_file());
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("runs/ms/results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(results["strategy"], "model-search");
+    assert_eq!(results["trials"], 4);
+    let workers: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(dir.path().join("runs/ms/trials.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["worker"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_audionas"))
+        .args(["search-status", "--run", "runs/ms"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("4 trials of 4: 4 completed, 0 running, 0 failed"),
+        "{status}"
+    );
+    assert!(status.contains("best:"), "{status}");
+
+    // More trials for the same search: resumed with a higher limit.
+    let out = audionas(&[
+        "search",
+        "--resume",
+        "--name",
+        "ms",
+        "--data",
+        "data",
+        "--max-trials",
+        "5",
+    ]);
+    assert!(out.contains("5 trials (5 completed, 0 failed)"), "{out}");
+
+    let out = audionas(&[
+        "ensemble",
+        "--run",
+        "runs/ms",
+        "--replicas",
+        "2",
+        "--data",
+        "data",
+        "--epochs",
+        "1",
+    ]);
+    assert!(out.contains("replica 1 (seed"), "{out}");
+    assert!(dir
+        .path()
+        .join("runs/ms_ensemble/model.safetensors")
+        .is_file());
+    let out = audionas(&["eval", "--model", "runs/ms_ensemble", "--data", "data"]);
+    assert!(out.to_lowercase().contains("accuracy"), "{out}");
+}
+
+#[test]
+fn a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let extra = "lr = 1e30\nsuggested = [[\"conv_3x3\"], [\"separable_3x3\", \"dense_64\"]]";
+    let config = parse(&tiny_search(2, extra)).unwrap();
+    let run = RunDir::create(&dir.path().join("runs"), "nan", &config.to_toml()).unwrap();
+    let options = WorkerOptions {
+        data_dir: dir.path().join("data"),
+        prepare: prepare(dir.path()),
+        archive: ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE)),
+        worker: "test".into(),
+        index: 0,
+        verbose: false,
+    };
+    let report = run_worker(Gpu::shared(), &config, &run.root, &options).unwrap();
+    let trials = open_archive(&options.archive, &search_id(&config))
+        .unwrap()
+        .trials()
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (0, 2), "{trials:#?}");
+    for t in &trials {
+        assert_eq!(t.state, TrialState::Failed);
+        let error = t.error.as_deref().unwrap();
+        assert!(error.contains("NaN"), "{error}");
+    }
+    let summary = summarise(&run.root, "coordinate-descent", &trials).unwrap();
+    assert!(summary.best.is_none() && summary.architecture.is_none());
 }

@@ -4,7 +4,7 @@
 
 use super::archive::{now, open_archive, ArchiveUrl, TrialState};
 use super::config::ModelSearchConfig;
-use super::worker::{run_worker, search_id, worker_name, write_trials_file, WorkerOptions};
+use super::worker::{mirror_trials, run_worker, search_id, worker_name, WorkerOptions};
 use super::{best_trial, summarise, ARCHIVE_FILE, ARCHIVE_URL_FILE};
 use crate::data::prepare::PrepareOptions;
 use crate::gpu::Gpu;
@@ -79,7 +79,7 @@ pub fn run_model_search(
         spawn_workers(gpu, root, &url, how)?;
     }
     let trials = archive.trials()?;
-    write_trials_file(root, &trials)?;
+    mirror_trials(root, &trials)?;
     let algorithm = serde_json::to_value(config.search.algorithm)?;
     let summary = summarise(root, algorithm.as_str().unwrap_or("?"), &trials)?;
     println!(

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod blocks;
 pub mod cli;
 pub mod config;
+pub mod plots;
 pub mod postgres_archive;
 pub mod proposal;
 pub mod worker;

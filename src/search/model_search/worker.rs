@@ -6,6 +6,7 @@
 
 use super::archive::{now, open_archive, ArchiveUrl, NewTrial, Outcome, Trial, TrialState};
 use super::config::{Hparams, ModelSearchConfig, Objective};
+use super::plots::plot_model_search;
 use super::proposal::{propose, Proposal, Scored};
 use crate::data::prepare::PrepareOptions;
 use crate::gpu::Gpu;
@@ -197,7 +198,7 @@ pub fn run_worker(
             }
         }
         archive.finish(trial_id, &outcome)?;
-        write_trials_file(root, &archive.trials()?)?;
+        mirror_trials(root, &archive.trials()?)?;
     }
     // Leave once no trial is running, so that a dead worker's trial is
     // marked failed before the search ends.
@@ -209,7 +210,7 @@ pub fn run_worker(
         std::thread::sleep(Duration::from_secs_f64(s.heartbeat_seconds));
         archive.fail_stale(s.stale_after_seconds)?;
     }
-    write_trials_file(root, &archive.trials()?)?;
+    mirror_trials(root, &archive.trials()?)?;
     Ok(report)
 }
 
@@ -354,13 +355,15 @@ fn trial_metrics(summary: &TrainSummary, best_val_loss: Option<f64>) -> serde_js
     })
 }
 
-/// Mirrors the archive into `root/trials.jsonl`, written atomically.
-pub fn write_trials_file(root: &Path, trials: &[Trial]) -> anyhow::Result<()> {
+/// Mirrors the archive into `root/trials.jsonl` (written atomically), the
+/// tree of parents and the plots.
+pub fn mirror_trials(root: &Path, trials: &[Trial]) -> anyhow::Result<()> {
     let mut text = String::new();
     for trial in trials {
         text += &serde_json::to_string(trial)?;
         text.push('\n');
     }
     write_durably(&root.join(TRIALS_FILE), text.as_bytes())?;
+    plot_model_search(root, trials)?;
     Ok(())
 }
