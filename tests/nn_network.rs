@@ -600,3 +600,68 @@ fn layers_too_large_for_the_adapter_are_refused_before_allocating() {
         );
     }
 }
+
+#[test]
+fn to_sequence_gradients_through_convolutions_and_an_lstm() {
+    // A map to a sequence, an LSTM over it, a per-step convolution back to
+    // a map and to a sequence again.
+    check_gradients(
+        r#"
+        name = "to_sequence"
+        [[layers]]
+        op = "conv2d"
+        channels = 3
+        kernel = [3, 2]
+        padding = "same"
+        [[layers]]
+        op = "to_sequence"
+        [[layers]]
+        op = "lstm"
+        hidden = 4
+        returns = "sequence"
+        [[layers]]
+        op = "to_sequence"
+        [[layers]]
+        op = "conv2d"
+        channels = 5
+        kernel = [2, 4]
+        padding = [[1, 0], [0, 0]]
+        [[layers]]
+        op = "to_sequence"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 7, 5],
+        3,
+        3,
+        11,
+    );
+}
+
+#[test]
+fn to_sequence_puts_each_steps_channels_side_by_side() {
+    use audionas::nn::ToSequence;
+    let gpu = Gpu::shared();
+    let (b, c, t, f) = (3, 4, 5, 2);
+    let xs: Vec<f32> = (0..b * c * t * f).map(|i| i as f32).collect();
+    let x = gpu.upload(&[b, c, t, f], &xs).unwrap();
+    let mut layer = ToSequence::new(&[c, t, f]);
+    assert_eq!(layer.output_shape(), vec![1, t, c * f]);
+    let mut rec = gpu.recorder();
+    let y = layer.forward(&mut rec, &[&x], Pass::eval()).unwrap();
+    let dx = layer.backward(&mut rec, &[&x], &y, &y, &[true]).unwrap();
+    rec.submit_and_wait().unwrap();
+    let got = gpu.download(&y).unwrap();
+    for n in 0..b {
+        for s in 0..t {
+            for ch in 0..c {
+                for k in 0..f {
+                    let want = xs[((n * c + ch) * t + s) * f + k];
+                    assert_eq!(got[(n * t + s) * c * f + ch * f + k], want);
+                }
+            }
+        }
+    }
+    // The backward of a permutation is its inverse.
+    assert_eq!(gpu.download(dx[0].as_ref().unwrap()).unwrap(), xs);
+}

@@ -72,6 +72,40 @@ fn convolutions_go_before_the_flattening_block_and_dense_blocks_after() {
     assert!(fix_order(&tower(&["conv_9x9"]))
         .unwrap_err()
         .contains("unknown block \"conv_9x9\""));
+    // Sequence blocks stand between the convolutions and the flattening.
+    let fixed = fix_order(&tower(&["dense_64", "lstm_64", "conv_3x3", "svdf_64_4_1"])).unwrap();
+    assert_eq!(
+        fixed,
+        tower(&[
+            "conv_3x3",
+            "lstm_64",
+            "svdf_64_4_1",
+            "global_avg_pool",
+            "dense_64"
+        ])
+    );
+    assert_eq!(
+        insert(&fixed, "conv1d_3"),
+        tower(&[
+            "conv_3x3",
+            "lstm_64",
+            "svdf_64_4_1",
+            "conv1d_3",
+            "global_avg_pool",
+            "dense_64"
+        ])
+    );
+    assert_eq!(
+        insert(&fixed, "max_pool_2x2"),
+        tower(&[
+            "conv_3x3",
+            "max_pool_2x2",
+            "lstm_64",
+            "svdf_64_4_1",
+            "global_avg_pool",
+            "dense_64"
+        ])
+    );
 
     let parent = tower(&["conv_3x3", "global_avg_pool", "dense_64"]);
     assert_eq!(
@@ -249,8 +283,26 @@ fn every_block_builds_trains_one_step_and_is_skipped_where_too_small() {
             let arch = tower_architecture("one", &t, input, SETTINGS).unwrap();
             audionas::model::Cost::of(&arch, &input, 3, 1000.0, None)
                 .unwrap_or_else(|e| panic!("{block} on {input:?}: {e}"));
-            Network::build(gpu, &arch, &input, 3, 0)
+            let mut net = Network::build(gpu, &arch, &input, 3, 0)
                 .unwrap_or_else(|e| panic!("{block} on {input:?}: {e}"));
+            let x = gpu
+                .upload(
+                    &[2, input[0], input[1], input[2]],
+                    &Rng::new(1).vec_uniform(2 * input.iter().product::<usize>(), -1.0, 1.0),
+                )
+                .unwrap();
+            let dlogits = gpu
+                .upload(&[2, 3], &[0.1, -0.2, 0.1, 0.3, 0.0, -0.3])
+                .unwrap();
+            let mut rec = gpu.recorder();
+            net.forward(&mut rec, &x, audionas::nn::Pass::train(1))
+                .unwrap();
+            net.backward(&mut rec, &dlogits).unwrap();
+            rec.submit_and_wait().unwrap();
+            for p in net.params() {
+                let grad = gpu.download(&p.grad).unwrap();
+                assert!(grad.iter().all(|g| g.is_finite()), "{block} on {input:?}");
+            }
         }
     }
     let pooled = tower_architecture("p", &tower(&["max_pool_2x2"]), [1, 1, 5], SETTINGS).unwrap();

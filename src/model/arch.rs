@@ -150,6 +150,9 @@ pub enum Op {
         rate: f32,
     },
     Flatten,
+    /// `[channels, time, freq]` to the sequence `[1, time, channels * freq]`,
+    /// `[time, features]` to `[1, time, features]`.
+    ToSequence,
     /// Over the time axis of `[1, time, freq]` or `[time, features]`.
     Lstm {
         hidden: usize,
@@ -429,7 +432,7 @@ impl<'de> Deserialize<'de> for LayerSpec {
 
 impl Architecture {
     /// Every `op` a layer may have.
-    pub const OPS: [&'static str; 21] = [
+    pub const OPS: [&'static str; 22] = [
         "conv2d",
         "depthwise_conv2d",
         "separable_conv2d",
@@ -443,6 +446,7 @@ impl Architecture {
         "tanh",
         "dropout",
         "flatten",
+        "to_sequence",
         "lstm",
         "add",
         "multiply",

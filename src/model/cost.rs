@@ -363,6 +363,15 @@ fn layer_work(
             same_shape(OtherOps::default())?
         }
         Op::Flatten => (vec![single(in_shapes)?.iter().product()], Work::default()),
+        Op::ToSequence => match single(in_shapes)?.as_slice() {
+            &[c, t, f] => (vec![1, t, c * f], Work::default()),
+            &[t, d] => (vec![1, t, d], Work::default()),
+            other => {
+                return Err(format!(
+                "needs a [channels, time, freq] map or a [time, features] sequence, got {other:?}"
+            ))
+            }
+        },
         Op::Lstm { hidden, returns } => {
             positive("hidden", hidden)?;
             let (time, features) = lstm_steps(single(in_shapes)?)?;

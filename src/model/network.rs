@@ -13,7 +13,7 @@ use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
     Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn,
-    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d, WeightedSum,
+    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d, ToSequence, WeightedSum,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -758,6 +758,7 @@ fn build_layer(
         Op::Tanh => Box::new(ActivationLayer::new(Activation::Tanh, single(in_shapes)?)),
         Op::Dropout { rate } => Box::new(Dropout::new(rate, salt, single(in_shapes)?)),
         Op::Flatten => Box::new(Flatten::new(single(in_shapes)?)),
+        Op::ToSequence => Box::new(ToSequence::new(single(in_shapes)?)),
         Op::Lstm { hidden, returns } => {
             let (time, features) = lstm_steps(single(in_shapes)?)?;
             let returns = match returns {

@@ -16,6 +16,7 @@ mod merge;
 mod norm;
 pub mod optim;
 mod pool;
+mod sequence;
 mod supernet;
 
 pub use activation::{ActivationLayer, Dropout, Flatten};
@@ -27,6 +28,7 @@ pub use lstm::{Lstm, LstmReturn};
 pub use merge::{Add, Concat, Multiply, WeightedSum};
 pub use norm::BatchNormLayer;
 pub use pool::{GlobalAvgPool, Pool, PoolKind};
+pub use sequence::ToSequence;
 pub use supernet::{ArchWeights, Mixed, ARCH};
 
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};

@@ -2,8 +2,10 @@
 //! and each block turns into plain architecture layers, so a tower is
 //! trained, costed and inherited like any description.
 //!
-//! A tower has three phases, in this order: convolutional blocks on the
-//! `[channels, time, freq]` map, exactly one flattening block, then dense
+//! A tower has four phases, in this order: convolutional blocks on the
+//! `[channels, time, freq]` map, sequence blocks over time on `[1, time,
+//! features]` (the map turned into a sequence first, each step holding
+//! every channel's frequencies), exactly one flattening block, then dense
 //! blocks on the flat vector; the head (one output per class) follows.
 //! `fix_order` puts any list in that order, as the reference's
 //! `fix_architecture_order` does.
@@ -24,6 +26,7 @@ use crate::nn::Init;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Convolutional,
+    Sequence,
     Flatten,
     Dense,
 }
@@ -48,6 +51,14 @@ pub const BLOCKS: &[(&str, Phase)] = &[
     ("separable_3x3", Phase::Convolutional),
     ("avg_pool_2x2", Phase::Convolutional),
     ("max_pool_2x2", Phase::Convolutional),
+    ("lstm_64", Phase::Sequence),
+    ("lstm_128", Phase::Sequence),
+    ("skip_lstm_64", Phase::Sequence),
+    ("conv1d_3", Phase::Sequence),
+    ("conv1d_5", Phase::Sequence),
+    ("svdf_64_4_1", Phase::Sequence),
+    ("svdf_128_4_1", Phase::Sequence),
+    ("svdf_64_8_1", Phase::Sequence),
     ("flatten", Phase::Flatten),
     ("global_avg_pool", Phase::Flatten),
     ("dense_64", Phase::Dense),
@@ -85,7 +96,10 @@ pub fn fix_order(tower: &[String]) -> Result<Vec<String>, String> {
         .map(|(_, n)| n.clone())
         .unwrap_or_else(|| DEFAULT_FLATTEN.to_string());
     let of = |phase: Phase| phased.iter().filter(move |(p, _)| *p == phase);
-    let mut fixed: Vec<String> = of(Phase::Convolutional).map(|(_, n)| n.clone()).collect();
+    let mut fixed: Vec<String> = of(Phase::Convolutional)
+        .chain(of(Phase::Sequence))
+        .map(|(_, n)| n.clone())
+        .collect();
     fixed.push(flatten);
     fixed.extend(of(Phase::Dense).map(|(_, n)| n.clone()));
     Ok(fixed)
@@ -114,8 +128,16 @@ fn signature(prefix: &[String]) -> String {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Flow {
     Map([usize; 3]),
+    /// `[1, time, features]`.
+    Sequence {
+        time: usize,
+        features: usize,
+    },
     Flat(usize),
 }
+
+/// The channels of the per-step layers of sequence blocks.
+const SEQUENCE_CHANNELS: usize = 64;
 
 /// Collects the layers of a tower, tracking the shape of the last output.
 struct TowerBuilder {
@@ -143,8 +165,140 @@ impl TowerBuilder {
     fn map(&self) -> [usize; 3] {
         match self.flow {
             Flow::Map(shape) => shape,
-            Flow::Flat(_) => unreachable!("fix_order puts convolutional blocks first"),
+            _ => unreachable!("fix_order puts convolutional blocks first"),
         }
+    }
+
+    /// The sequence `[1, time, features]`, turning a map into one first.
+    fn sequence(&mut self, prefix: &str) -> (usize, usize) {
+        match self.flow {
+            Flow::Sequence { time, features } => (time, features),
+            Flow::Map([c, t, f]) => {
+                self.then(format!("{prefix}.to_sequence"), Op::ToSequence);
+                self.flow = Flow::Sequence {
+                    time: t,
+                    features: c * f,
+                };
+                (t, c * f)
+            }
+            Flow::Flat(_) => unreachable!("fix_order puts sequence blocks before flattening"),
+        }
+    }
+
+    /// A per-step convolution over `kernel` steps (each output step sees
+    /// the steps up to `kernel - 1` back when `causal`, else centred) from
+    /// the sequence to `channels` features per step, as a `[channels, time,
+    /// 1]` map; batch norm and ReLU as the map convolutions.
+    fn conv_over_time(
+        &mut self,
+        prefix: &str,
+        channels: usize,
+        kernel: usize,
+        causal: bool,
+        activate: bool,
+    ) {
+        let (time, features) = self.sequence(prefix);
+        let before = if causal { kernel - 1 } else { (kernel - 1) / 2 };
+        let bn = self.settings.batch_norm && activate;
+        self.then(
+            format!("{prefix}.conv"),
+            Op::Conv2d {
+                channels,
+                kernel: Pair([kernel, features]),
+                stride: Pair([1, 1]),
+                padding: Padding::Explicit([[before, kernel - 1 - before], [0, 0]]),
+                dilation: Pair([1, 1]),
+                groups: 1,
+                bias: !bn,
+            },
+        );
+        self.flow = Flow::Map([channels, time, 1]);
+        if bn {
+            self.batch_norm(prefix);
+        }
+        if activate {
+            self.then(format!("{prefix}.relu"), Op::Relu);
+        }
+    }
+
+    /// Back to `[1, time, features]` after per-step layers.
+    fn steps(&mut self, prefix: &str) {
+        let (time, features) = match self.flow {
+            Flow::Map([c, t, 1]) => (t, c),
+            Flow::Sequence { time, features } => (time, features),
+            other => unreachable!("a per-step result, not {other:?}"),
+        };
+        self.then(format!("{prefix}.steps"), Op::ToSequence);
+        self.flow = Flow::Sequence { time, features };
+    }
+
+    fn lstm(&mut self, prefix: &str, hidden: usize) {
+        let (time, _) = self.sequence(prefix);
+        self.then(
+            format!("{prefix}.lstm"),
+            Op::Lstm {
+                hidden,
+                returns: crate::model::arch::LstmReturns::Sequence,
+            },
+        );
+        self.flow = Flow::Sequence {
+            time,
+            features: hidden,
+        };
+        // The LSTM returns `[time, hidden]`; the next block reads `[1, time, hidden]`.
+        self.steps(prefix);
+    }
+
+    /// An LSTM whose output is added to its input (projected per step when
+    /// the widths differ).
+    fn skip_lstm(&mut self, prefix: &str, hidden: usize) {
+        let (_, features) = self.sequence(prefix);
+        let (input, input_flow) = (self.last.clone(), self.flow);
+        self.lstm(prefix, hidden);
+        let body = self.last.clone();
+        let shortcut = if features == hidden {
+            input
+        } else {
+            (self.last, self.flow) = (input, input_flow);
+            self.conv_over_time(&format!("{prefix}.project"), hidden, 1, false, false);
+            self.steps(&format!("{prefix}.project"));
+            self.last.clone()
+        };
+        self.push(format!("{prefix}.add"), vec![body, shortcut], Op::Add);
+    }
+
+    /// The keyword-spotting SVDF: a per-step projection to `rank * units`,
+    /// a depthwise filter over the last `memory` steps, each unit's `rank`
+    /// filters summed (a grouped 1x1 convolution), bias, ReLU.
+    fn svdf(&mut self, prefix: &str, units: usize, memory: usize, rank: usize) {
+        self.conv_over_time(&format!("{prefix}.project"), units * rank, 1, false, false);
+        let [c, t, _] = self.map();
+        self.then(
+            format!("{prefix}.memory"),
+            Op::DepthwiseConv2d {
+                kernel: Pair([memory, 1]),
+                stride: Pair([1, 1]),
+                padding: Padding::Explicit([[memory - 1, 0], [0, 0]]),
+                dilation: Pair([1, 1]),
+                bias: false,
+            },
+        );
+        self.then(
+            format!("{prefix}.rank_sum"),
+            Op::Conv2d {
+                channels: units,
+                kernel: Pair([1, 1]),
+                stride: Pair([1, 1]),
+                padding: Padding::Valid,
+                dilation: Pair([1, 1]),
+                groups: units,
+                bias: true,
+            },
+        );
+        debug_assert_eq!(c, units * rank);
+        self.flow = Flow::Map([units, t, 1]);
+        self.then(format!("{prefix}.relu"), Op::Relu);
+        self.steps(prefix);
     }
 
     fn same_channels(&self) -> usize {
@@ -299,7 +453,7 @@ impl TowerBuilder {
         let input = self.last.clone();
         let width = match self.flow {
             Flow::Flat(n) => n,
-            Flow::Map(_) => unreachable!("dense blocks follow the flattening block"),
+            _ => unreachable!("dense blocks follow the flattening block"),
         };
         let units = width.min(128);
         self.dense(prefix, units);
@@ -339,16 +493,45 @@ impl TowerBuilder {
             "separable_3x3" => self.separable(prefix),
             "avg_pool_2x2" => self.pool(prefix, false),
             "max_pool_2x2" => self.pool(prefix, true),
+            "lstm_64" => self.lstm(prefix, 64),
+            "lstm_128" => self.lstm(prefix, 128),
+            "skip_lstm_64" => self.skip_lstm(prefix, 64),
+            "conv1d_3" | "conv1d_5" => {
+                let kernel = if kind == "conv1d_3" { 3 } else { 5 };
+                self.conv_over_time(prefix, SEQUENCE_CHANNELS, kernel, false, true);
+                self.steps(prefix);
+            }
+            "svdf_64_4_1" => self.svdf(prefix, 64, 4, 1),
+            "svdf_128_4_1" => self.svdf(prefix, 128, 4, 1),
+            "svdf_64_8_1" => self.svdf(prefix, 64, 8, 1),
             "flatten" => {
-                let [c, t, f] = self.map();
+                let size = match self.flow {
+                    Flow::Map([c, t, f]) => c * t * f,
+                    Flow::Sequence { time, features } => time * features,
+                    Flow::Flat(n) => n,
+                };
                 self.then(format!("{prefix}.flatten"), Op::Flatten);
-                self.flow = Flow::Flat(c * t * f);
+                self.flow = Flow::Flat(size);
             }
-            "global_avg_pool" => {
-                let [c, _, _] = self.map();
-                self.then(format!("{prefix}.pool"), Op::GlobalAvgPool);
-                self.flow = Flow::Flat(c);
-            }
+            "global_avg_pool" => match self.flow {
+                Flow::Sequence { time, features } => {
+                    // The mean over time of each feature.
+                    let op = Op::AvgPool2d {
+                        kernel: Pair([time, 1]),
+                        stride: None,
+                        padding: Pair([0, 0]),
+                        count_include_pad: true,
+                    };
+                    self.then(format!("{prefix}.pool"), op);
+                    self.then(format!("{prefix}.flatten"), Op::Flatten);
+                    self.flow = Flow::Flat(features);
+                }
+                _ => {
+                    let [c, _, _] = self.map();
+                    self.then(format!("{prefix}.pool"), Op::GlobalAvgPool);
+                    self.flow = Flow::Flat(c);
+                }
+            },
             "dense_64" => self.dense(prefix, 64),
             "dense_128" => self.dense(prefix, 128),
             "dense_256" => self.dense(prefix, 256),
