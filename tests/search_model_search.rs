@@ -480,6 +480,18 @@ fn parse(text: &str) -> Result<ModelSearchConfig, String> {
     ModelSearchConfig::parse(text, Path::new("ms.toml")).map_err(|e| e.to_string())
 }
 
+/// One worker in this process, on the tone data in `dir/data` and the run's SQLite archive.
+fn in_process_worker(dir: &Path, run: &RunDir) -> WorkerOptions {
+    WorkerOptions {
+        data_dir: dir.join("data"),
+        prepare: prepare(dir),
+        archive: ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE)),
+        worker: "test".into(),
+        index: 0,
+        verbose: false,
+    }
+}
+
 fn prepare(dir: &Path) -> PrepareOptions {
     PrepareOptions {
         cache_dir: Some(dir.join("cache")),
@@ -498,14 +510,7 @@ fn a_tiny_search_transfers_weights_to_children_and_its_best_tower_retrains() {
     ))
     .unwrap();
     let run = RunDir::create(&dir.path().join("runs"), "ms", &config.to_toml()).unwrap();
-    let options = WorkerOptions {
-        data_dir: dir.path().join("data"),
-        prepare: prepare(dir.path()),
-        archive: ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE)),
-        worker: "test".into(),
-        index: 0,
-        verbose: false,
-    };
+    let options = in_process_worker(dir.path(), &run);
     let report = run_worker(Gpu::shared(), &config, &run.root, &options).unwrap();
     assert_eq!((report.completed, report.failed), (4, 0));
     let trials = open_archive(&options.archive, &search_id(&config))
@@ -943,14 +948,7 @@ fn a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on() {
     let extra = "lr = 1e30\nsuggested = [[\"conv_3x3\"], [\"separable_3x3\", \"dense_64\"]]";
     let config = parse(&tiny_search(2, extra)).unwrap();
     let run = RunDir::create(&dir.path().join("runs"), "nan", &config.to_toml()).unwrap();
-    let options = WorkerOptions {
-        data_dir: dir.path().join("data"),
-        prepare: prepare(dir.path()),
-        archive: ArchiveUrl::Sqlite(run.root.join(ARCHIVE_FILE)),
-        worker: "test".into(),
-        index: 0,
-        verbose: false,
-    };
+    let options = in_process_worker(dir.path(), &run);
     let report = run_worker(Gpu::shared(), &config, &run.root, &options).unwrap();
     let trials = open_archive(&options.archive, &search_id(&config))
         .unwrap()

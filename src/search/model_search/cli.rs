@@ -214,12 +214,16 @@ pub struct SearchStatusArgs {
     pub top: usize,
 }
 
-/// Prints the best trials, the running ones and their workers.
+/// Prints the best trials, the running ones and their workers, and
+/// refreshes the run's trials.jsonl, tree and plots.
 pub fn run_search_status(args: SearchStatusArgs) -> anyhow::Result<()> {
     let run = RunDir::open_existing(&args.run)?;
     let config = ModelSearchConfig::parse(&run.read_config()?, &run.config())?;
     let url = run_archive(&run.root, args.archive.as_deref())?;
     let trials = open_archive(&url, &search_id(&config))?.trials()?;
+    // The run folder's mirror is brought up to date (a search whose workers
+    // are elsewhere has no other).
+    mirror_trials(&run.root, &trials)?;
     let count = |state| trials.iter().filter(|t| t.state == state).count();
     println!(
         "{}: {} trials of {}: {} completed, {} running, {} failed",
