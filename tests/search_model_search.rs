@@ -12,7 +12,9 @@ use audionas::model::Network;
 use audionas::search::model_search::archive::{
     open_archive, open_unchecked, ArchiveUrl, NewTrial, Outcome, TrialState,
 };
-use audionas::search::model_search::blocks::{fix_order, tower_architecture, TowerSettings};
+use audionas::search::model_search::blocks::{
+    effective_tower, fix_order, tower_architecture, TowerSettings,
+};
 use audionas::search::model_search::config::{strategy_of, ModelSearchConfig};
 use audionas::search::model_search::plots::{pareto_front, PARETO_FILE, SCORE_FILE, TREE_FILE};
 use audionas::search::model_search::proposal::{
@@ -307,6 +309,24 @@ fn every_block_builds_trains_one_step_and_is_skipped_where_too_small() {
     }
     let pooled = tower_architecture("p", &tower(&["max_pool_2x2"]), [1, 1, 5], SETTINGS).unwrap();
     assert!(pooled.layers.iter().all(|l| l.op.name() != "max_pool2d"));
+    // [1, 5, 4] pools to [c, 2, 2], then [c, 1, 1]; a third pool adds nothing.
+    let pools = tower(&[
+        "fixed_conv_16",
+        "avg_pool_2x2",
+        "max_pool_2x2",
+        "avg_pool_2x2",
+        "dense_64",
+    ]);
+    assert_eq!(
+        effective_tower(&pools, [1, 5, 4], SETTINGS).unwrap(),
+        tower(&[
+            "fixed_conv_16",
+            "avg_pool_2x2",
+            "max_pool_2x2",
+            "global_avg_pool",
+            "dense_64"
+        ])
+    );
 }
 
 fn new_trial(worker: &str) -> NewTrial {

@@ -148,6 +148,15 @@ struct TowerBuilder {
 }
 
 impl TowerBuilder {
+    fn new(input_shape: [usize; 3], settings: TowerSettings) -> TowerBuilder {
+        TowerBuilder {
+            layers: Vec::new(),
+            last: INPUT.to_string(),
+            flow: Flow::Map(input_shape),
+            settings,
+        }
+    }
+
     fn push(&mut self, name: String, inputs: Vec<String>, op: Op) {
         self.layers.push(LayerSpec {
             name: Some(name.clone()),
@@ -551,12 +560,7 @@ pub fn tower_architecture(
     settings: TowerSettings,
 ) -> Result<Architecture, String> {
     let tower = fix_order(tower)?;
-    let mut builder = TowerBuilder {
-        layers: Vec::new(),
-        last: INPUT.to_string(),
-        flow: Flow::Map(input_shape),
-        settings,
-    };
+    let mut builder = TowerBuilder::new(input_shape, settings);
     for (i, kind) in tower.iter().enumerate() {
         let prefix = format!("b{i}.{kind}.{}", signature(&tower[..=i]));
         builder.block(&prefix, kind);
@@ -573,4 +577,25 @@ pub fn tower_architecture(
         init: Init::Kaiming,
         layers: builder.layers,
     })
+}
+
+/// `tower` in order without the blocks that add no layer on these inputs
+/// (a pooling block on a map under 2 in either axis): the tower that
+/// actually runs, so that two towers that differ only there count as one.
+pub fn effective_tower(
+    tower: &[String],
+    input_shape: [usize; 3],
+    settings: TowerSettings,
+) -> Result<Vec<String>, String> {
+    let tower = fix_order(tower)?;
+    let mut builder = TowerBuilder::new(input_shape, settings);
+    let mut kept = Vec::with_capacity(tower.len());
+    for (i, kind) in tower.iter().enumerate() {
+        let before = builder.layers.len();
+        builder.block(&format!("b{i}"), kind);
+        if builder.layers.len() > before {
+            kept.push(kind.clone());
+        }
+    }
+    Ok(kept)
 }

@@ -15,7 +15,7 @@
 //! max_trials = 20
 //! ```
 
-use super::blocks::{phase, tower_architecture, TowerSettings};
+use super::blocks::{effective_tower, phase, tower_architecture, TowerSettings};
 use super::proposal::ProposalRules;
 use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
@@ -334,6 +334,13 @@ impl ModelSearchConfig {
             augment: self.augment.clone(),
             model,
         }
+    }
+
+    /// `tower` without the blocks that add nothing on these features.
+    pub fn effective_tower(&self, tower: &[String]) -> Vec<String> {
+        let input = self.features.clip_shape();
+        effective_tower(tower, [input[0], input[1], input[2]], self.settings())
+            .expect("blocks are checked before towers are built")
     }
 
     /// Parameters and MACs per clip of `tower` for `classes` classes.

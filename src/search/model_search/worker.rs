@@ -227,7 +227,8 @@ fn propose_within_budget(
     let tried: HashSet<&Vec<String>> = trials.iter().map(|t| &t.tower).collect();
     let mut repeat = None;
     for _ in 0..BUDGET_ATTEMPTS {
-        let proposal = propose(&rules, trials.len(), completed, rng);
+        let mut proposal = propose(&rules, trials.len(), completed, rng);
+        proposal.tower = config.effective_tower(&proposal.tower);
         let cost = config.tower_cost(&proposal.tower, classes)?;
         if config.within_budget(&cost) {
             let cost = (cost.params, cost.macs);
