@@ -34,31 +34,32 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
     if args.run.epochs == Some(0) {
         bail!("--epochs must be at least 1");
     }
-    let config_text = if args.run.resume {
-        RunDir::open_existing(&args.run.runs.join(&name))?.read_config()?
+    // The config text, read once: the run's own when resuming.
+    let (existing, config_path) = if args.run.resume {
+        let run = RunDir::open_existing(&args.run.runs.join(&name))?;
+        let path = run.config();
+        (Some(run), path)
     } else {
-        let path = args.run.config.as_ref().expect("clap requires it");
-        std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?
+        (None, args.run.config.clone().expect("clap requires it"))
     };
+    let config_text = std::fs::read_to_string(&config_path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", config_path.display()))?;
     let strategy = args.strategy.clone().or_else(|| strategy_of(&config_text));
     if strategy.as_deref() == Some(MODEL_SEARCH) {
-        return model_search(gpu, args, &name);
+        let config = ModelSearchConfig::parse(&config_text, &config_path)?;
+        return model_search(gpu, &args, &name, existing, config);
     }
     if args.workers != 1 || args.archive.is_some() || args.max_trials.is_some() {
         bail!("--workers, --archive and --max-trials are for --strategy {MODEL_SEARCH}");
     }
-    let (run, config) = if args.run.resume {
-        let run = RunDir::open_existing(&args.run.runs.join(&name))?;
-        let mut config = SearchConfig::parse(&run.read_config()?, &run.config())?;
+    let mut config = SearchConfig::parse(&config_text, &config_path)?;
+    let (run, config) = if let Some(run) = existing {
         if let Some(e) = args.run.epochs {
             config.train.epochs = e;
             run.write_config(&config.to_toml())?;
         }
         (run, config)
     } else {
-        let path = args.run.config.as_ref().expect("clap requires it");
-        let mut config = SearchConfig::load(path)?;
         if let Some(s) = &args.strategy {
             config.search.strategy =
                 Strategy::parse(s).map_err(|e| anyhow::anyhow!("--strategy: {e}"))?;
@@ -104,36 +105,32 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `search` of a Model Search config: a new run, or one resumed.
-fn model_search(gpu: &Gpu, args: SearchArgs, name: &str) -> anyhow::Result<()> {
+/// `search` of a Model Search config: a new run, or `existing` resumed.
+fn model_search(
+    gpu: &Gpu,
+    args: &SearchArgs,
+    name: &str,
+    existing: Option<RunDir>,
+    mut config: ModelSearchConfig,
+) -> anyhow::Result<()> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
     if args.max_trials == Some(0) {
         bail!("--max-trials must be at least 1");
     }
-    let adjust = |config: &mut ModelSearchConfig| {
-        if let Some(e) = args.run.epochs {
-            config.train.epochs = e;
+    if let Some(e) = args.run.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(t) = args.max_trials {
+        config.search.max_trials = t;
+    }
+    let run = match existing {
+        Some(run) => {
+            run.write_config(&config.to_toml())?;
+            run
         }
-        if let Some(t) = args.max_trials {
-            config.search.max_trials = t;
-        }
-    };
-    let (run, config) = if args.run.resume {
-        let run = RunDir::open_existing(&args.run.runs.join(name))?;
-        let mut config = ModelSearchConfig::parse(&run.read_config()?, &run.config())?;
-        adjust(&mut config);
-        run.write_config(&config.to_toml())?;
-        (run, config)
-    } else {
-        let path = args.run.config.as_ref().expect("clap requires it");
-        let mut config = ModelSearchConfig::load(path)?;
-        adjust(&mut config);
-        (
-            RunDir::create(&args.run.runs, name, &config.to_toml())?,
-            config,
-        )
+        None => RunDir::create(&args.run.runs, name, &config.to_toml())?,
     };
     println!("run folder {}", run.root.display());
     let how = ModelSearchRun {

@@ -281,7 +281,7 @@ impl TowerBuilder {
     /// filters summed (a grouped 1x1 convolution), bias, ReLU.
     fn svdf(&mut self, prefix: &str, units: usize, memory: usize, rank: usize) {
         self.conv_over_time(&format!("{prefix}.project"), units * rank, 1, false, false);
-        let [c, t, _] = self.map();
+        let [_, t, _] = self.map();
         self.then(
             format!("{prefix}.memory"),
             Op::DepthwiseConv2d {
@@ -304,7 +304,6 @@ impl TowerBuilder {
                 bias: true,
             },
         );
-        debug_assert_eq!(c, units * rank);
         self.flow = Flow::Map([units, t, 1]);
         self.then(format!("{prefix}.relu"), Op::Relu);
         self.steps(prefix);
@@ -482,22 +481,21 @@ impl TowerBuilder {
     }
 
     fn block(&mut self, prefix: &str, kind: &str) {
-        let same = |b: &Self| b.same_channels();
         match kind {
-            "conv_3x3" => self.conv(prefix, same(self), [3, 3], 1, 1),
-            "conv_5x5" => self.conv(prefix, same(self), [5, 5], 1, 1),
-            "conv_1x3" => self.conv(prefix, same(self), [1, 3], 1, 1),
-            "conv_3x1" => self.conv(prefix, same(self), [3, 1], 1, 1),
-            "conv_1x5" => self.conv(prefix, same(self), [1, 5], 1, 1),
-            "conv_5x1" => self.conv(prefix, same(self), [5, 1], 1, 1),
-            "conv_7x1" => self.conv(prefix, same(self), [7, 1], 1, 1),
+            "conv_3x3" => self.conv(prefix, self.same_channels(), [3, 3], 1, 1),
+            "conv_5x5" => self.conv(prefix, self.same_channels(), [5, 5], 1, 1),
+            "conv_1x3" => self.conv(prefix, self.same_channels(), [1, 3], 1, 1),
+            "conv_3x1" => self.conv(prefix, self.same_channels(), [3, 1], 1, 1),
+            "conv_1x5" => self.conv(prefix, self.same_channels(), [1, 5], 1, 1),
+            "conv_5x1" => self.conv(prefix, self.same_channels(), [5, 1], 1, 1),
+            "conv_7x1" => self.conv(prefix, self.same_channels(), [7, 1], 1, 1),
             "fixed_conv_16" => self.conv(prefix, 16, [3, 3], 1, 1),
             "fixed_conv_32" => self.conv(prefix, 32, [3, 3], 1, 1),
             "fixed_conv_64" => self.conv(prefix, 64, [3, 3], 1, 1),
-            "increase_channels_3x3" => self.conv(prefix, 2 * same(self), [3, 3], 1, 1),
-            "downsample_3x3" => self.conv(prefix, 2 * same(self), [3, 3], 2, 1),
-            "dilated_2" => self.conv(prefix, same(self), [3, 3], 1, 2),
-            "dilated_4" => self.conv(prefix, same(self), [3, 3], 1, 4),
+            "increase_channels_3x3" => self.conv(prefix, 2 * self.same_channels(), [3, 3], 1, 1),
+            "downsample_3x3" => self.conv(prefix, 2 * self.same_channels(), [3, 3], 2, 1),
+            "dilated_2" => self.conv(prefix, self.same_channels(), [3, 3], 1, 2),
+            "dilated_4" => self.conv(prefix, self.same_channels(), [3, 3], 1, 4),
             "resnet_3x3" => self.resnet(prefix),
             "separable_3x3" => self.separable(prefix),
             "avg_pool_2x2" => self.pool(prefix, false),

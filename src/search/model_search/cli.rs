@@ -80,8 +80,7 @@ pub fn run_model_search(
     }
     let trials = archive.trials()?;
     mirror_trials(root, &trials)?;
-    let algorithm = serde_json::to_value(config.search.algorithm)?;
-    let summary = summarise(root, algorithm.as_str().unwrap_or("?"), &trials)?;
+    let summary = summarise(root, config.search.algorithm.name(), &trials)?;
     println!(
         "{} trials ({} completed, {} failed) in {:.1} s",
         summary.trials, summary.completed, summary.failed, summary.seconds

@@ -37,6 +37,15 @@ pub enum Algorithm {
     Random,
 }
 
+impl Algorithm {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::CoordinateDescent => "coordinate-descent",
+            Algorithm::Random => "random",
+        }
+    }
+}
+
 /// What a trial is scored by (on the validation split, at its best epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -86,24 +86,24 @@ impl PostgresArchive {
         tx.commit().map_err(|e| anyhow!("{shown}: {e}"))?;
         Ok(archive)
     }
+}
 
-    fn fail(&self) -> impl Fn(postgres::Error) -> anyhow::Error + '_ {
-        move |e| anyhow!("archive {}: {e}", self.shown)
-    }
+/// Names the archive in a database error.
+fn pg(shown: &str) -> impl Fn(postgres::Error) -> anyhow::Error + '_ {
+    move |e| anyhow!("archive {shown}: {e}")
 }
 
 const TRIAL_COLUMNS: &str = "id, parent_id, architecture, hparams, state, score, metrics, params, macs, model_path, worker, started_at, ended_at, heartbeat_at, error";
 
 impl Archive for PostgresArchive {
     fn start_trial(&mut self, trial: &NewTrial, max_trials: usize) -> anyhow::Result<Option<i64>> {
-        let shown = self.shown.clone();
-        let fail = |e: postgres::Error| anyhow!("archive {shown}: {e}");
-        let mut tx = self.client.transaction().map_err(fail)?;
+        let PostgresArchive { client, shown } = self;
+        let mut tx = client.transaction().map_err(pg(shown))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
-            .map_err(fail)?;
+            .map_err(pg(shown))?;
         let count: i64 = tx
             .query_one("SELECT COUNT(*) FROM audionas_trials", &[])
-            .map_err(fail)?
+            .map_err(pg(shown))?
             .get(0);
         if count as usize >= max_trials {
             return Ok(None);
@@ -123,46 +123,46 @@ impl Archive for PostgresArchive {
                     &t,
                 ],
             )
-            .map_err(fail)?;
-        tx.commit().map_err(fail)?;
+            .map_err(pg(shown))?;
+        tx.commit().map_err(pg(shown))?;
         Ok(Some(row.get(0)))
     }
 
     fn heartbeat(&mut self, id: i64) -> anyhow::Result<()> {
-        let shown = self.shown.clone();
-        self.client
+        let PostgresArchive { client, shown } = self;
+        client
             .execute(
                 "UPDATE audionas_trials SET heartbeat_at = $1 WHERE id = $2 AND state = 'running'",
                 &[&now(), &id],
             )
-            .map_err(|e| anyhow!("archive {shown}: {e}"))?;
+            .map_err(pg(shown))?;
         Ok(())
     }
 
     fn finish(&mut self, id: i64, outcome: &Outcome) -> anyhow::Result<()> {
-        let shown = self.shown.clone();
+        let PostgresArchive { client, shown } = self;
         let t = now();
         let result = match outcome {
             Outcome::Completed {
                 score,
                 metrics,
                 model_path,
-            } => self.client.execute(
+            } => client.execute(
                 "UPDATE audionas_trials SET state = 'completed', score = $1, metrics = $2, model_path = $3, ended_at = $4, heartbeat_at = $4 WHERE id = $5",
                 &[score, &metrics.to_string(), model_path, &t, &id],
             ),
-            Outcome::Failed { error } => self.client.execute(
+            Outcome::Failed { error } => client.execute(
                 "UPDATE audionas_trials SET state = 'failed', error = $1, ended_at = $2, heartbeat_at = $2 WHERE id = $3",
                 &[error, &t, &id],
             ),
         };
-        result.map_err(|e| anyhow!("archive {shown}: {e}"))?;
+        result.map_err(pg(shown))?;
         Ok(())
     }
 
     fn trials(&mut self) -> anyhow::Result<Vec<Trial>> {
         let query = format!("SELECT {TRIAL_COLUMNS} FROM audionas_trials ORDER BY id");
-        let rows = self.client.query(&query, &[]).map_err(self.fail())?;
+        let rows = self.client.query(&query, &[]).map_err(pg(&self.shown))?;
         rows.into_iter()
             .map(|row| {
                 RawTrial {
@@ -188,10 +188,9 @@ impl Archive for PostgresArchive {
     }
 
     fn fail_stale(&mut self, stale_after: f64) -> anyhow::Result<Vec<i64>> {
-        let shown = self.shown.clone();
+        let PostgresArchive { client, shown } = self;
         let t = now();
-        let rows = self
-            .client
+        let rows = client
             .query(
                 "UPDATE audionas_trials SET state = 'failed', error = $1, ended_at = $2
                  WHERE state = 'running' AND heartbeat_at < $3 RETURNING id",
@@ -201,25 +200,23 @@ impl Archive for PostgresArchive {
                     &(t - stale_after),
                 ],
             )
-            .map_err(|e| anyhow!("archive {shown}: {e}"))?;
+            .map_err(pg(shown))?;
         let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         ids.sort_unstable();
         Ok(ids)
     }
 
     fn meta_or_insert(&mut self, key: &str, value: &str) -> anyhow::Result<String> {
-        let shown = self.shown.clone();
-        let fail = |e: postgres::Error| anyhow!("archive {shown}: {e}");
-        self.client
+        let PostgresArchive { client, shown } = self;
+        client
             .execute(
                 "INSERT INTO audionas_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
                 &[&key, &value],
             )
-            .map_err(fail)?;
-        let row = self
-            .client
+            .map_err(pg(shown))?;
+        let row = client
             .query_opt("SELECT value FROM audionas_meta WHERE key = $1", &[&key])
-            .map_err(fail)?;
+            .map_err(pg(shown))?;
         match row {
             Some(row) => Ok(row.get(0)),
             None => bail!("archive {shown}: meta key {key:?} vanished"),
@@ -227,13 +224,13 @@ impl Archive for PostgresArchive {
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
-        let shown = self.shown.clone();
-        self.client
+        let PostgresArchive { client, shown } = self;
+        client
             .execute(
                 "INSERT INTO audionas_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 &[&key, &value],
             )
-            .map_err(|e| anyhow!("archive {shown}: {e}"))?;
+            .map_err(pg(shown))?;
         Ok(())
     }
 }
