@@ -46,6 +46,24 @@ fn bench_elementwise(c: &mut Criterion) {
     }
     g.finish();
 
+    // 64 samples of 16384 values each, every third one gated off.
+    let factors: Vec<f32> = (0..64)
+        .map(|b| if b % 3 == 1 { 0.0 } else { 1.0 })
+        .collect();
+    let tx = gpu.upload(&[64, LEN / 64], &a).unwrap();
+    let tf = gpu.upload(&[64], &factors).unwrap();
+    let ty = gpu.zeros(&[64, LEN / 64]).unwrap();
+    let mut g = group(c, "scale_samples_1M", 2 * elt);
+    bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
+        scale_samples(rec, &tx, &tf, &ty).unwrap()
+    });
+    if cpu {
+        g.bench_function("cpu_reference", |bench| {
+            bench.iter(|| scale_samples_reference(&a, &factors))
+        });
+    }
+    g.finish();
+
     let mut g = group(c, "axpy_1M", 3 * elt);
     bench_gpu(&mut g, "wgpu", KERNELS_PER_SUBMIT, |rec| {
         axpy(rec, 1e-3, &ta, &tout).unwrap()

@@ -11,6 +11,8 @@
 //                                                 alpha / s[0] * x when OVER
 //                                                 (then nothing where s[0] is 0)
 //   activation           1 x, 2 y (read-write)    y = f(x)
+//   scale_samples        1 x, 2 s, 3 y (rw)       y[i] = x[i] * s[i / inner]
+//                                                 (a factor per sample)
 //   activation_backward  1 y, 2 dy, 3 dx (rw)     dx = dy * f'(x), f' from y
 //   bias_add, bias_add_rows  1 x (read-write), 2 bias  x[o, c, s] += bias[c]
 //   bias_backward_*      1 dy, 2 db (read-write)  db[c] = sum over o, s of dy[o, c, s]
@@ -28,7 +30,8 @@ struct Params {
     len: u32,       // elements (bias_backward: the outer count)
     scalar: f32,    // factor, fill value or alpha
     channels: u32,  // bias kernels: size of the channel axis
-    inner: u32,     // bias kernels: elements per channel per outer index
+    inner: u32,     // bias kernels: elements per channel per outer index;
+                    // scale_samples: elements per sample
 }
 
 // ACT selects the activation: 0 ReLU, 1 sigmoid, 2 tanh.
@@ -115,6 +118,17 @@ fn axpy_by(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         let i = base + k * WG;
         if (i < p.len) {
             dst_2[i] = dst_2[i] + factor * src_a[i];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scale_samples(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = first_index(wid, nwg, lid);
+    for (var k = 0u; k < PER_INVOCATION; k++) {
+        let i = base + k * WG;
+        if (i < p.len) {
+            dst_3[i] = src_a[i] * src_b[i / p.inner];
         }
     }
 }

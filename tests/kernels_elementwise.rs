@@ -106,6 +106,71 @@ fn axpy_by_a_gpu_scalar_matches_reference() {
 }
 
 #[test]
+fn scale_samples_matches_reference_and_its_own_gradient() {
+    let gpu = Gpu::shared();
+    // [batch, inner] shapes: one sample, primes, samples across workgroups.
+    for (seed, &(batch, inner)) in [(1, 1), (1, 7), (3, 5), (7, 257), (13, 101), (64, 33)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(200 + seed as u64);
+        let x = rng.vec_uniform(batch * inner, -2.0, 2.0);
+        // Gates are 0 or 1 in use; any factor must work.
+        let factors: Vec<f32> = (0..batch)
+            .map(|b| match b % 3 {
+                0 => 1.0,
+                1 => 0.0,
+                _ => rng.uniform(-2.0, 2.0),
+            })
+            .collect();
+        let tx = gpu.upload(&[batch, inner], &x).unwrap();
+        let tf = upload(&factors);
+        let ty = gpu.full(&[batch, inner], f32::NAN).unwrap();
+        let mut rec = gpu.recorder();
+        scale_samples(&mut rec, &tx, &tf, &ty).unwrap();
+        rec.submit_and_wait().unwrap();
+        let want = scale_samples_reference(&x, &factors);
+        assert_close(
+            &format!("scale_samples {batch}x{inner}"),
+            &download(&ty),
+            &want,
+            0.0,
+            0.0,
+        );
+        // The map is linear in x, so its backward is itself: the gradient of
+        // sum(w * y) is scale_samples(w).
+        let w = rng.vec_uniform(batch * inner, -1.0, 1.0);
+        let analytic = to_f64(&scale_samples_reference(&w, &factors));
+        let f64_factors = to_f64(&factors);
+        assert_gradient(
+            &format!("scale_samples backward {batch}x{inner}"),
+            &to_f64(&x),
+            &analytic,
+            |x| {
+                x.iter()
+                    .enumerate()
+                    .map(|(i, v)| w[i] as f64 * v * f64_factors[i / inner])
+                    .sum()
+            },
+            1e-6,
+            1e-4,
+        );
+    }
+    // One factor per sample, or a clear error.
+    let mut rec = gpu.recorder();
+    let x = gpu.zeros(&[4, 3]).unwrap();
+    let err = scale_samples(
+        &mut rec,
+        &x,
+        &upload(&[1.0; 3]),
+        &gpu.zeros(&[4, 3]).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("one per sample"), "{err}");
+}
+
+#[test]
 fn activations_forward_and_backward_match_reference() {
     let gpu = Gpu::shared();
     for f in [Activation::Relu, Activation::Sigmoid, Activation::Tanh] {

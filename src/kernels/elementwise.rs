@@ -1,5 +1,5 @@
 //! Elementwise kernels: scale, fill, add, axpy (by a host scalar, or by one
-//! on the GPU), ReLU / sigmoid / tanh forward
+//! on the GPU), a factor per sample, ReLU / sigmoid / tanh forward
 //! and backward, bias add over a channel axis and its backward.
 //! Shader: `shaders/elementwise.wgsl`.
 
@@ -98,6 +98,48 @@ pub fn axpy(rec: &mut Recorder, alpha: f32, x: &Tensor, y: &Tensor) -> GpuResult
 
 pub fn axpy_reference(alpha: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
+}
+
+/// `y[b, ...] = x[b, ...] * factors[b]`: each sample of a `[batch, ...]`
+/// tensor times its own factor (a stochastic network's gates, forward and
+/// backward alike). `y` must not alias `x`.
+pub fn scale_samples(
+    rec: &mut Recorder,
+    x: &Tensor,
+    factors: &Tensor,
+    y: &Tensor,
+) -> GpuResult<()> {
+    same_len("scale_samples", ["x", "y"], x, y)?;
+    let batch = x.shape().first().copied().unwrap_or(0);
+    ensure(batch > 0 && factors.len() == batch, || {
+        format!(
+            "scale_samples: x has shape {:?}, so factors needs {batch} values, one per sample; it has {}",
+            x.shape(),
+            factors.len()
+        )
+    })?;
+    let params = Params {
+        len: x.len() as u32,
+        scalar: 0.0,
+        channels: 1,
+        inner: (x.len() / batch) as u32,
+    };
+    rec.dispatch(
+        &SHADER,
+        "scale_samples",
+        &[],
+        &params,
+        &[x, factors, y],
+        flat_groups(x.len()),
+    )
+}
+
+pub fn scale_samples_reference(x: &[f32], factors: &[f32]) -> Vec<f32> {
+    let inner = x.len() / factors.len().max(1);
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| v * factors[i / inner.max(1)])
+        .collect()
 }
 
 /// How [`axpy_by`] applies its GPU scalar `s` to alpha.

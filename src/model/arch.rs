@@ -47,6 +47,9 @@ pub struct LayerSpec {
     /// Empty: the previous layer (the input for the first).
     pub inputs: Vec<String>,
     pub op: Op,
+    /// A stochastic network's node: its output is kept or dropped per
+    /// sample by a Bernoulli gate (`gate = true`; SANAS).
+    pub gate: bool,
 }
 
 /// A size for both spatial axes, or `[time, freq]`.
@@ -386,6 +389,9 @@ impl Serialize for LayerSpec {
         if let Some(name) = &self.name {
             out.insert("name".into(), name.clone().into());
         }
+        if self.gate {
+            out.insert("gate".into(), true.into());
+        }
         if !self.inputs.is_empty() {
             out.insert("inputs".into(), self.inputs.clone().into());
         }
@@ -409,6 +415,15 @@ impl<'de> Deserialize<'de> for LayerSpec {
                 .map_err(|_| D::Error::custom("`inputs` must be a list of layer names"))?,
         };
         let label = name.as_deref().map_or(String::new(), |n| format!(" ({n})"));
+        let gate = match map.remove("gate") {
+            None => false,
+            Some(serde_json::Value::Bool(g)) => g,
+            Some(_) => {
+                return Err(D::Error::custom(format!(
+                    "layer{label}: `gate` must be true or false"
+                )))
+            }
+        };
         if !map.contains_key("op") {
             return Err(D::Error::custom(format!(
                 "layer{label} has no `op`; ops: {}",
@@ -426,7 +441,12 @@ impl<'de> Deserialize<'de> for LayerSpec {
         }
         let op = serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| D::Error::custom(format!("layer{label}: {e}")))?;
-        Ok(LayerSpec { name, inputs, op })
+        Ok(LayerSpec {
+            name,
+            inputs,
+            op,
+            gate,
+        })
     }
 }
 

@@ -98,6 +98,12 @@ impl Cost {
         if arch.layers.is_empty() {
             return Err(arch.build_error("-", "has no layers"));
         }
+        if arch.layers[arch.layers.len() - 1].gate {
+            return Err(arch.build_error(
+                &arch.layer_name(arch.layers.len() - 1),
+                "the last layer gives the logits and cannot be gated (`gate = true`)",
+            ));
+        }
         let sources = arch.sources()?;
         let full = Activity::full(&sources);
         let activity = activity.unwrap_or(&full);

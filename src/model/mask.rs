@@ -14,7 +14,7 @@
 //! any other layer reads its one input. The last layer always runs: with nothing to
 //! read it runs on zeros (a dense head then gives its bias).
 
-use super::arch::{Architecture, INPUT};
+use super::arch::{Architecture, LayerSpec, Op, INPUT};
 use super::error::ModelError;
 use std::collections::{BTreeSet, HashMap};
 
@@ -196,5 +196,96 @@ impl Architecture {
             }
         }
         Ok(Activity { runs, reads })
+    }
+}
+
+impl Architecture {
+    /// The layers marked `gate = true` (a stochastic network's nodes), in order.
+    pub fn gated_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&i| self.layers[i].gate)
+            .collect()
+    }
+
+    /// The mask of one draw of the gates: gated layer `k` (of
+    /// [`gated_layers`](Self::gated_layers)) is off where `open[k]` is false.
+    pub fn gate_mask(&self, open: &[bool]) -> Mask {
+        self.gated_layers()
+            .into_iter()
+            .zip(open)
+            .filter(|(_, &on)| !on)
+            .fold(Mask::none(), |mask, (i, _)| {
+                mask.layer_off(&self.layer_name(i))
+            })
+    }
+
+    /// The plain description of what runs under `activity`: the layers that
+    /// run, each reading what it reads, gates dropped. An `add` left with one
+    /// input is left out (its readers read that input). A `concat` or
+    /// `multiply` that lost an input, or a last layer that reads nothing, has
+    /// no plain form and is refused by name.
+    pub fn pruned(&self, activity: &Activity) -> Result<Architecture, ModelError> {
+        let sources = self.sources()?;
+        let n = self.layers.len();
+        if activity.runs.len() != n {
+            return Err(self.build_error("-", "the activity is for another architecture"));
+        }
+        let names: Vec<String> = (0..n).map(|i| self.layer_name(i)).collect();
+        // What a reader of each layer reads instead of it.
+        let mut alias: Vec<String> = names.clone();
+        let mut layers: Vec<LayerSpec> = Vec::new();
+        for i in (0..n).filter(|&i| activity.runs[i]) {
+            let spec = &self.layers[i];
+            let read: Vec<String> = sources[i]
+                .iter()
+                .zip(&activity.reads[i])
+                .filter(|(_, &r)| r)
+                .map(|(s, _)| match s {
+                    Source::Input => INPUT.to_string(),
+                    Source::Layer(j) => alias[*j].clone(),
+                })
+                .collect();
+            if read.is_empty() {
+                return Err(self.build_error(
+                    &names[i],
+                    "no path from the input reaches it (every gate on the way is closed), so it has no plain form",
+                ));
+            }
+            let lost = read.len() < sources[i].len();
+            match spec.op {
+                Op::Add if read.len() == 1 => {
+                    alias[i] = read[0].clone();
+                    continue;
+                }
+                Op::Concat | Op::Multiply if lost => {
+                    return Err(self.build_error(
+                        &names[i],
+                        &format!(
+                            "{} reads {} of its {} inputs here, which changes what it computes; it has no plain form",
+                            spec.op.name(),
+                            read.len(),
+                            sources[i].len()
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+            let previous = layers
+                .last()
+                .and_then(|l: &LayerSpec| l.name.clone())
+                .unwrap_or_else(|| INPUT.to_string());
+            let inputs = if read == [previous] { Vec::new() } else { read };
+            layers.push(LayerSpec {
+                name: Some(names[i].clone()),
+                inputs,
+                op: spec.op.clone(),
+                gate: false,
+            });
+        }
+        Ok(Architecture {
+            name: self.name.clone(),
+            init: self.init,
+            layers,
+        })
     }
 }

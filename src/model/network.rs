@@ -8,7 +8,7 @@ use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
 use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
-use crate::kernels::elementwise::{add, Activation};
+use crate::kernels::elementwise::{add, scale_samples, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
@@ -50,6 +50,12 @@ pub struct Network {
     fresh: Vec<bool>,
     /// What the last forward kept for the backward, in bytes.
     saved_bytes: u64,
+    /// Per layer: a factor per sample (0 or 1) its output is multiplied by
+    /// when different samples run different sub-networks, and a buffer kept
+    /// for it; the layer's own output before that, where its backward reads it.
+    sample_factors: Vec<Option<Tensor>>,
+    factor_buffers: Vec<Option<Tensor>>,
+    ungated_outputs: Vec<Option<Tensor>>,
 }
 
 impl Network {
@@ -110,6 +116,9 @@ impl Network {
             reads: Vec::new(),
             input: None,
             saved_bytes: 0,
+            sample_factors: vec![None; arch.layers.len()],
+            factor_buffers: vec![None; arch.layers.len()],
+            ungated_outputs: Vec::new(),
         })
     }
 
@@ -173,6 +182,55 @@ impl Network {
         Ok(())
     }
 
+    /// Runs a sub-network of its own for each sample of the next batches (a
+    /// stochastic network's sampled gates): `runs[b][i]` says whether layer
+    /// `i` runs for sample `b` (from [`Architecture::activity`] of that
+    /// sample's mask). The batch computes the layers that run for some sample
+    /// (the others record nothing, as under a mask); a layer that runs for
+    /// some samples only has its output zeroed for the others, and so its
+    /// gradient, so every sample sees exactly its own sub-network. `None`:
+    /// one network for the whole batch again, with nothing masked.
+    pub fn set_sample_activity(
+        &mut self,
+        gpu: &Gpu,
+        runs: Option<&[Vec<bool>]>,
+    ) -> Result<(), ModelError> {
+        let n = self.nodes.len();
+        self.sample_factors = vec![None; n];
+        let Some(runs) = runs else {
+            return self.set_mask(&Mask::none());
+        };
+        if let Some(bad) = runs.iter().find(|r| r.len() != n) {
+            return Err(self.arch.build_error(
+                "-",
+                &format!(
+                    "a sample's activity has {} layers, the network {n}",
+                    bad.len()
+                ),
+            ));
+        }
+        let somewhere = |i: usize| runs.iter().any(|r| r[i]);
+        let mask = (0..n.saturating_sub(1))
+            .filter(|&i| !somewhere(i))
+            .fold(Mask::none(), |m, i| m.layer_off(&self.nodes[i].name));
+        self.set_mask(&mask)?;
+        for i in 0..n {
+            if !self.activity.runs[i] || runs.iter().all(|r| r[i]) {
+                continue;
+            }
+            let factors: Vec<f32> = runs.iter().map(|r| f32::from(u8::from(r[i]))).collect();
+            let buffer = match &self.factor_buffers[i] {
+                Some(t) if t.len() == factors.len() => t.clone(),
+                _ => self.factor_buffers[i]
+                    .insert(gpu.empty(&[factors.len()])?)
+                    .clone(),
+            };
+            gpu.write(&buffer, &factors)?;
+            self.sample_factors[i] = Some(buffer);
+        }
+        Ok(())
+    }
+
     /// What runs under the current mask.
     /// Switches the architecture regularisers of every layer on or off.
     pub fn set_regularising(&mut self, on: bool) {
@@ -197,7 +255,18 @@ impl Network {
             )
         })?;
         let n = self.nodes.len();
+        if let Some(f) = self.sample_factors.iter().flatten().next() {
+            ensure(batch_of(x) == f.len(), || {
+                format!(
+                    "network {:?} runs one sub-network per sample for batches of {}, got a batch of {}",
+                    self.arch.name,
+                    f.len(),
+                    batch_of(x)
+                )
+            })?;
+        }
         self.outputs = vec![None; n];
+        self.ungated_outputs = vec![None; n];
         self.inputs = vec![Vec::new(); n];
         self.reads = vec![BackwardReads::NOTHING; n];
         self.fresh = vec![false; n];
@@ -217,6 +286,17 @@ impl Network {
                 }
             };
             let reads = self.nodes[i].layer.backward_reads();
+            let y = match &self.sample_factors[i] {
+                Some(factors) => {
+                    let gated = rec.empty(y.shape())?;
+                    scale_samples(rec, &y, factors, &gated)?;
+                    if reads.output {
+                        self.ungated_outputs[i] = Some(y);
+                    }
+                    gated
+                }
+                None => y,
+            };
             self.outputs[i] = Some(y);
             self.inputs[i] = if reads.inputs {
                 inputs
@@ -252,7 +332,10 @@ impl Network {
     /// reads as, when that one ran in this forward.
     fn computed_by(&self, i: usize) -> Option<Tensor> {
         let k = self.same_as[i]?;
-        if !self.activity.runs[k] || self.read_plan[k] != self.read_plan[i] {
+        if !self.activity.runs[k]
+            || self.read_plan[k] != self.read_plan[i]
+            || self.sample_factors[k].is_some()
+        {
             return None;
         }
         self.outputs[k].clone().filter(|y| !y.is_placeholder())
@@ -286,6 +369,7 @@ impl Network {
             .iter()
             .flatten()
             .chain(self.inputs.iter().flatten())
+            .chain(self.ungated_outputs.iter().flatten())
             .filter(|t| !t.is_placeholder() && !t.shares_buffer(x))
             .map(|t| (t.buffer(), t.bytes()))
             .collect();
@@ -351,10 +435,19 @@ impl Network {
                     self.nodes[i].name
                 ))
             })?;
-            let output = if self.reads[i].output {
-                output
-            } else {
-                output.placeholder()
+            let output = match self.ungated_outputs[i].take() {
+                Some(ungated) => ungated,
+                None if self.reads[i].output => output,
+                None => output.placeholder(),
+            };
+            // A gated output's gradient is zero where the sample's gate is.
+            let dout = match &self.sample_factors[i] {
+                Some(factors) => {
+                    let gated = rec.empty(dout.shape())?;
+                    scale_samples(rec, &dout, factors, &gated)?;
+                    gated
+                }
+                None => dout,
             };
             let dinputs = self.nodes[i]
                 .layer
@@ -376,6 +469,7 @@ impl Network {
             }
         }
         self.outputs.clear();
+        self.ungated_outputs.clear();
         Ok(())
     }
 

@@ -4,6 +4,8 @@ use super::config::{SearchConfig, Strategy};
 use super::darts::{search, SearchOptions};
 use super::model_search::cli::{run_model_search, ModelSearchRun};
 use super::model_search::config::{strategy_of, ModelSearchConfig, STRATEGY as MODEL_SEARCH};
+use super::sanas::search::{search as sanas_search, SanasOptions};
+use super::sanas::{SanasConfig, STRATEGY as SANAS};
 use crate::gpu::Gpu;
 use crate::train::cli::{remove_unstarted_run, RunArgs};
 use crate::train::run_dir::RunDir;
@@ -48,6 +50,13 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
     if strategy.as_deref() == Some(MODEL_SEARCH) {
         let config = ModelSearchConfig::parse(&config_text, &config_path)?;
         return model_search(gpu, &args, &name, existing, config);
+    }
+    if strategy.as_deref() == Some(SANAS) {
+        if args.workers != 1 || args.archive.is_some() || args.max_trials.is_some() {
+            bail!("--workers, --archive and --max-trials are for --strategy {MODEL_SEARCH}");
+        }
+        let config = SanasConfig::parse(&config_text, &config_path)?;
+        return sanas(gpu, &args, &name, existing, config);
     }
     if args.workers != 1 || args.archive.is_some() || args.max_trials.is_some() {
         bail!("--workers, --archive and --max-trials are for --strategy {MODEL_SEARCH}");
@@ -101,6 +110,71 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
             "stopped after epoch {}; continue with --resume --name {name}",
             summary.epochs_done
         ),
+    }
+    Ok(())
+}
+
+/// `search` of a SANAS config: one search per lambda, a new run or
+/// `existing` resumed.
+fn sanas(
+    gpu: &Gpu,
+    args: &SearchArgs,
+    name: &str,
+    existing: Option<RunDir>,
+    mut config: SanasConfig,
+) -> anyhow::Result<()> {
+    if let Some(e) = args.run.epochs {
+        config.experiment.train.epochs = e;
+    }
+    let run = match existing {
+        Some(run) => {
+            run.write_config(&config.to_toml())?;
+            run
+        }
+        None => RunDir::create(&args.run.runs, name, &config.to_toml())?,
+    };
+    println!("run folder {}", run.root.display());
+    let options = SanasOptions {
+        data_dir: args.run.data.clone(),
+        prepare: args.run.prepare_options(),
+        resume: args.run.resume,
+        stop_after_epochs: args.run.stop_after,
+        verbose: true,
+    };
+    let summary = match sanas_search(gpu, &config, &run, &options) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if !args.run.resume && !run.root.join(super::sanas::search::POINTS_DIR).exists() {
+                remove_unstarted_run(&run);
+            }
+            return Err(e);
+        }
+    };
+    if summary.points.len() < config.search.lambdas.len() {
+        println!("stopped; continue with --resume --name {name}");
+        return Ok(());
+    }
+    println!("lambda      cost kept  params       MACs  val acc  test acc  (supernet weights, not retrained)");
+    for p in &summary.points {
+        let pct = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
+        println!(
+            "{:<8} {:>6.1}%  {:>2}/{:<2} {:>7} {:>10} {:>8} {:>9}",
+            p.lambda,
+            100.0 * p.kept_cost / p.full_cost.max(f64::MIN_POSITIVE),
+            p.kept.len(),
+            p.probabilities.len(),
+            p.params,
+            p.macs,
+            pct(p.val_accuracy),
+            pct(p.test_accuracy)
+        );
+    }
+    if let Some(path) = &summary.architecture {
+        println!(
+            "architecture: {} (retrain it: audionas train --config CONFIG --arch {} --data DIR)",
+            path.display(),
+            path.display()
+        );
     }
     Ok(())
 }

@@ -82,6 +82,7 @@ pub fn ensemble_architecture(arch: &Architecture, weights: &[f32]) -> Architectu
                 name: Some(rename(&arch.layer_name(j))),
                 inputs,
                 op: spec.op.clone(),
+                gate: spec.gate,
             });
         }
         outputs.push(rename(&arch.layer_name(arch.layers.len() - 1)));
@@ -92,6 +93,7 @@ pub fn ensemble_architecture(arch: &Architecture, weights: &[f32]) -> Architectu
         op: Op::WeightedSum {
             weights: weights.to_vec(),
         },
+        gate: false,
     });
     Architecture {
         name: format!("{}_ensemble_of_{}", arch.name, weights.len()),

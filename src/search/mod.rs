@@ -8,4 +8,5 @@ pub mod derive;
 pub mod ensemble;
 pub mod model_search;
 pub mod plots;
+pub mod sanas;
 pub mod space;

@@ -384,6 +384,7 @@ impl Builder {
             name: Some(name.to_string()),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             op,
+            gate: false,
         });
         name.to_string()
     }

@@ -786,6 +786,12 @@ impl<'g> Session<'g> {
         Ok(std::mem::take(&mut self.totals))
     }
 
+    /// The loss of each sample of the last batch the last step trained on
+    /// (its last part). Reading it back waits for the step to finish.
+    pub fn sample_losses(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(self.gpu.download(&self.sample_loss)?)
+    }
+
     /// The logits of `batches` in inference mode.
     pub fn predict(&mut self, batches: impl Iterator<Item = Batch>) -> anyhow::Result<Predictions> {
         predict(self.gpu, &mut self.network, batches)

@@ -162,6 +162,7 @@ impl TowerBuilder {
             name: Some(name.clone()),
             inputs,
             op,
+            gate: false,
         });
         self.last = name;
     }

@@ -1,0 +1,479 @@
+//! The static SANAS search: per step, every sample draws its gates, the
+//! batch trains the weights of what each sample runs (one session step),
+//! the per-sample losses are read back and the gates take a REINFORCE step.
+//! After each epoch the deterministic architecture (gates with p > 0.5) is
+//! scored on the validation split and the epoch is checkpointed; the gates
+//! go to `gates.jsonl` with the same epoch, so a killed search resumes.
+
+use super::gates::{rewards, GateState, ReinforceStep};
+use super::{CostKind, SanasConfig, STRATEGY};
+use crate::data::dataset::Split;
+use crate::data::prepare::PrepareOptions;
+use crate::gpu::Gpu;
+use crate::kernels::optimizers::Adam;
+use crate::model::{Architecture, Cost, Network};
+use crate::nn::WEIGHTS;
+use crate::train::metrics::{
+    json_lines, read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog,
+};
+use crate::train::model_file::ModelInfo;
+use crate::train::plots::plot_curves;
+use crate::train::progress::Progress;
+use crate::train::run_dir::RunDir;
+use crate::train::session::{Data, GroupConfig, Session, SessionConfig, StepPart};
+use crate::train::write_durably;
+use crate::util::rng::Rng;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The gate log of a search point, one line per epoch.
+pub const GATES_FILE: &str = "gates.jsonl";
+/// The folder of a run that holds one search per lambda.
+pub const POINTS_DIR: &str = "points";
+
+/// How `search` runs, besides its config.
+#[derive(Clone, Debug)]
+pub struct SanasOptions {
+    pub data_dir: PathBuf,
+    pub prepare: PrepareOptions,
+    pub resume: bool,
+    /// Return after this many epochs of this call (the run stays resumable).
+    pub stop_after_epochs: Option<usize>,
+    pub verbose: bool,
+}
+
+/// The gates after an epoch and what the epoch's draws cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub epoch: usize,
+    /// The gated layers, in order.
+    pub gates: Vec<String>,
+    pub probabilities: Vec<f64>,
+    /// Mean over the epoch's samples of the cost of what each one ran.
+    pub mean_sampled_cost: f64,
+    pub mean_reward: f64,
+    pub arch_loss: f64,
+    /// The cost of the deterministic architecture (p > 0.5).
+    pub kept_cost: f64,
+    pub state: GateState,
+}
+
+/// One search point (one lambda), as its `results.json` holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointSummary {
+    pub lambda: f64,
+    pub budget: f64,
+    pub cost: CostKind,
+    pub epochs: usize,
+    pub seconds: f64,
+    /// The supernet's cost with every gate open.
+    pub full_cost: f64,
+    /// The kept gates and the deterministic architecture's cost.
+    pub kept: Vec<String>,
+    pub kept_cost: f64,
+    pub probabilities: Vec<f64>,
+    pub params: u64,
+    pub macs: u64,
+    /// Scored with the supernet's weights, p > 0.5 kept (not retrained).
+    pub val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    /// The kept part as a plain description; none when no path is left.
+    pub architecture: Option<PathBuf>,
+}
+
+/// What a whole SANAS run reports in its `results.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SanasSummary {
+    pub strategy: String,
+    pub cost: CostKind,
+    pub seconds: f64,
+    pub points: Vec<PointSummary>,
+    /// The point whose architecture the run's `architecture.json` is: the
+    /// best validation accuracy (the cheaper on a tie).
+    pub best: Option<usize>,
+    pub params: u64,
+    pub macs: u64,
+    pub architecture: Option<PathBuf>,
+}
+
+/// The folder name of the point of `lambda`.
+pub fn point_name(lambda: f64) -> String {
+    format!("lambda_{lambda}")
+}
+
+/// Runs (or resumes) one search per lambda of `config` in `run`, then
+/// writes the run's `results.json` and `architecture.json`.
+pub fn search(
+    gpu: &Gpu,
+    config: &SanasConfig,
+    run: &RunDir,
+    options: &SanasOptions,
+) -> anyhow::Result<SanasSummary> {
+    let started = Instant::now();
+    let data = Data::open(&options.data_dir, &config.experiment, &options.prepare)?;
+    let points_dir = run.root.join(POINTS_DIR);
+    let mut points = Vec::new();
+    for &lambda in &config.search.lambdas {
+        let name = point_name(lambda);
+        let point_run = match RunDir::open_existing(&points_dir.join(&name)) {
+            Ok(existing) => existing,
+            Err(_) => RunDir::create(&points_dir, &name, &config.to_toml())?,
+        };
+        let results = point_run.root.join(crate::search::darts::RESULTS_FILE);
+        if results.is_file() {
+            points.push(read_point(&results)?);
+            continue;
+        }
+        match search_point(gpu, config, &data, lambda, &point_run, options)? {
+            Some(point) => points.push(point),
+            None => break,
+        }
+    }
+    let best = (0..points.len())
+        .filter(|&i| points[i].architecture.is_some())
+        .max_by(|&a, &b| {
+            let (pa, pb) = (&points[a], &points[b]);
+            let acc = |p: &PointSummary| p.val_accuracy.unwrap_or(0.0);
+            acc(pa).total_cmp(&acc(pb)).then(pb.macs.cmp(&pa.macs))
+        });
+    let mut architecture = None;
+    if let Some(path) = best.and_then(|i| points[i].architecture.as_ref()) {
+        let out = run.root.join(crate::search::darts::ARCHITECTURE_FILE);
+        std::fs::copy(path, &out).with_context(|| format!("copying {}", path.display()))?;
+        architecture = Some(out);
+    }
+    let summary = SanasSummary {
+        strategy: STRATEGY.into(),
+        cost: config.search.cost,
+        seconds: points.iter().map(|p| p.seconds).sum::<f64>(),
+        params: best.map_or(0, |i| points[i].params),
+        macs: best.map_or(0, |i| points[i].macs),
+        best,
+        architecture,
+        points,
+    };
+    if summary.points.len() == config.search.lambdas.len() {
+        write_durably(
+            &run.root.join(crate::search::darts::RESULTS_FILE),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+    }
+    if options.verbose {
+        println!("{:.1} s this call", started.elapsed().as_secs_f64());
+    }
+    Ok(summary)
+}
+
+fn read_point(path: &Path) -> anyhow::Result<PointSummary> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a SANAS point summary", path.display()))
+}
+
+/// The activity of one draw of the gates and its cost, kept per draw.
+struct DrawCosts<'a> {
+    arch: &'a Architecture,
+    shape: [usize; 3],
+    classes: usize,
+    clip_ms: f64,
+    kind: CostKind,
+    known: HashMap<Vec<bool>, (Vec<bool>, f64)>,
+}
+
+impl DrawCosts<'_> {
+    /// Which layers run under `open`, and what that costs.
+    fn of(&mut self, open: &[bool]) -> anyhow::Result<&(Vec<bool>, f64)> {
+        if !self.known.contains_key(open) {
+            let activity = self.arch.activity(&self.arch.gate_mask(open))?;
+            let cost = Cost::of(
+                self.arch,
+                &self.shape,
+                self.classes,
+                self.clip_ms,
+                Some(&activity),
+            )?;
+            self.known
+                .insert(open.to_vec(), (activity.runs, self.kind.of(&cost)));
+        }
+        Ok(&self.known[open])
+    }
+}
+
+/// Trains the point of `lambda` to the end (or to `stop_after_epochs`) and
+/// summarises it; `None` when it stopped early by request.
+fn search_point(
+    gpu: &Gpu,
+    config: &SanasConfig,
+    data: &Data,
+    lambda: f64,
+    run: &RunDir,
+    options: &SanasOptions,
+) -> anyhow::Result<Option<PointSummary>> {
+    let experiment = &config.experiment;
+    let settings = &config.search;
+    let cfg = &experiment.train;
+    let arch = &experiment.model;
+    let train_loader = data.loader(experiment, Split::Train, cfg.batch_size)?;
+    let steps_per_epoch = train_loader.batches_per_epoch() as u64;
+    if steps_per_epoch == 0 {
+        bail!(
+            "{}: the {} training clips are fewer than one batch of {}; lower [train] batch_size",
+            options.data_dir.display(),
+            train_loader.len(),
+            cfg.batch_size
+        );
+    }
+    let val_loader = data.loader(experiment, Split::Validation, cfg.batch_size)?;
+    let test_loader = data.loader(experiment, Split::Test, cfg.batch_size)?;
+    let classes = data.classes().to_vec();
+    let shape = data.prepared.clip_shape;
+    let clip_ms = experiment.features.clip_ms;
+    let network = Network::build(gpu, arch, &shape, classes.len(), cfg.seed)?;
+    let mut session = Session::new(
+        gpu,
+        network,
+        &[GroupConfig::weights(experiment)],
+        SessionConfig::of(cfg, steps_per_epoch),
+    )?;
+    let info = ModelInfo {
+        architecture: arch.clone(),
+        features: experiment.features.clone(),
+        classes: classes.clone(),
+    };
+    let gate_names: Vec<String> = arch
+        .gated_layers()
+        .into_iter()
+        .map(|i| arch.layer_name(i))
+        .collect();
+    let mut gates = GateState::new(gate_names.len(), settings.gate_init);
+    let gates_log = run.root.join(GATES_FILE);
+    if options.resume && run.last_checkpoint().exists() {
+        session
+            .resume(&run.last_checkpoint())
+            .context("resuming the search")?;
+        gates = read_gate_state(&gates_log, session.standing.epoch)?;
+    }
+    for path in [run.metrics(), gates_log.clone()] {
+        truncate_after_epoch(&path, session.standing.epoch)?;
+    }
+    let mut metrics = MetricsLog::open(&run.metrics())?;
+    let mut gate_records = MetricsLog::open(&gates_log)?;
+    let mut costs = DrawCosts {
+        arch,
+        shape,
+        classes: classes.len(),
+        clip_ms,
+        kind: settings.cost,
+        known: HashMap::new(),
+    };
+    let full_cost = costs.of(&vec![true; gate_names.len()])?.1;
+    if options.verbose {
+        println!(
+            "sanas search, lambda {lambda}: {} gated nodes ({}), full cost {full_cost:.0} {:?}; {steps_per_epoch} steps per epoch; {}",
+            gate_names.len(),
+            gate_names.join(", "),
+            settings.cost,
+            gpu.describe()
+        );
+    }
+    let adam = Adam::new(settings.gate_lr as f32);
+    let last_epoch = options
+        .stop_after_epochs
+        .map_or(cfg.epochs, |n| (session.standing.epoch + n).min(cfg.epochs));
+    let mut stream = train_loader.forever(session.standing.step)?;
+    for epoch in session.standing.epoch..last_epoch {
+        let epoch_start = Instant::now();
+        let progress = Progress::new(epoch + 1, cfg.epochs, steps_per_epoch);
+        let (mut cost_sum, mut seen) = (0.0, 0usize);
+        let mut reinforce = ReinforceStep::default();
+        let (mut loss_sum, mut correct, mut steps) = (0.0, 0u64, 0usize);
+        let mut lr = 0.0;
+        for i in 0..steps_per_epoch {
+            let batch = stream
+                .next()
+                .context("the batch stream of the training split ended")?;
+            let mut rng = Rng::new(
+                cfg.seed ^ (session.standing.step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let draws = gates.sample(cfg.batch_size, &mut rng);
+            let mut runs = Vec::with_capacity(draws.len());
+            let mut draw_costs = Vec::with_capacity(draws.len());
+            for open in &draws {
+                let (r, c) = costs.of(open)?;
+                runs.push(r.clone());
+                draw_costs.push(*c);
+            }
+            session.network.set_sample_activity(gpu, Some(&runs))?;
+            lr = session.lr(WEIGHTS).unwrap_or_default();
+            session.step(&[StepPart::new(&batch, &[WEIGHTS])])?;
+            let losses = session.sample_losses()?;
+            let r = rewards(&losses, &draw_costs, lambda, settings.budget, full_cost);
+            let step = gates.reinforce(&draws, &r, settings.baseline_decay, &adam);
+            reinforce.mean_reward += step.mean_reward;
+            reinforce.arch_loss += step.arch_loss;
+            cost_sum += draw_costs.iter().sum::<f64>();
+            seen += draws.len();
+            let last = i + 1 == steps_per_epoch;
+            if !(i as usize + 1).is_multiple_of(cfg.log_every) && !last {
+                continue;
+            }
+            let [totals, _] = session.take_totals()?;
+            if let Some(value) = totals.bad_loss {
+                progress.finish("stopped");
+                bail!(
+                    "search stopped: the loss became {value} in epoch {}; lower [train] lr and start again",
+                    epoch + 1
+                );
+            }
+            loss_sum += totals.loss_sum;
+            correct += totals.correct;
+            steps += totals.steps;
+            let samples = (steps * cfg.batch_size) as f64;
+            progress.update(
+                i + 1,
+                loss_sum / steps.max(1) as f64,
+                correct as f64 / samples,
+                samples / epoch_start.elapsed().as_secs_f64(),
+            );
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let kept = gates.kept();
+        session.network.set_sample_activity(gpu, None)?;
+        session.network.set_mask(&arch.gate_mask(&kept))?;
+        let validation = if val_loader.is_empty() {
+            None
+        } else {
+            Some(session.evaluate(val_loader.epoch(0))?)
+        };
+        let samples = steps * cfg.batch_size;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            step: session.standing.step,
+            lr,
+            train_loss: loss_sum / steps.max(1) as f64,
+            train_accuracy: correct as f64 / samples.max(1) as f64,
+            val_loss: validation.as_ref().map(|v| v.loss),
+            val_accuracy: validation.as_ref().map(|v| v.accuracy),
+            samples_per_s: samples as f64 / train_seconds,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        let gate_record = GateRecord {
+            epoch: epoch + 1,
+            gates: gate_names.clone(),
+            probabilities: gates.probabilities(),
+            mean_sampled_cost: cost_sum / seen.max(1) as f64,
+            mean_reward: reinforce.mean_reward / steps_per_epoch as f64,
+            arch_loss: reinforce.arch_loss / steps_per_epoch as f64,
+            kept_cost: costs.of(&kept)?.1,
+            state: gates.clone(),
+        };
+        progress.finish(&format!(
+            "loss {:.4} val {} sampled cost {:.0} ({:.0}% of all) kept {}/{} {:.0} samples/s",
+            record.train_loss,
+            record
+                .val_accuracy
+                .map_or("-".into(), |a| format!("{:.1}%", 100.0 * a)),
+            gate_record.mean_sampled_cost,
+            100.0 * gate_record.mean_sampled_cost / full_cost.max(f64::MIN_POSITIVE),
+            kept.iter().filter(|&&k| k).count(),
+            kept.len(),
+            record.samples_per_s
+        ));
+        session.standing.epoch = epoch + 1;
+        gate_records.append(&gate_record)?;
+        metrics.append(&record)?;
+        session.save_checkpoint(&run.last_checkpoint(), &info)?;
+    }
+    plot_curves(&read_epoch_records(&run.metrics())?, &run.plots_dir())?;
+    if session.standing.epoch < cfg.epochs {
+        return Ok(None);
+    }
+
+    // The deterministic architecture on the supernet's weights.
+    let scoring = Instant::now();
+    let kept = gates.kept();
+    let mask = arch.gate_mask(&kept);
+    session.network.set_sample_activity(gpu, None)?;
+    session.network.set_mask(&mask)?;
+    let score = |session: &mut Session, loader: &crate::data::batch::BatchLoader| {
+        if loader.is_empty() {
+            Ok(None)
+        } else {
+            session.evaluate(loader.epoch(0)).map(|e| Some(e.accuracy))
+        }
+    };
+    let val_accuracy = score(&mut session, &val_loader)?;
+    let test_accuracy = score(&mut session, &test_loader)?;
+    let activity = arch.activity(&mask)?;
+    let (architecture, params, macs) = match arch.pruned(&activity) {
+        Ok(mut derived) => {
+            derived.name = format!("sanas_{}", point_name(lambda));
+            let cost = Cost::of(&derived, &shape, classes.len(), clip_ms, None)?;
+            let path = run.root.join(crate::search::darts::ARCHITECTURE_FILE);
+            write_durably(&path, derived.to_json().as_bytes())?;
+            (Some(path), cost.params, cost.macs)
+        }
+        Err(e) => {
+            eprintln!("lambda {lambda}: no architecture: {e}");
+            (None, 0, 0)
+        }
+    };
+    let point = PointSummary {
+        lambda,
+        budget: settings.budget,
+        cost: settings.cost,
+        epochs: session.standing.epoch,
+        // Every epoch's time (a resumed search's earlier calls too) and the scoring.
+        seconds: read_epoch_records(&run.metrics())?
+            .iter()
+            .map(|r| r.seconds)
+            .sum::<f64>()
+            + scoring.elapsed().as_secs_f64(),
+        full_cost,
+        kept: gate_names
+            .iter()
+            .zip(&kept)
+            .filter(|(_, &k)| k)
+            .map(|(n, _)| n.clone())
+            .collect(),
+        kept_cost: costs.of(&kept)?.1,
+        probabilities: gates.probabilities(),
+        params,
+        macs,
+        val_accuracy,
+        test_accuracy,
+        architecture,
+    };
+    write_durably(
+        &run.root.join(crate::search::darts::RESULTS_FILE),
+        serde_json::to_string_pretty(&point)?.as_bytes(),
+    )?;
+    Ok(Some(point))
+}
+
+/// The gate state the log holds for `epoch` (the checkpoint's).
+fn read_gate_state(path: &Path, epoch: usize) -> anyhow::Result<GateState> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "{}: the gate log of the checkpoint is missing",
+            path.display()
+        )
+    })?;
+    for (number, _, value) in json_lines(path, &text)? {
+        let Some(value) = value else { continue };
+        if value.get("epoch").and_then(|e| e.as_u64()) == Some(epoch as u64) {
+            let record: GateRecord = serde_json::from_value(value).with_context(|| {
+                format!("{}: line {number} is not a gate record", path.display())
+            })?;
+            return Ok(record.state);
+        }
+    }
+    bail!(
+        "{}: no gate record of epoch {epoch}, the checkpoint's; the run cannot resume",
+        path.display()
+    )
+}

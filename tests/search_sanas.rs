@@ -1,0 +1,492 @@
+//! SANAS (static): gated descriptions, per-sample sub-networks against each
+//! sample run alone, the REINFORCE gradient against finite differences, a
+//! tiny search end to end (resume, pruning under a large lambda, the kept
+//! part retrained), and configs refused by key.
+
+mod common;
+
+use audionas::data::prepare::PrepareOptions;
+use audionas::gpu::Gpu;
+use audionas::kernels::check::assert_gradient;
+use audionas::kernels::optimizers::Adam;
+use audionas::model::{Architecture, Cost, Network};
+use audionas::nn::Pass;
+use audionas::search::darts::{ARCHITECTURE_FILE, RESULTS_FILE};
+use audionas::search::sanas::gates::{arch_loss, reinforce_gradient, rewards, sigmoid, GateState};
+use audionas::search::sanas::search::{point_name, search, SanasOptions, GATES_FILE, POINTS_DIR};
+use audionas::search::sanas::SanasConfig;
+use audionas::train::config::Experiment;
+use audionas::train::run_dir::RunDir;
+use audionas::train::trainer::{train, TrainOptions};
+use audionas::util::rng::Rng;
+use std::path::Path;
+
+fn arch(toml: &str) -> Architecture {
+    Architecture::parse(toml, Path::new("gated.toml")).unwrap()
+}
+
+/// A conv node and two shortcut nodes into an add, every node gated:
+/// input -> conv1.conv -> conv1 (gated) -> short1 (gated) -> sum;
+/// input -> short0 (gated) -> sum; sum -> fc.
+const GATED: &str = r#"
+name = "gated"
+[[layers]]
+name = "conv1.conv"
+op = "conv2d"
+channels = 4
+kernel = 3
+[[layers]]
+name = "conv1"
+op = "relu"
+gate = true
+[[layers]]
+name = "short0.dense"
+op = "dense"
+units = 6
+inputs = ["input"]
+[[layers]]
+name = "short0"
+op = "relu"
+gate = true
+[[layers]]
+name = "short1.dense"
+op = "dense"
+units = 6
+inputs = ["conv1"]
+[[layers]]
+name = "short1"
+op = "relu"
+gate = true
+[[layers]]
+name = "sum"
+op = "add"
+inputs = ["short0", "short1"]
+[[layers]]
+name = "fc"
+op = "dense"
+"#;
+
+#[test]
+fn gated_layers_masks_and_the_pruned_description() {
+    let a = arch(GATED);
+    assert_eq!(a.gated_layers(), vec![1, 3, 5]);
+    // The gate flag survives a round trip through JSON.
+    let again = Architecture::parse(&a.to_json(), Path::new("a.json")).unwrap();
+    assert_eq!(again, a);
+
+    // Only the conv path: the add keeps one input and is left out.
+    let activity = a.activity(&a.gate_mask(&[true, false, true])).unwrap();
+    assert_eq!(
+        activity.runs,
+        [true, true, false, false, true, true, true, true]
+    );
+    let pruned = a.pruned(&activity).unwrap();
+    let names: Vec<String> = (0..pruned.layers.len())
+        .map(|i| pruned.layer_name(i))
+        .collect();
+    assert_eq!(
+        names,
+        ["conv1.conv", "conv1", "short1.dense", "short1", "fc"]
+    );
+    assert!(pruned.layers.iter().all(|l| !l.gate));
+    let shape = [1, 12, 6];
+    let full = Cost::of(&a, &shape, 3, 1000.0, Some(&activity)).unwrap();
+    let plain = Cost::of(&pruned, &shape, 3, 1000.0, None).unwrap();
+    assert_eq!((full.params, full.macs), (plain.params, plain.macs));
+
+    // Closing conv1 drops short1 too (it reads only conv1): the shortcut is left.
+    let activity = a.activity(&a.gate_mask(&[false, true, true])).unwrap();
+    assert_eq!(
+        activity.runs,
+        [false, false, true, true, false, false, true, true]
+    );
+    let pruned = a.pruned(&activity).unwrap();
+    assert_eq!(pruned.layers.len(), 3);
+    assert!(
+        pruned.layers[0].inputs.is_empty(),
+        "the first layer reads the input"
+    );
+
+    // Every gate closed is a valid draw (the head runs on zeros), but it has
+    // no plain form.
+    let activity = a.activity(&a.gate_mask(&[false, false, false])).unwrap();
+    assert_eq!(activity.runs.iter().filter(|&&r| r).count(), 1);
+    let err = a.pruned(&activity).unwrap_err().to_string();
+    assert!(err.contains("\"fc\"") && err.contains("no path"), "{err}");
+}
+
+#[test]
+fn a_gate_on_the_last_layer_or_not_a_bool_is_refused() {
+    let last = GATED.replace("op = \"dense\"\n\"#", "op = \"dense\"\ngate = true\n");
+    let last = format!("{last}gate = true\n");
+    let a = arch(&last);
+    let err = Cost::of(&a, &[1, 12, 6], 3, 1000.0, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"fc\"") && err.contains("cannot be gated"),
+        "{err}"
+    );
+    let err = Architecture::parse(
+        &GATED.replacen("gate = true", "gate = 1", 1),
+        Path::new("gated.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("(conv1)") && err.contains("`gate` must be true or false"),
+        "{err}"
+    );
+}
+
+/// Per-sample sub-networks: the batch's logits and parameter gradients are
+/// those of each sample run alone under its own gates.
+#[test]
+fn each_sample_runs_its_own_sub_network_forward_and_backward() {
+    let gpu = Gpu::shared();
+    let a = arch(GATED);
+    let shape = [1usize, 12, 6];
+    let classes = 3;
+    let draws = [
+        vec![true, true, true],
+        vec![false, true, true],
+        vec![true, false, true],
+        vec![true, true, false],
+        vec![false, false, false],
+    ];
+    let batch = draws.len();
+    let mut rng = Rng::new(11);
+    let x: Vec<f32> = rng.vec_uniform(batch * 72, -1.0, 1.0);
+    let dlogits: Vec<f32> = rng.vec_uniform(batch * classes, -1.0, 1.0);
+    let mut net = Network::build(gpu, &a, &shape, classes, 3).unwrap();
+    // Biases away from zero, so a sample that wrongly kept a closed node shows.
+    let state: Vec<(String, Vec<usize>, Vec<f32>)> = net
+        .state()
+        .into_iter()
+        .map(|(n, t)| {
+            let values = rng.vec_uniform(t.len(), -0.5, 0.5);
+            (n, t.shape().to_vec(), values)
+        })
+        .collect();
+    net.inherit(
+        gpu,
+        state
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice())),
+    )
+    .unwrap();
+    let grads = |net: &Network| -> Vec<(String, Vec<f32>)> {
+        net.named_params()
+            .into_iter()
+            .map(|(n, p)| (n, gpu.download(&p.grad).unwrap()))
+            .collect()
+    };
+    let zero_grads = |net: &Network| {
+        for (_, p) in net.named_params() {
+            gpu.write(&p.grad, &vec![0.0; p.len()]).unwrap();
+        }
+    };
+    let run = |net: &mut Network, x: &[f32], d: &[f32], n: usize| -> Vec<f32> {
+        let tx = gpu.upload(&[n, 1, 12, 6], x).unwrap();
+        let td = gpu.upload(&[n, classes], d).unwrap();
+        let mut rec = gpu.recorder();
+        let logits = net.forward(&mut rec, &tx, Pass::train(1)).unwrap();
+        net.backward(&mut rec, &td).unwrap();
+        rec.submit_and_wait().unwrap();
+        gpu.download(&logits).unwrap()
+    };
+
+    let runs: Vec<Vec<bool>> = draws
+        .iter()
+        .map(|d| a.activity(&a.gate_mask(d)).unwrap().runs)
+        .collect();
+    zero_grads(&net);
+    net.set_sample_activity(gpu, Some(&runs)).unwrap();
+    let together = run(&mut net, &x, &dlogits, batch);
+    let batch_grads = grads(&net);
+
+    let mut alone_logits = Vec::new();
+    let mut summed: Vec<(String, Vec<f32>)> = batch_grads
+        .iter()
+        .map(|(n, g)| (n.clone(), vec![0.0; g.len()]))
+        .collect();
+    for (b, d) in draws.iter().enumerate() {
+        zero_grads(&net);
+        net.set_sample_activity(gpu, None).unwrap();
+        net.set_mask(&a.gate_mask(d)).unwrap();
+        let xb = &x[b * 72..(b + 1) * 72];
+        let db = &dlogits[b * classes..(b + 1) * classes];
+        alone_logits.extend(run(&mut net, xb, db, 1));
+        for ((_, sum), (_, g)) in summed.iter_mut().zip(grads(&net)) {
+            sum.iter_mut().zip(&g).for_each(|(s, v)| *s += v);
+        }
+    }
+    audionas::kernels::check::assert_close(
+        "per-sample logits",
+        &together,
+        &alone_logits,
+        1e-5,
+        1e-4,
+    );
+    // The last sample ran nothing but the head on zeros: its bias.
+    let bias = &state.iter().find(|(n, _, _)| n == "fc.bias").unwrap().2;
+    audionas::kernels::check::assert_close(
+        "all gates closed",
+        &together[4 * classes..],
+        bias,
+        1e-6,
+        0.0,
+    );
+    for ((name, got), (_, want)) in batch_grads.iter().zip(&summed) {
+        audionas::kernels::check::assert_close(name, got, want, 1e-5, 1e-4);
+    }
+}
+
+#[test]
+fn the_reinforce_gradient_matches_finite_differences_and_lowers_costly_gates() {
+    let mut rng = Rng::new(5);
+    let logits: Vec<f64> = (0..4).map(|_| rng.uniform(-2.0, 2.0) as f64).collect();
+    let draws: Vec<Vec<bool>> = (0..6)
+        .map(|_| (0..4).map(|_| rng.bernoulli(0.5)).collect())
+        .collect();
+    let advantages: Vec<f64> = (0..6).map(|_| rng.uniform(-1.0, 1.0) as f64).collect();
+    let p = |l: &[f64]| l.iter().map(|&x| sigmoid(x)).collect::<Vec<_>>();
+    assert_gradient(
+        "reinforce",
+        &logits,
+        &reinforce_gradient(&p(&logits), &draws, &advantages),
+        |l| arch_loss(&p(l), &draws, &advantages),
+        1e-7,
+        1e-5,
+    );
+
+    // Gate 0 costs 1, gate 1 nothing, the loss does not care: after some
+    // steps gate 0's probability falls below gate 1's and below its start.
+    let mut gates = GateState::new(2, 3.0);
+    let mut rng = Rng::new(9);
+    for _ in 0..200 {
+        let draws = gates.sample(32, &mut rng);
+        let costs: Vec<f64> = draws.iter().map(|d| f64::from(u8::from(d[0]))).collect();
+        let r = rewards(&[0.5; 32], &costs, 1.0, 0.0, 1.0);
+        gates.reinforce(&draws, &r, 0.9, &Adam::new(0.05));
+    }
+    let p = gates.probabilities();
+    assert!(p[0] < 0.5 && p[0] < p[1], "{p:?}");
+    assert_eq!(gates.kept(), vec![false, p[1] > 0.5]);
+    // A budget above every cost makes the cost term vanish.
+    assert_eq!(rewards(&[0.25], &[3.0], 10.0, 5.0, 4.0), vec![-0.25]);
+    assert_eq!(
+        rewards(&[0.25], &[6.0], 10.0, 4.0, 4.0),
+        vec![-(0.25 + 5.0)]
+    );
+}
+
+const TINY_SUPERNET: &str = r#"
+[search]
+strategy = "sanas"
+lambdas = LAMBDAS
+gate_lr = 0.5
+
+[model]
+name = "tiny_gated"
+[[model.layers]]
+name = "conv1.conv"
+op = "conv2d"
+channels = 8
+kernel = 3
+[[model.layers]]
+name = "conv1"
+op = "relu"
+gate = true
+[[model.layers]]
+name = "short0.dense"
+op = "dense"
+units = 8
+inputs = ["input"]
+[[model.layers]]
+name = "short0"
+op = "relu"
+gate = true
+[[model.layers]]
+name = "short1.dense"
+op = "dense"
+units = 8
+inputs = ["conv1"]
+[[model.layers]]
+name = "short1"
+op = "relu"
+gate = true
+[[model.layers]]
+name = "sum"
+op = "add"
+inputs = ["short0", "short1"]
+[[model.layers]]
+name = "fc"
+op = "dense"
+"#;
+
+/// The tiny experiment's features, data and training with the gated
+/// supernet and `[search]` of `lambdas`.
+fn tiny_config(lambdas: &str, epochs: usize) -> String {
+    let base = common::TINY_CONFIG;
+    let base = &base[..base.find("[model]").expect("the tiny config has a model")];
+    let base = base.replace("epochs = 4", &format!("epochs = {epochs}"));
+    format!("{base}\n{}", TINY_SUPERNET.replace("LAMBDAS", lambdas))
+}
+
+fn parse(text: &str) -> Result<SanasConfig, String> {
+    SanasConfig::parse(text, Path::new("sanas.toml")).map_err(|e| e.to_string())
+}
+
+fn options(dir: &Path, resume: bool, stop_after: Option<usize>) -> SanasOptions {
+    SanasOptions {
+        data_dir: dir.join("data"),
+        prepare: PrepareOptions {
+            cache_dir: Some(dir.join("cache")),
+            threads: 1,
+            ..PrepareOptions::default()
+        },
+        resume,
+        stop_after_epochs: stop_after,
+        verbose: false,
+    }
+}
+
+#[test]
+fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let config = parse(&tiny_config("[0.0, 5.0]", 3)).unwrap();
+    let runs = dir.path().join("runs");
+
+    let straight = RunDir::create(&runs, "straight", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();
+    assert_eq!(summary.points.len(), 2);
+    let [free, costly] = [&summary.points[0], &summary.points[1]];
+    assert_eq!((free.lambda, costly.lambda), (0.0, 5.0));
+    // No cost: every gate stays open; a large lambda closes the costly conv.
+    assert_eq!(free.kept.len(), 3, "{free:?}");
+    assert!(!costly.kept.contains(&"conv1".to_string()), "{costly:?}");
+    assert!(costly.kept_cost < 0.5 * costly.full_cost, "{costly:?}");
+    assert!(costly.macs < free.macs);
+    for point in [free, costly] {
+        let folder = straight
+            .root
+            .join(POINTS_DIR)
+            .join(point_name(point.lambda));
+        let gates = std::fs::read_to_string(folder.join(GATES_FILE)).unwrap();
+        assert_eq!(gates.lines().count(), 3);
+        assert!(folder.join(RESULTS_FILE).is_file());
+        assert!(point.test_accuracy.is_some());
+    }
+    assert!(straight.root.join(RESULTS_FILE).is_file());
+    let arch_path = summary.architecture.clone().expect("a point kept a path");
+    assert_eq!(arch_path, straight.root.join(ARCHITECTURE_FILE));
+
+    // Stopped after one epoch and resumed: the same gates and results.
+    let resumed = RunDir::create(&runs, "resumed", &config.to_toml()).unwrap();
+    let first = search(gpu, &config, &resumed, &options(dir.path(), false, Some(1))).unwrap();
+    assert!(first.points.is_empty());
+    assert!(!resumed.root.join(RESULTS_FILE).exists());
+    let mut last = first;
+    for _ in 0..6 {
+        last = search(gpu, &config, &resumed, &options(dir.path(), true, Some(1))).unwrap();
+        if last.points.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(last.points.len(), 2);
+    for (a, b) in summary.points.iter().zip(&last.points) {
+        assert_eq!(a.probabilities, b.probabilities, "lambda {}", a.lambda);
+        assert_eq!(a.kept, b.kept);
+        assert_eq!(a.val_accuracy, b.val_accuracy);
+    }
+
+    // The derived architecture is a plain description that `train` takes.
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.model = Architecture::load(&arch_path).unwrap();
+    experiment.train.epochs = 1;
+    let run = RunDir::create(&runs, "retrained", &experiment.to_toml()).unwrap();
+    let trained = train(
+        gpu,
+        &experiment,
+        &run,
+        &TrainOptions {
+            data_dir: dir.path().join("data"),
+            prepare: options(dir.path(), false, None).prepare,
+            resume: false,
+            stop_after_epochs: None,
+            verbose: false,
+            init_from: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(trained.params, summary.params);
+}
+
+#[test]
+fn bad_sanas_configs_are_refused_by_key() {
+    let cases = [
+        (tiny_config("[-1.0]", 1), "lambdas: -1 "),
+        (tiny_config("[nan]", 1), "lambdas: NaN"),
+        (tiny_config("[]", 1), "lambdas is empty"),
+        (
+            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "budget = -3.0"),
+            "budget = -3",
+        ),
+        (
+            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "gate_lr = 0.0"),
+            "gate_lr = 0",
+        ),
+        (
+            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "baseline_decay = 1.5"),
+            "baseline_decay = 1.5",
+        ),
+        (
+            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "lambda = 2.0"),
+            "unknown field `lambda`",
+        ),
+        (
+            tiny_config("[1.0]", 1).replace("gate = true", ""),
+            "no layer has `gate = true`",
+        ),
+        (
+            format!("{}gate = true\n", tiny_config("[1.0]", 1)),
+            "cannot be gated",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
+    assert!(parse(&tiny_config("[0.0, 2.5]", 1)).is_ok());
+}
+
+#[test]
+fn the_shipped_sanas_configs_load_with_the_papers_super_network() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/search");
+    let full = SanasConfig::load(&dir.join("sanas_kws.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let small =
+        SanasConfig::load(&dir.join("sanas_kws_small.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let model = &full.experiment.model;
+    let gated: Vec<String> = model
+        .gated_layers()
+        .into_iter()
+        .map(|i| model.layer_name(i))
+        .collect();
+    assert_eq!(
+        gated,
+        ["conv1", "conv2", "lin", "dnn", "short0", "short1", "short2", "short3"]
+    );
+    // With every shortcut closed it is cnn-trad-fpool3.
+    let shape = full.experiment.features.clip_shape();
+    let main_path = model
+        .activity(&model.gate_mask(&[true, true, true, true, false, false, false, false]))
+        .unwrap();
+    let cost = Cost::of(model, &shape, 12, 1000.0, Some(&main_path)).unwrap();
+    let plain = Experiment::load(&dir.join("../cnn_trad_fpool3.toml")).unwrap();
+    let want = Cost::of(&plain.model, &shape, 12, 1000.0, None).unwrap();
+    assert_eq!((cost.macs, cost.params), (want.macs, want.params));
+    assert_eq!(small.experiment.model.layers.len(), model.layers.len());
+}
