@@ -120,7 +120,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices => list_devices(&cli.gpu.options()?),
         Command::Data(command) => audionas::data::cli::run(command),
         Command::Train(args) => cli::run_train(&open_gpu(&cli.gpu)?, args),
-        Command::Eval(args) => cli::run_eval(&open_gpu(&cli.gpu)?, args),
+        Command::Eval(args) => {
+            let gpu = open_gpu(&cli.gpu)?;
+            // An adaptive SANAS point streams with its controller beside it.
+            let controller = args
+                .model
+                .join(audionas::search::sanas::adaptive::CONTROLLER_FILE);
+            if args.stream.stream.is_some() && controller.is_file() {
+                return audionas::search::sanas::adaptive::stream_eval(
+                    &gpu,
+                    &args.model,
+                    &args.stream,
+                );
+            }
+            cli::run_eval(&gpu, args)
+        }
         Command::Cost(args) => cost_cmd::run_cost(args, || open_gpu(&cli.gpu)),
         Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
         Command::Search(args) => audionas::search::cli::run_search(&open_gpu(&cli.gpu)?, args),

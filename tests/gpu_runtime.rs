@@ -101,6 +101,10 @@ fn upload_download_round_trip_and_shape_errors() {
     assert_eq!(t.reshaped(&[1, 37]).unwrap().shape(), &[1, 37]);
     let z = gpu.full(&[5], 2.5).unwrap();
     assert_eq!(gpu.download(&z).unwrap(), vec![2.5; 5]);
+    // An empty tensor reads back as nothing (no cast of an unaligned buffer).
+    let empty = gpu.zeros(&[0, 3]).unwrap();
+    assert!(gpu.download(&empty).unwrap().is_empty());
+    assert!(gpu.download_u32(&empty).unwrap().is_empty());
 }
 
 #[test]

@@ -403,6 +403,56 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
         assert_eq!(a.val_accuracy, b.val_accuracy);
     }
 
+    // Each point's kept part is a model file that `eval --stream` takes; the
+    // streaming test's table ends with the MACs of every window.
+    let data = dir.path().join("data");
+    let stream = dir.path().join("stream.wav");
+    let point = straight.root.join(POINTS_DIR).join(point_name(5.0));
+    let cli = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_audionas"))
+            .args(args)
+            .env("WGPU_BACKEND", "vulkan")
+            .env("NODEVICE_SELECT", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{args:?}: {text}");
+        text
+    };
+    cli(&[
+        "data".as_ref(),
+        "stream".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        stream.as_os_str(),
+        "--seconds".as_ref(),
+        "12".as_ref(),
+    ]);
+    let text = cli(&[
+        "eval".as_ref(),
+        "--model".as_ref(),
+        point.as_os_str(),
+        "--stream".as_ref(),
+        stream.as_os_str(),
+        "--stride-ms".as_ref(),
+        "200".as_ref(),
+    ]);
+    assert!(
+        text.contains(&format!(
+            "{} MACs per window, a window every 200 ms",
+            costly.macs
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("matched") && text.contains("false alarms"),
+        "{text}"
+    );
+
     // The derived architecture is a plain description that `train` takes.
     let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
     experiment.model = Architecture::load(&arch_path).unwrap();
@@ -461,6 +511,34 @@ fn bad_sanas_configs_are_refused_by_key() {
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
     assert!(parse(&tiny_config("[0.0, 2.5]", 1)).is_ok());
+    let adaptive = tiny_adaptive_config("[1.0]", 1);
+    assert!(parse(&adaptive).is_ok());
+    for (from, to, want) in [
+        (
+            "adaptive = true",
+            "adaptive = true\nwindow_stride_ms = 210.0",
+            "whole number of feature hops (20 ms)",
+        ),
+        ("max_words = 2", "max_words = 3", "too short for 3 words"),
+        (
+            "stream_windows = 6",
+            "stream_windows = 0",
+            "stream_windows must be at least 1",
+        ),
+        (
+            "streams_per_epoch = 32",
+            "streams_per_epoch = 4",
+            "less than one batch of 8",
+        ),
+        (
+            "adaptive = true",
+            "adaptive = true\nmax_noise_volume = -0.5",
+            "max_noise_volume = -0.5",
+        ),
+    ] {
+        let err = parse(&adaptive.replace(from, to)).unwrap_err();
+        assert!(err.contains(want), "want {want:?} in: {err}");
+    }
 }
 
 #[test]
@@ -489,4 +567,128 @@ fn the_shipped_sanas_configs_load_with_the_papers_super_network() {
     let want = Cost::of(&plain.model, &shape, 12, 1000.0, None).unwrap();
     assert_eq!((cost.macs, cost.params), (want.macs, want.params));
     assert_eq!(small.experiment.model.layers.len(), model.layers.len());
+    let adaptive =
+        SanasConfig::load(&dir.join("sanas_kws_adaptive.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(adaptive.search.adaptive);
+    assert_eq!(
+        adaptive.experiment.model.layers,
+        small.experiment.model.layers
+    );
+}
+
+/// A `_silence_` class of faint noise, with the tone data's speakers, as
+/// the streams' label of windows without a word.
+fn write_silence(dir: &Path) {
+    use audionas::data::wav::{write_wav, Audio};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(77);
+    for s in 0..common::SPEAKERS {
+        let speaker = format!("{:08x}", (s as u32 + 1).wrapping_mul(0x9E37_79B1));
+        for n in 0..2 {
+            let samples = (0..16000).map(|_| 0.01 * rng.normal()).collect();
+            let audio = Audio {
+                samples,
+                sample_rate: 16000,
+            };
+            write_wav(&dir.join(format!("{speaker}_nohash_{n}.wav")), &audio).unwrap();
+        }
+    }
+}
+
+/// The tiny config made adaptive: streams of 6 windows every 200 ms (two
+/// seconds, so up to two words), a small controller.
+fn tiny_adaptive_config(lambdas: &str, epochs: usize) -> String {
+    tiny_config(lambdas, epochs).replace(
+        "gate_lr = 0.5",
+        "gate_lr = 0.5\nadaptive = true\nstream_windows = 6\nmax_words = 2\ncontroller_hidden = 8\nstreams_per_epoch = 32\neval_streams = 16",
+    )
+}
+
+#[test]
+fn a_tiny_adaptive_search_runs_resumes_and_spends_less_under_a_large_lambda() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    write_silence(&dir.path().join("data/_silence_"));
+    let gpu = Gpu::shared();
+    let config = parse(&tiny_adaptive_config("[0.0, 20.0]", 3)).unwrap();
+    let runs = dir.path().join("runs");
+    let straight = RunDir::create(&runs, "adaptive", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();
+    assert_eq!(summary.points.len(), 2);
+    for p in &summary.points {
+        eprintln!("{p:?}");
+        assert!(p.adaptive && p.architecture.is_none());
+        assert!(p.test_accuracy.is_some());
+        let folder = straight.root.join(POINTS_DIR).join(point_name(p.lambda));
+        let gates = std::fs::read_to_string(folder.join(GATES_FILE)).unwrap();
+        assert_eq!(gates.lines().count(), 3);
+    }
+    let [free, costly] = [&summary.points[0], &summary.points[1]];
+    assert!(costly.kept_cost < free.kept_cost, "{free:?}\n{costly:?}");
+
+    // The point streams with its controller: `eval --stream` at its stride.
+    let data = dir.path().join("data");
+    let stream = dir.path().join("stream.wav");
+    let point = straight.root.join(POINTS_DIR).join(point_name(20.0));
+    let cli = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_audionas"))
+            .args(args)
+            .env("WGPU_BACKEND", "vulkan")
+            .env("NODEVICE_SELECT", "1")
+            .output()
+            .unwrap()
+    };
+    let made = cli(&[
+        "data".as_ref(),
+        "stream".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        stream.as_os_str(),
+        "--seconds".as_ref(),
+        "8".as_ref(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let eval = |stride: &str| {
+        cli(&[
+            "eval".as_ref(),
+            "--model".as_ref(),
+            point.as_os_str(),
+            "--stream".as_ref(),
+            stream.as_os_str(),
+            "--stride-ms".as_ref(),
+            stride.as_ref(),
+        ])
+    };
+    let out = eval("200");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("MACs per window, a window every 200 ms") && text.contains("matched"),
+        "{text}"
+    );
+    let out = eval("30");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("give --stride-ms 200"),
+        "{text}"
+    );
+
+    let resumed = RunDir::create(&runs, "resumed", &config.to_toml()).unwrap();
+    let mut last = search(gpu, &config, &resumed, &options(dir.path(), false, Some(1))).unwrap();
+    for _ in 0..6 {
+        if last.points.len() == 2 {
+            break;
+        }
+        last = search(gpu, &config, &resumed, &options(dir.path(), true, Some(1))).unwrap();
+    }
+    for (a, b) in summary.points.iter().zip(&last.points) {
+        assert_eq!(a.probabilities, b.probabilities, "lambda {}", a.lambda);
+        assert_eq!(a.test_accuracy, b.test_accuracy);
+        assert_eq!(a.kept_cost, b.kept_cost);
+    }
 }

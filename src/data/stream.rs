@@ -378,3 +378,66 @@ pub fn evaluate_stream(
         found,
     ))
 }
+
+/// A word placed in a training stream: its class and its samples' extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacedWord {
+    pub label: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Builds a training stream of `length` samples: the `words` (class, audio)
+/// placed one per equal slot of the stream at a random offset inside it, over
+/// `noise` (a random piece, looped if short) at `noise_volume`.
+pub fn compose_stream(
+    words: &[(usize, &[f32])],
+    noise: Option<&[f32]>,
+    noise_volume: f32,
+    length: usize,
+    rng: &mut Rng,
+) -> (Vec<f32>, Vec<PlacedWord>) {
+    let mut samples = vec![0.0f32; length];
+    if let Some(noise) = noise.filter(|n| !n.is_empty() && noise_volume > 0.0) {
+        let offset = rng.below(noise.len());
+        for (i, s) in samples.iter_mut().enumerate() {
+            *s = noise[(offset + i) % noise.len()] * noise_volume;
+        }
+    }
+    let slot = length / words.len().max(1);
+    let mut placed = Vec::with_capacity(words.len());
+    for (k, (label, audio)) in words.iter().enumerate() {
+        let audio = &audio[..audio.len().min(slot)];
+        let start = k * slot + rng.below(slot - audio.len() + 1);
+        for (s, a) in samples[start..start + audio.len()].iter_mut().zip(audio) {
+            *s = (*s + a).clamp(-1.0, 1.0);
+        }
+        placed.push(PlacedWord {
+            label: *label,
+            start,
+            end: start + audio.len(),
+        });
+    }
+    (samples, placed)
+}
+
+/// The label of each of `windows` windows of `window` samples every
+/// `stride`: the word whose audio covers more than half of the window, else
+/// `silence`.
+pub fn window_labels(
+    words: &[PlacedWord],
+    windows: usize,
+    window: usize,
+    stride: usize,
+    silence: usize,
+) -> Vec<usize> {
+    (0..windows)
+        .map(|w| {
+            let (from, to) = (w * stride, w * stride + window);
+            words
+                .iter()
+                .find(|p| 2 * (p.end.min(to).saturating_sub(p.start.max(from))) > window)
+                .map_or(silence, |p| p.label)
+        })
+        .collect()
+}

@@ -225,11 +225,15 @@ impl Gpu {
     }
 
     pub fn download(&self, t: &Tensor) -> GpuResult<Vec<f32>> {
-        Ok(bytemuck::cast_slice(&self.download_bytes(t)?).to_vec())
+        Ok(words(&self.download_bytes(t)?)
+            .map(f32::from_le_bytes)
+            .collect())
     }
 
     pub fn download_u32(&self, t: &Tensor) -> GpuResult<Vec<u32>> {
-        Ok(bytemuck::cast_slice(&self.download_bytes(t)?).to_vec())
+        Ok(words(&self.download_bytes(t)?)
+            .map(u32::from_le_bytes)
+            .collect())
     }
 
     /// Copies a tensor into a staging buffer, submits, and waits once.
@@ -263,4 +267,10 @@ impl Gpu {
         staging.unmap();
         Ok(bytes)
     }
+}
+
+/// The 4-byte words of downloaded bytes (a `Vec<u8>` need not be aligned
+/// for f32, and an empty one is not, so the bytes are not cast in place).
+fn words(bytes: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    bytes.chunks_exact(4).map(|w| [w[0], w[1], w[2], w[3]])
 }

@@ -8,6 +8,7 @@ pub mod conv2d;
 pub mod dropout;
 pub mod elementwise;
 pub mod gemm;
+pub mod gru;
 pub mod im2col;
 pub mod layout;
 pub mod lstm;

@@ -56,6 +56,8 @@ pub struct Network {
     sample_factors: Vec<Option<Tensor>>,
     factor_buffers: Vec<Option<Tensor>>,
     ungated_outputs: Vec<Option<Tensor>>,
+    /// Where each forward copies what the last layer reads, when set.
+    features_into: Option<Tensor>,
 }
 
 impl Network {
@@ -119,6 +121,7 @@ impl Network {
             sample_factors: vec![None; arch.layers.len()],
             factor_buffers: vec![None; arch.layers.len()],
             ungated_outputs: Vec::new(),
+            features_into: None,
         })
     }
 
@@ -231,6 +234,22 @@ impl Network {
         Ok(())
     }
 
+    /// The per-sample shape of what the last layer reads (its first input):
+    /// the features the classifier sees.
+    pub fn feature_shape(&self) -> Vec<usize> {
+        match self.sources.last().and_then(|s| s.first()) {
+            Some(Source::Layer(j)) => self.shapes[*j].clone(),
+            _ => self.input_shape.clone(),
+        }
+    }
+
+    /// From the next forward on, copies what the last layer reads into
+    /// `into` (`[batch, feature_shape...]`; zeros where a sample reads
+    /// nothing); `None` stops it.
+    pub fn capture_features(&mut self, into: Option<Tensor>) {
+        self.features_into = into;
+    }
+
     /// What runs under the current mask.
     /// Switches the architecture regularisers of every layer on or off.
     pub fn set_regularising(&mut self, on: bool) {
@@ -278,6 +297,11 @@ impl Network {
                 continue;
             }
             let inputs = self.read_inputs(rec, i, x)?;
+            if let (true, Some(into), Some(read)) =
+                (i + 1 == n, &self.features_into, inputs.first())
+            {
+                rec.copy(read, into)?;
+            }
             let y = match self.computed_by(i) {
                 Some(y) => y,
                 None => {

@@ -13,8 +13,10 @@ use crate::data::prepare::{default_cache_dir, prepare, PrepareOptions};
 use crate::data::stream::{evaluate_stream, truth_from_text, RecognizeConfig};
 use crate::data::wav::read_wav;
 use crate::gpu::Gpu;
+use crate::model::Network;
 use crate::model::{Architecture, Cost};
 use crate::nn::Pass;
+use crate::train::model_file::ModelInfo;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -181,8 +183,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// The data set folder.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "stream")]
+    pub data: Option<PathBuf>,
     /// Which clips: test, validation, train or all.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -193,6 +195,24 @@ pub struct EvalArgs {
     pub batch: usize,
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Streaming evaluation of a long recording.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Spot keywords in this long recording (`audionas data stream` writes one).
+    #[arg(long)]
+    pub stream: Option<PathBuf>,
+    /// Ground truth for --stream (`label,start_ms` lines) [default: the
+    /// recording's name with .txt, when it exists].
+    #[arg(long, requires = "stream")]
+    pub truth: Option<PathBuf>,
+    /// A window every this many milliseconds (the streaming test's 30; SANAS
+    /// streams 200).
+    #[arg(long, default_value_t = 30, requires = "stream")]
+    pub stride_ms: i64,
 }
 
 pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
@@ -211,12 +231,19 @@ pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (mut network, info, meta) = load_model(gpu, &args.model, architecture.as_ref())?;
+    if args.stream.stream.is_some() {
+        return stream_eval(gpu, &mut network, &info, &args.stream);
+    }
+    let data = args
+        .data
+        .as_ref()
+        .expect("clap requires --data without --stream");
     let data_config: DataSetConfig = match meta.get("data") {
         Some(text) => serde_json::from_str(text)
             .with_context(|| format!("{}: metadata \"data\"", args.model.display()))?,
         None => DataSetConfig::default(),
     };
-    let set = DataSet::open(&args.data, &data_config)?;
+    let set = DataSet::open(data, &data_config)?;
     let prepared = Arc::new(prepare(
         &set,
         &info.features,
@@ -227,7 +254,7 @@ pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
             "{}: the model knows the classes {:?}, but {} has {:?}; evaluate on data with the same classes",
             args.model.display(),
             info.classes,
-            args.data.display(),
+            data.display(),
             prepared.classes
         );
     }
@@ -244,11 +271,7 @@ pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
         batches.extend(loader.epoch(0));
     }
     if batches.is_empty() {
-        bail!(
-            "{}: no clips in the {} split",
-            args.data.display(),
-            args.split
-        );
+        bail!("{}: no clips in the {} split", data.display(), args.split);
     }
     let result = evaluate(gpu, &mut network, batches.into_iter())?;
     let cost = Cost::of(
@@ -305,41 +328,22 @@ pub struct InferArgs {
     /// every class's probability and the logits, at full precision.
     #[arg(long, conflicts_with = "stream")]
     pub json: bool,
-    /// Spot keywords in this long recording instead.
-    #[arg(long, conflicts_with = "files")]
-    pub stream: Option<PathBuf>,
-    /// Ground truth for --stream (`label,start_ms` lines) [default: the
-    /// recording's name with .txt, when it exists].
-    #[arg(long, requires = "stream")]
-    pub truth: Option<PathBuf>,
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 pub fn run_infer(gpu: &Gpu, args: InferArgs) -> anyhow::Result<()> {
     let (mut network, info, _) = load_model(gpu, &args.model, None)?;
+    if args.stream.stream.is_some() {
+        if !args.files.is_empty() || args.json {
+            bail!("--stream labels one long recording: give no clips and no --json with it");
+        }
+        return stream_eval(gpu, &mut network, &info, &args.stream);
+    }
     let extractor = FeatureExtractor::new(&info.features);
     let rate = info.features.sample_rate;
-    let mut logits_of = |features: &[f32], count: usize| -> anyhow::Result<Vec<Vec<f32>>> {
-        let shape = crate::nn::batched(count, network.input_shape());
-        let x = gpu.upload(&shape, features)?;
-        let mut rec = gpu.recorder();
-        let logits = network.forward(&mut rec, &x, Pass::eval())?;
-        rec.submit()?;
-        Ok(gpu
-            .download(&logits)?
-            .chunks_exact(info.classes.len())
-            .map(<[f32]>::to_vec)
-            .collect())
-    };
-    if let Some(stream) = &args.stream {
-        return infer_stream(
-            stream,
-            args.truth.as_deref(),
-            &info.classes,
-            &extractor,
-            rate,
-            &mut logits_of,
-        );
-    }
+    let mut logits_of =
+        |features: &[f32], count: usize| logits_of(gpu, &mut network, features, count);
     if args.files.is_empty() {
         bail!("give one or more WAV files to label, or --stream LONG.wav");
     }
@@ -404,28 +408,46 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / sum).collect()
 }
 
-/// The logits of `count` clips' features.
-type LogitsFn<'a> = dyn FnMut(&[f32], usize) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
+/// The logits of `count` clips' features, one row per clip.
+fn logits_of(
+    gpu: &Gpu,
+    network: &mut Network,
+    features: &[f32],
+    count: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let shape = crate::nn::batched(count, network.input_shape());
+    let x = gpu.upload(&shape, features)?;
+    let mut rec = gpu.recorder();
+    let logits = network.forward(&mut rec, &x, Pass::eval())?;
+    rec.submit()?;
+    Ok(gpu
+        .download(&logits)?
+        .chunks_exact(network.classes())
+        .map(<[f32]>::to_vec)
+        .collect())
+}
 
-/// Slides the clip window along the recording every 30 ms (as the streaming
-/// test does), smooths the scores and reports each new keyword with its time.
-fn infer_stream(
-    path: &Path,
-    truth: Option<&Path>,
-    classes: &[String],
-    extractor: &FeatureExtractor,
-    rate: u32,
-    logits_of: &mut LogitsFn,
+/// Slides the clip window along the recording every `--stride-ms`, smooths
+/// the scores with `RecognizeCommands` and reports each new keyword with its
+/// time, then the streaming test's statistics against the ground truth and
+/// the MACs each window cost.
+fn stream_eval(
+    gpu: &Gpu,
+    network: &mut Network,
+    info: &ModelInfo,
+    args: &StreamArgs,
 ) -> anyhow::Result<()> {
-    let config = RecognizeConfig::default();
-    let audio = read_wav(path, rate)?;
+    let path = args.stream.as_deref().expect("called with --stream");
+    let config = RecognizeConfig {
+        clip_stride_ms: args.stride_ms,
+        ..RecognizeConfig::default()
+    };
+    let extractor = FeatureExtractor::new(&info.features);
+    let rate = info.features.sample_rate;
+    let classes = &info.classes;
+    let (audio, windows) = read_stream(path, &info.features, args.stride_ms)?;
     let clip = extractor.config().clip_samples();
     let stride = (config.clip_stride_ms as usize * rate as usize / 1000).max(1);
-    let windows = if audio.samples.len() < clip {
-        1
-    } else {
-        (audio.samples.len() - clip) / stride + 1
-    };
     let mut scores = Vec::with_capacity(windows);
     const WINDOWS_PER_BATCH: usize = 64;
     for first in (0..windows).step_by(WINDOWS_PER_BATCH) {
@@ -436,10 +458,68 @@ fn infer_stream(
             let end = (start + clip).min(audio.samples.len());
             features.extend(extractor.clip_features(&audio.samples[start..end]));
         }
-        scores.extend(logits_of(&features, count)?.iter().map(|l| softmax(l)));
+        scores.extend(
+            logits_of(gpu, network, &features, count)?
+                .iter()
+                .map(|l| softmax(l)),
+        );
     }
-    let truth_path = truth
-        .map(Path::to_path_buf)
+    let cost = Cost::of(
+        network.architecture(),
+        network.input_shape(),
+        classes.len(),
+        info.features.clip_ms,
+        None,
+    )?;
+    let seconds = audio.samples.len() as f64 / rate as f64;
+    report_stream(path, args, classes, &scores, cost.macs as f64, seconds)
+}
+
+/// A long recording at the features' rate and how many windows of one
+/// clip every `stride_ms` it holds; one shorter than a window is refused.
+pub fn read_stream(
+    path: &Path,
+    features: &crate::data::features::FeatureConfig,
+    stride_ms: i64,
+) -> anyhow::Result<(crate::data::wav::Audio, usize)> {
+    if stride_ms <= 0 {
+        bail!("--stride-ms {stride_ms} must be at least 1");
+    }
+    let rate = features.sample_rate;
+    let audio = read_wav(path, rate)?;
+    let clip = features.clip_samples();
+    if audio.samples.len() < clip {
+        bail!(
+            "{}: {:.2} s of audio is shorter than one {:.0} ms window",
+            path.display(),
+            audio.samples.len() as f64 / rate as f64,
+            features.clip_ms
+        );
+    }
+    let stride = (stride_ms as usize * rate as usize / 1000).max(1);
+    let windows = (audio.samples.len() - clip) / stride + 1;
+    Ok((audio, windows))
+}
+
+/// Prints what the streaming test finds in `scores` (one softmax per
+/// window, a window every `args.stride_ms`) and, against the ground truth,
+/// the paper's table: Match, Correct, Wrong, False alarms (percent of the
+/// truth words) and the mean MACs each window cost.
+pub fn report_stream(
+    path: &Path,
+    args: &StreamArgs,
+    classes: &[String],
+    scores: &[Vec<f32>],
+    macs_per_window: f64,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let config = RecognizeConfig {
+        clip_stride_ms: args.stride_ms,
+        ..RecognizeConfig::default()
+    };
+    let truth_path = args
+        .truth
+        .clone()
         .or_else(|| Some(path.with_extension("txt")).filter(|p| p.exists()));
     let truth = match &truth_path {
         Some(p) => {
@@ -450,15 +530,18 @@ fn infer_stream(
         None => Vec::new(),
     };
     let (stats, found) =
-        evaluate_stream(classes, &scores, &truth, &config).map_err(anyhow::Error::msg)?;
+        evaluate_stream(classes, scores, &truth, &config).map_err(anyhow::Error::msg)?;
     for (label, time_ms) in &found {
         println!("{:9.3} s  {label}", *time_ms as f64 / 1000.0);
     }
     println!(
-        "{} detections in {:.1} s of audio ({} windows)",
+        "{} detections in {seconds:.1} s of audio ({} windows)",
         found.len(),
-        audio.samples.len() as f64 / rate as f64,
-        windows
+        scores.len()
+    );
+    println!(
+        "{macs_per_window:.0} MACs per window, a window every {} ms",
+        config.clip_stride_ms
     );
     if let Some(p) = truth_path {
         println!(

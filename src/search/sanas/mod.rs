@@ -6,6 +6,8 @@
 //! with gated layers) and a `[search]` table; a list of lambdas runs one
 //! search per lambda, each in `points/` of the run folder.
 
+pub mod adaptive;
+pub mod controller;
 pub mod gates;
 pub mod search;
 
@@ -54,6 +56,26 @@ pub struct SanasSettings {
     pub gate_lr: f64,
     /// The baseline's weight on each new batch-mean reward.
     pub baseline_decay: f64,
+    /// Adaptive SANAS: a GRU controller chooses the gates of every window
+    /// of a stream from what the previous window computed.
+    pub adaptive: bool,
+    /// Adaptive: a window (one clip long) every this many milliseconds.
+    pub window_stride_ms: f64,
+    /// Adaptive: windows per training stream (the stream is one clip plus
+    /// `stream_windows - 1` strides long).
+    pub stream_windows: usize,
+    /// Adaptive: each training stream holds 1 to this many words.
+    pub max_words: usize,
+    /// Adaptive: the chance that a training stream has background noise,
+    /// and the noise's largest volume (drawn uniformly up to it).
+    pub noise_probability: f64,
+    pub max_noise_volume: f32,
+    /// Adaptive: the controller's GRU width.
+    pub controller_hidden: usize,
+    /// Adaptive: training streams per epoch (whole batches of them).
+    pub streams_per_epoch: usize,
+    /// Adaptive: streams the validation and test scores run on.
+    pub eval_streams: usize,
 }
 
 impl Default for SanasSettings {
@@ -66,6 +88,15 @@ impl Default for SanasSettings {
             gate_init: 3.0,
             gate_lr: 1e-3,
             baseline_decay: 0.9,
+            adaptive: false,
+            window_stride_ms: 200.0,
+            stream_windows: 11,
+            max_words: 3,
+            noise_probability: 0.8,
+            max_noise_volume: 0.3,
+            controller_hidden: 100,
+            streams_per_epoch: 1024,
+            eval_streams: 256,
         }
     }
 }
@@ -142,6 +173,9 @@ impl SanasConfig {
                 s.baseline_decay
             ));
         }
+        if s.adaptive {
+            self.validate_adaptive()?;
+        }
         let model = &self.experiment.model;
         if model.gated_layers().is_empty() {
             return Err(
@@ -157,6 +191,59 @@ impl SanasConfig {
             None,
         )
         .map_err(|e| format!("[model]: {e}"))?;
+        Ok(())
+    }
+
+    fn validate_adaptive(&self) -> Result<(), String> {
+        let s = &self.search;
+        let f = &self.experiment.features;
+        let stride = s.window_stride_ms * f.sample_rate as f64 / 1000.0;
+        if !(stride >= 1.0
+            && stride.fract() == 0.0
+            && (stride as usize).is_multiple_of(f.hop_samples()))
+        {
+            return Err(format!(
+                "[search] window_stride_ms = {} must be a whole number of feature hops ({} ms)",
+                s.window_stride_ms,
+                f.hop_samples() as f64 * 1000.0 / f.sample_rate as f64
+            ));
+        }
+        for (key, value) in [
+            ("stream_windows", s.stream_windows),
+            ("max_words", s.max_words),
+            ("controller_hidden", s.controller_hidden),
+            ("eval_streams", s.eval_streams),
+        ] {
+            if value == 0 {
+                return Err(format!("[search] {key} must be at least 1"));
+            }
+        }
+        if s.streams_per_epoch < self.experiment.train.batch_size {
+            return Err(format!(
+                "[search] streams_per_epoch = {} is less than one batch of {}",
+                s.streams_per_epoch, self.experiment.train.batch_size
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.noise_probability) {
+            return Err(format!(
+                "[search] noise_probability = {} must be in [0, 1]",
+                s.noise_probability
+            ));
+        }
+        if !(s.max_noise_volume.is_finite() && s.max_noise_volume >= 0.0) {
+            return Err(format!(
+                "[search] max_noise_volume = {} must be >= 0",
+                s.max_noise_volume
+            ));
+        }
+        // Each word gets an equal slot of the stream, at least a clip long.
+        let stream_ms = f.clip_ms + s.window_stride_ms * (s.stream_windows - 1) as f64;
+        if stream_ms < f.clip_ms * s.max_words as f64 {
+            return Err(format!(
+                "[search] max_words = {}: a stream of {} windows is {stream_ms} ms, too short for {} words of {} ms; raise stream_windows",
+                s.max_words, s.stream_windows, s.max_words, f.clip_ms
+            ));
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::nn::WEIGHTS;
 use crate::train::metrics::{
     json_lines, read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog,
 };
-use crate::train::model_file::ModelInfo;
+use crate::train::model_file::{save_model, ModelInfo};
 use crate::train::plots::plot_curves;
 use crate::train::progress::Progress;
 use crate::train::run_dir::RunDir;
@@ -80,8 +80,13 @@ pub struct PointSummary {
     /// Scored with the supernet's weights, p > 0.5 kept (not retrained).
     pub val_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
-    /// The kept part as a plain description; none when no path is left.
+    /// The kept part as a plain description; none when no path is left
+    /// (or when the search is adaptive: then `kept_cost` and `macs` are
+    /// the mean over test windows, `probabilities` how often each gate
+    /// was open, and the accuracies per window of streams).
     pub architecture: Option<PathBuf>,
+    #[serde(default)]
+    pub adaptive: bool,
 }
 
 /// What a whole SANAS run reports in its `results.json`.
@@ -175,7 +180,7 @@ fn read_point(path: &Path) -> anyhow::Result<PointSummary> {
 }
 
 /// The activity of one draw of the gates and its cost, kept per draw.
-struct DrawCosts<'a> {
+pub(super) struct DrawCosts<'a> {
     arch: &'a Architecture,
     shape: [usize; 3],
     classes: usize,
@@ -184,9 +189,26 @@ struct DrawCosts<'a> {
     known: HashMap<Vec<bool>, (Vec<bool>, f64)>,
 }
 
-impl DrawCosts<'_> {
+impl<'a> DrawCosts<'a> {
+    pub(super) fn new(
+        arch: &'a Architecture,
+        shape: [usize; 3],
+        classes: usize,
+        clip_ms: f64,
+        kind: CostKind,
+    ) -> Self {
+        DrawCosts {
+            arch,
+            shape,
+            classes,
+            clip_ms,
+            kind,
+            known: HashMap::new(),
+        }
+    }
+
     /// Which layers run under `open`, and what that costs.
-    fn of(&mut self, open: &[bool]) -> anyhow::Result<&(Vec<bool>, f64)> {
+    pub(super) fn of(&mut self, open: &[bool]) -> anyhow::Result<&(Vec<bool>, f64)> {
         if !self.known.contains_key(open) {
             let activity = self.arch.activity(&self.arch.gate_mask(open))?;
             let cost = Cost::of(
@@ -249,6 +271,12 @@ fn search_point(
         .into_iter()
         .map(|i| arch.layer_name(i))
         .collect();
+    let mut costs = DrawCosts::new(arch, shape, classes.len(), clip_ms, settings.cost);
+    if settings.adaptive {
+        return super::adaptive::search_point(
+            gpu, config, data, lambda, run, options, costs, gate_names,
+        );
+    }
     let mut gates = GateState::new(gate_names.len(), settings.gate_init);
     let gates_log = run.root.join(GATES_FILE);
     if options.resume && run.last_checkpoint().exists() {
@@ -262,14 +290,6 @@ fn search_point(
     }
     let mut metrics = MetricsLog::open(&run.metrics())?;
     let mut gate_records = MetricsLog::open(&gates_log)?;
-    let mut costs = DrawCosts {
-        arch,
-        shape,
-        classes: classes.len(),
-        clip_ms,
-        kind: settings.cost,
-        known: HashMap::new(),
-    };
     let full_cost = costs.of(&vec![true; gate_names.len()])?.1;
     if options.verbose {
         println!(
@@ -415,6 +435,7 @@ fn search_point(
             let cost = Cost::of(&derived, &shape, classes.len(), clip_ms, None)?;
             let path = run.root.join(crate::search::darts::ARCHITECTURE_FILE);
             write_durably(&path, derived.to_json().as_bytes())?;
+            save_kept_model(gpu, &session.network, &derived, &info, experiment, run)?;
             (Some(path), cost.params, cost.macs)
         }
         Err(e) => {
@@ -447,12 +468,52 @@ fn search_point(
         val_accuracy,
         test_accuracy,
         architecture,
+        adaptive: false,
     };
     write_durably(
         &run.root.join(crate::search::darts::RESULTS_FILE),
         serde_json::to_string_pretty(&point)?.as_bytes(),
     )?;
     Ok(Some(point))
+}
+
+/// Saves the kept part with the super network's weights as the point's
+/// model file, so that `eval` and `infer` (`--stream` too) take the point
+/// like any trained run; its layers keep their names, so every tensor is
+/// the super network's.
+fn save_kept_model(
+    gpu: &Gpu,
+    supernet: &Network,
+    derived: &Architecture,
+    info: &ModelInfo,
+    experiment: &crate::train::config::Experiment,
+    run: &RunDir,
+) -> anyhow::Result<()> {
+    let kept = Network::build(
+        gpu,
+        derived,
+        supernet.input_shape(),
+        supernet.classes(),
+        experiment.train.seed,
+    )?;
+    let inherited = kept.inherit_from(gpu, supernet)?;
+    if !inherited.missing.is_empty() || !inherited.reshaped.is_empty() {
+        bail!(
+            "the kept part of {:?} does not match the super network's tensors: {inherited:?}",
+            derived.name
+        );
+    }
+    let info = ModelInfo {
+        architecture: derived.clone(),
+        ..info.clone()
+    };
+    save_model(
+        gpu,
+        &run.best_model(),
+        &kept,
+        &info,
+        &[("data", serde_json::to_string(&experiment.data)?)],
+    )
 }
 
 /// The gate state the log holds for `epoch` (the checkpoint's).
