@@ -115,6 +115,18 @@ fn list_devices(options: &AdapterOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--stream` on an adaptive SANAS point, which streams with the
+/// controller kept beside its model; `None` for any other model.
+fn adaptive_stream(
+    gpu: &Gpu,
+    model: &std::path::Path,
+    stream: &cli::StreamArgs,
+) -> Option<anyhow::Result<()>> {
+    use audionas::search::sanas::adaptive::{stream_eval, CONTROLLER_FILE};
+    (stream.stream.is_some() && model.join(CONTROLLER_FILE).is_file())
+        .then(|| stream_eval(gpu, model, stream))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices => list_devices(&cli.gpu.options()?),
@@ -122,21 +134,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => cli::run_train(&open_gpu(&cli.gpu)?, args),
         Command::Eval(args) => {
             let gpu = open_gpu(&cli.gpu)?;
-            // An adaptive SANAS point streams with its controller beside it.
-            let controller = args
-                .model
-                .join(audionas::search::sanas::adaptive::CONTROLLER_FILE);
-            if args.stream.stream.is_some() && controller.is_file() {
-                return audionas::search::sanas::adaptive::stream_eval(
-                    &gpu,
-                    &args.model,
-                    &args.stream,
-                );
+            match adaptive_stream(&gpu, &args.model, &args.stream) {
+                Some(done) => done,
+                None => cli::run_eval(&gpu, args),
             }
-            cli::run_eval(&gpu, args)
         }
         Command::Cost(args) => cost_cmd::run_cost(args, || open_gpu(&cli.gpu)),
-        Command::Infer(args) => cli::run_infer(&open_gpu(&cli.gpu)?, args),
+        Command::Infer(args) => {
+            let gpu = open_gpu(&cli.gpu)?;
+            match adaptive_stream(&gpu, &args.model, &args.stream) {
+                Some(done) => done,
+                None => cli::run_infer(&gpu, args),
+            }
+        }
         Command::Search(args) => audionas::search::cli::run_search(&open_gpu(&cli.gpu)?, args),
         Command::SearchWorker(args) => {
             audionas::search::model_search::cli::run_search_worker(&open_gpu(&cli.gpu)?, args)

@@ -13,6 +13,7 @@ use audionas::model::{Architecture, Cost, Network};
 use audionas::nn::Pass;
 use audionas::search::darts::{ARCHITECTURE_FILE, RESULTS_FILE};
 use audionas::search::sanas::gates::{arch_loss, reinforce_gradient, rewards, sigmoid, GateState};
+use audionas::search::sanas::plots::{GATES_PLOT, SWEEP_PLOT};
 use audionas::search::sanas::search::{point_name, search, SanasOptions, GATES_FILE, POINTS_DIR};
 use audionas::search::sanas::SanasConfig;
 use audionas::train::config::Experiment;
@@ -378,9 +379,11 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
         let gates = std::fs::read_to_string(folder.join(GATES_FILE)).unwrap();
         assert_eq!(gates.lines().count(), 3);
         assert!(folder.join(RESULTS_FILE).is_file());
+        assert!(folder.join(GATES_PLOT).is_file());
         assert!(point.test_accuracy.is_some());
     }
     assert!(straight.root.join(RESULTS_FILE).is_file());
+    assert!(straight.plots_dir().join(SWEEP_PLOT).is_file());
     let arch_path = summary.architecture.clone().expect("a point kept a path");
     assert_eq!(arch_path, straight.root.join(ARCHITECTURE_FILE));
 
@@ -622,6 +625,7 @@ fn a_tiny_adaptive_search_runs_resumes_and_spends_less_under_a_large_lambda() {
         let folder = straight.root.join(POINTS_DIR).join(point_name(p.lambda));
         let gates = std::fs::read_to_string(folder.join(GATES_FILE)).unwrap();
         assert_eq!(gates.lines().count(), 3);
+        assert!(folder.join(GATES_PLOT).is_file());
     }
     let [free, costly] = [&summary.points[0], &summary.points[1]];
     assert!(costly.kept_cost < free.kept_cost, "{free:?}\n{costly:?}");

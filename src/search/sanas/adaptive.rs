@@ -506,6 +506,7 @@ pub(super) fn search_point(
         &run.root.join(crate::search::darts::RESULTS_FILE),
         serde_json::to_string_pretty(&point)?.as_bytes(),
     )?;
+    super::plots::plot_gates(&gates_log, full_cost, &run.plots_dir())?;
     Ok(Some(point))
 }
 

@@ -9,6 +9,7 @@
 pub mod adaptive;
 pub mod controller;
 pub mod gates;
+pub mod plots;
 pub mod search;
 
 use crate::model::Cost;

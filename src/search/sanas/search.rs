@@ -160,6 +160,11 @@ pub fn search(
         architecture,
         points,
     };
+    if let Some(path) = super::plots::plot_sweep(&summary.points, &run.plots_dir())? {
+        if options.verbose {
+            println!("plot: {}", path.display());
+        }
+    }
     if summary.points.len() == config.search.lambdas.len() {
         write_durably(
             &run.root.join(crate::search::darts::RESULTS_FILE),
@@ -474,6 +479,7 @@ fn search_point(
         &run.root.join(crate::search::darts::RESULTS_FILE),
         serde_json::to_string_pretty(&point)?.as_bytes(),
     )?;
+    super::plots::plot_gates(&run.root.join(GATES_FILE), full_cost, &run.plots_dir())?;
     Ok(Some(point))
 }
 
