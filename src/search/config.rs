@@ -9,7 +9,9 @@ use crate::data::features::FeatureConfig;
 use crate::model::arch::{Regularisation, RegulariserKind, Weighting};
 use crate::nn::optim::OptimizerKind;
 use crate::nn::ARCH;
-use crate::train::config::{resolve_features, ConfigError, Experiment, TrainConfig};
+use crate::train::config::{
+    read_config_text, resolve_features, ConfigError, Experiment, TrainConfig,
+};
 use crate::train::schedule::LrSchedule;
 use crate::train::session::GroupConfig;
 use serde::{Deserialize, Serialize};
@@ -202,11 +204,7 @@ struct SearchFile {
 
 impl SearchConfig {
     pub fn load(path: &Path) -> Result<SearchConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config_text(path)?, path)
     }
 
     /// Parses the text of `path` and checks it before any training.

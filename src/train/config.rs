@@ -87,6 +87,14 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The text of a config file, or an error naming it.
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
 /// The `features` of a config file: a path (relative to the file's folder)
 /// or an inline table.
 pub fn resolve_features(value: toml::Value, path: &Path) -> Result<FeatureConfig, ConfigError> {
@@ -109,12 +117,7 @@ pub fn resolve_features(value: toml::Value, path: &Path) -> Result<FeatureConfig
 
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
-        let fail = |reason: String| ConfigError {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        Self::parse(&text, path)
+        Self::parse(&read_config_text(path)?, path)
     }
 
     /// Parses the text of `path` (paths inside are relative to its folder).

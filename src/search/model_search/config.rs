@@ -22,7 +22,9 @@ use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
 use crate::model::Cost;
 use crate::nn::optim::OptimizerKind;
-use crate::train::config::{resolve_features, ConfigError, Experiment, TrainConfig};
+use crate::train::config::{
+    read_config_text, resolve_features, ConfigError, Experiment, TrainConfig,
+};
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -172,11 +174,7 @@ fn positive(x: f64) -> bool {
 
 impl ModelSearchConfig {
     pub fn load(path: &Path) -> Result<ModelSearchConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config_text(path)?, path)
     }
 
     /// Parses the text of `path` and checks it before any trial.

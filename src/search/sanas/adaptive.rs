@@ -12,7 +12,9 @@
 //! controller; a killed search resumes from them.
 
 use super::controller::Controller;
-use super::search::{DrawCosts, PointSummary, SanasOptions, GATES_FILE};
+use super::search::{
+    named_where, point_seconds, DrawCosts, PointSummary, SanasOptions, GATES_FILE,
+};
 use super::SanasConfig;
 use crate::data::batch::Batch;
 use crate::data::dataset::{ClipSource, Split, SILENCE};
@@ -24,7 +26,7 @@ use crate::model::Network;
 use crate::nn::WEIGHTS;
 use crate::train::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
 use crate::train::cli::{read_stream, report_stream, StreamArgs};
-use crate::train::metrics::{read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog};
+use crate::train::metrics::{truncate_after_epoch, EpochRecord, MetricsLog};
 use crate::train::model_file::{load_model, save_model, ModelInfo};
 use crate::train::progress::Progress;
 use crate::train::run_dir::RunDir;
@@ -481,18 +483,9 @@ pub(super) fn search_point(
         budget: s.budget,
         cost: s.cost,
         epochs: session.standing.epoch,
-        seconds: read_epoch_records(&run.metrics())?
-            .iter()
-            .map(|r| r.seconds)
-            .sum::<f64>()
-            + scoring.elapsed().as_secs_f64(),
+        seconds: point_seconds(run, scoring)?,
         full_cost,
-        kept: gate_names
-            .iter()
-            .zip(&usage)
-            .filter(|(_, &u)| u > 0.0)
-            .map(|(n, _)| n.clone())
-            .collect(),
+        kept: named_where(&gate_names, usage.iter().map(|&u| u > 0.0)),
         kept_cost: mean_cost,
         probabilities: usage,
         params: 0,

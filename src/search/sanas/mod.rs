@@ -13,7 +13,7 @@ pub mod plots;
 pub mod search;
 
 use crate::model::Cost;
-use crate::train::config::{ConfigError, Experiment};
+use crate::train::config::{read_config_text, ConfigError, Experiment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -111,11 +111,7 @@ pub struct SanasConfig {
 
 impl SanasConfig {
     pub fn load(path: &Path) -> Result<SanasConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_config_text(path)?, path)
     }
 
     /// Parses the text of `path`: the experiment as `train` reads it, and

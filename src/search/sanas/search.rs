@@ -8,7 +8,6 @@
 use super::gates::{rewards, GateState, ReinforceStep};
 use super::{CostKind, SanasConfig, STRATEGY};
 use crate::data::dataset::Split;
-use crate::data::prepare::PrepareOptions;
 use crate::gpu::Gpu;
 use crate::kernels::optimizers::Adam;
 use crate::model::{Architecture, Cost, Network};
@@ -34,16 +33,8 @@ pub const GATES_FILE: &str = "gates.jsonl";
 /// The folder of a run that holds one search per lambda.
 pub const POINTS_DIR: &str = "points";
 
-/// How `search` runs, besides its config.
-#[derive(Clone, Debug)]
-pub struct SanasOptions {
-    pub data_dir: PathBuf,
-    pub prepare: PrepareOptions,
-    pub resume: bool,
-    /// Return after this many epochs of this call (the run stays resumable).
-    pub stop_after_epochs: Option<usize>,
-    pub verbose: bool,
-}
+/// How `search` runs, besides its config: as the differentiable searches.
+pub use crate::search::darts::SearchOptions as SanasOptions;
 
 /// The gates after an epoch and what the epoch's draws cost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -453,19 +444,9 @@ fn search_point(
         budget: settings.budget,
         cost: settings.cost,
         epochs: session.standing.epoch,
-        // Every epoch's time (a resumed search's earlier calls too) and the scoring.
-        seconds: read_epoch_records(&run.metrics())?
-            .iter()
-            .map(|r| r.seconds)
-            .sum::<f64>()
-            + scoring.elapsed().as_secs_f64(),
+        seconds: point_seconds(run, scoring)?,
         full_cost,
-        kept: gate_names
-            .iter()
-            .zip(&kept)
-            .filter(|(_, &k)| k)
-            .map(|(n, _)| n.clone())
-            .collect(),
+        kept: named_where(&gate_names, kept.iter().copied()),
         kept_cost: costs.of(&kept)?.1,
         probabilities: gates.probabilities(),
         params,
@@ -520,6 +501,26 @@ fn save_kept_model(
         &info,
         &[("data", serde_json::to_string(&experiment.data)?)],
     )
+}
+
+/// A point's search time: every epoch's (a resumed search's earlier calls
+/// too) and the final scoring's since `scoring`.
+pub(super) fn point_seconds(run: &RunDir, scoring: Instant) -> anyhow::Result<f64> {
+    let epochs: f64 = read_epoch_records(&run.metrics())?
+        .iter()
+        .map(|r| r.seconds)
+        .sum();
+    Ok(epochs + scoring.elapsed().as_secs_f64())
+}
+
+/// The names whose flag is set.
+pub(super) fn named_where(names: &[String], flags: impl Iterator<Item = bool>) -> Vec<String> {
+    names
+        .iter()
+        .zip(flags)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 /// The gate state the log holds for `epoch` (the checkpoint's).
