@@ -455,6 +455,30 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
         text.contains("matched") && text.contains("false alarms"),
         "{text}"
     );
+    // A recording shorter than one window is refused, naming it.
+    let short = dir.path().join("short.wav");
+    audionas::data::wav::write_wav(
+        &short,
+        &audionas::data::wav::Audio {
+            samples: vec![0.0; 8000],
+            sample_rate: 16000,
+        },
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_audionas"))
+        .args(["eval", "--model"])
+        .arg(&point)
+        .arg("--stream")
+        .arg(&short)
+        .env("WGPU_BACKEND", "vulkan")
+        .env("NODEVICE_SELECT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && err.contains("short.wav") && err.contains("shorter than one"),
+        "{err}"
+    );
 
     // The derived architecture is a plain description that `train` takes.
     let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
