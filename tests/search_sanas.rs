@@ -4,6 +4,8 @@
 //! part retrained), and configs refused by key.
 
 mod common;
+#[path = "common/sanas.rs"]
+mod sanas_config;
 
 use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
@@ -282,59 +284,6 @@ fn the_reinforce_gradient_matches_finite_differences_and_lowers_costly_gates() {
     );
 }
 
-const TINY_SUPERNET: &str = r#"
-[search]
-strategy = "sanas"
-lambdas = LAMBDAS
-gate_lr = 0.5
-
-[model]
-name = "tiny_gated"
-[[model.layers]]
-name = "conv1.conv"
-op = "conv2d"
-channels = 8
-kernel = 3
-[[model.layers]]
-name = "conv1"
-op = "relu"
-gate = true
-[[model.layers]]
-name = "short0.dense"
-op = "dense"
-units = 8
-inputs = ["input"]
-[[model.layers]]
-name = "short0"
-op = "relu"
-gate = true
-[[model.layers]]
-name = "short1.dense"
-op = "dense"
-units = 8
-inputs = ["conv1"]
-[[model.layers]]
-name = "short1"
-op = "relu"
-gate = true
-[[model.layers]]
-name = "sum"
-op = "add"
-inputs = ["short0", "short1"]
-[[model.layers]]
-name = "fc"
-op = "dense"
-"#;
-
-/// The tiny experiment's features, data and training with the gated
-/// supernet and `[search]` of `lambdas`.
-fn tiny_config(lambdas: &str, epochs: usize) -> String {
-    let base = common::TINY_CONFIG;
-    let base = &base[..base.find("[model]").expect("the tiny config has a model")];
-    let base = base.replace("epochs = 4", &format!("epochs = {epochs}"));
-    format!("{base}\n{}", TINY_SUPERNET.replace("LAMBDAS", lambdas))
-}
-
 fn parse(text: &str) -> Result<SanasConfig, String> {
     SanasConfig::parse(text, Path::new("sanas.toml")).map_err(|e| e.to_string())
 }
@@ -358,7 +307,7 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 5);
     let gpu = Gpu::shared();
-    let config = parse(&tiny_config("[0.0, 5.0]", 3)).unwrap();
+    let config = parse(&sanas_config::tiny_config("[0.0, 5.0]", 3)).unwrap();
     let runs = dir.path().join("runs");
 
     let straight = RunDir::create(&runs, "straight", &config.to_toml()).unwrap();
@@ -505,31 +454,31 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
 #[test]
 fn bad_sanas_configs_are_refused_by_key() {
     let cases = [
-        (tiny_config("[-1.0]", 1), "lambdas: -1 "),
-        (tiny_config("[nan]", 1), "lambdas: NaN"),
-        (tiny_config("[]", 1), "lambdas is empty"),
+        (sanas_config::tiny_config("[-1.0]", 1), "lambdas: -1 "),
+        (sanas_config::tiny_config("[nan]", 1), "lambdas: NaN"),
+        (sanas_config::tiny_config("[]", 1), "lambdas is empty"),
         (
-            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "budget = -3.0"),
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "budget = -3.0"),
             "budget = -3",
         ),
         (
-            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "gate_lr = 0.0"),
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "gate_lr = 0.0"),
             "gate_lr = 0",
         ),
         (
-            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "baseline_decay = 1.5"),
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "baseline_decay = 1.5"),
             "baseline_decay = 1.5",
         ),
         (
-            tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "lambda = 2.0"),
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "lambda = 2.0"),
             "unknown field `lambda`",
         ),
         (
-            tiny_config("[1.0]", 1).replace("gate = true", ""),
+            sanas_config::tiny_config("[1.0]", 1).replace("gate = true", ""),
             "no layer has `gate = true`",
         ),
         (
-            format!("{}gate = true\n", tiny_config("[1.0]", 1)),
+            format!("{}gate = true\n", sanas_config::tiny_config("[1.0]", 1)),
             "cannot be gated",
         ),
     ];
@@ -537,8 +486,8 @@ fn bad_sanas_configs_are_refused_by_key() {
         let err = parse(&text).unwrap_err();
         assert!(err.contains(want), "want {want:?} in: {err}");
     }
-    assert!(parse(&tiny_config("[0.0, 2.5]", 1)).is_ok());
-    let adaptive = tiny_adaptive_config("[1.0]", 1);
+    assert!(parse(&sanas_config::tiny_config("[0.0, 2.5]", 1)).is_ok());
+    let adaptive = sanas_config::tiny_adaptive_config("[1.0]", 1);
     assert!(parse(&adaptive).is_ok());
     for (from, to, want) in [
         (
@@ -603,41 +552,13 @@ fn the_shipped_sanas_configs_load_with_the_papers_super_network() {
     );
 }
 
-/// A `_silence_` class of faint noise, with the tone data's speakers, as
-/// the streams' label of windows without a word.
-fn write_silence(dir: &Path) {
-    use audionas::data::wav::{write_wav, Audio};
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = Rng::new(77);
-    for s in 0..common::SPEAKERS {
-        let speaker = format!("{:08x}", (s as u32 + 1).wrapping_mul(0x9E37_79B1));
-        for n in 0..2 {
-            let samples = (0..16000).map(|_| 0.01 * rng.normal()).collect();
-            let audio = Audio {
-                samples,
-                sample_rate: 16000,
-            };
-            write_wav(&dir.join(format!("{speaker}_nohash_{n}.wav")), &audio).unwrap();
-        }
-    }
-}
-
-/// The tiny config made adaptive: streams of 6 windows every 200 ms (two
-/// seconds, so up to two words), a small controller.
-fn tiny_adaptive_config(lambdas: &str, epochs: usize) -> String {
-    tiny_config(lambdas, epochs).replace(
-        "gate_lr = 0.5",
-        "gate_lr = 0.5\nadaptive = true\nstream_windows = 6\nmax_words = 2\ncontroller_hidden = 8\nstreams_per_epoch = 32\neval_streams = 16",
-    )
-}
-
 #[test]
 fn a_tiny_adaptive_search_runs_resumes_and_spends_less_under_a_large_lambda() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 5);
-    write_silence(&dir.path().join("data/_silence_"));
+    sanas_config::write_silence(&dir.path().join("data/_silence_"));
     let gpu = Gpu::shared();
-    let config = parse(&tiny_adaptive_config("[0.0, 20.0]", 3)).unwrap();
+    let config = parse(&sanas_config::tiny_adaptive_config("[0.0, 20.0]", 3)).unwrap();
     let runs = dir.path().join("runs");
     let straight = RunDir::create(&runs, "adaptive", &config.to_toml()).unwrap();
     let summary = search(gpu, &config, &straight, &options(dir.path(), false, None)).unwrap();

@@ -35,7 +35,7 @@ use crate::train::write_durably;
 use crate::util::rng::Rng;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Words (class, audio) of one split and the background noise, at the
@@ -154,9 +154,17 @@ impl StreamSource {
     }
 }
 
-/// The controller's tensors and Adam state after an epoch, with the reward
-/// baseline, in `checkpoints/controller.safetensors`.
+/// The controller of a finished point, beside its model file.
 pub const CONTROLLER_FILE: &str = "controller.safetensors";
+
+/// The controller's tensors and Adam state after `epoch`, with the reward
+/// baseline: one file per epoch, written before the super network's
+/// checkpoint, so that the checkpoint's epoch always has its controller
+/// (the one before is removed once the checkpoint is written).
+fn controller_checkpoint(run: &RunDir, epoch: usize) -> std::path::PathBuf {
+    run.checkpoints_dir()
+        .join(format!("controller_{epoch}.safetensors"))
+}
 /// The controller file's entry holding the window stride it was trained at.
 const STRIDE_KEY: &str = "window_stride_ms";
 
@@ -174,7 +182,7 @@ pub struct AdaptiveRecord {
     pub val_window_accuracy: f64,
     pub val_mean_cost: f64,
     /// Mean validation cost per window label (silence, each word).
-    pub val_cost_by_label: HashMap<String, f64>,
+    pub val_cost_by_label: BTreeMap<String, f64>,
     pub baseline: Option<f64>,
 }
 
@@ -182,7 +190,7 @@ pub struct AdaptiveRecord {
 struct StreamScore {
     accuracy: f64,
     mean_cost: f64,
-    cost_by_label: HashMap<String, f64>,
+    cost_by_label: BTreeMap<String, f64>,
     gate_use: Vec<f64>,
 }
 
@@ -232,17 +240,17 @@ pub(super) fn search_point(
         features: experiment.features.clone(),
         classes: classes.clone(),
     };
-    let controller_file = run.checkpoints_dir().join(CONTROLLER_FILE);
     let mut baseline: Option<f64> = None;
     if options.resume && run.last_checkpoint().exists() {
         session
             .resume(&run.last_checkpoint())
             .context("resuming the search")?;
+        let epoch = session.standing.epoch;
         baseline = load_controller(
             gpu,
             &mut controller,
-            &controller_file,
-            session.standing.epoch,
+            &controller_checkpoint(run, epoch),
+            epoch,
         )?;
     }
     let gates_log = run.root.join(GATES_FILE);
@@ -262,6 +270,11 @@ pub(super) fn search_point(
     }
     let step_features = gpu.zeros(&[batch, features])?;
     let sequence = gpu.zeros(&[windows, batch, features])?;
+    // Every window, trained or scored, hands the controller what the
+    // classifier saw.
+    session
+        .network
+        .capture_features(Some(step_features.clone()));
     let last_epoch = options
         .stop_after_epochs
         .map_or(cfg.epochs, |n| (session.standing.epoch + n).min(cfg.epochs));
@@ -277,9 +290,6 @@ pub(super) fn search_point(
                 ^ (epoch as u64 * batches_per_epoch + i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let streams = train_source.batch(&extractor, batch, seed);
             let mut rng = Rng::new(seed.rotate_left(17));
-            session
-                .network
-                .capture_features(Some(step_features.clone()));
             controller.start(gpu)?;
             let mut rec = gpu.recorder();
             rec.clear(&step_features);
@@ -392,7 +402,7 @@ pub(super) fn search_point(
             val_mean_cost: val.as_ref().map_or(0.0, |v| v.mean_cost),
             val_cost_by_label: val
                 .as_ref()
-                .map_or_else(HashMap::new, |v| v.cost_by_label.clone()),
+                .map_or_else(BTreeMap::new, |v| v.cost_by_label.clone()),
             baseline,
         };
         progress.finish(&format!(
@@ -409,7 +419,7 @@ pub(super) fn search_point(
         save_controller(
             gpu,
             &controller,
-            &controller_file,
+            &controller_checkpoint(run, epoch + 1),
             epoch + 1,
             baseline,
             s.window_stride_ms,
@@ -417,6 +427,7 @@ pub(super) fn search_point(
         gate_records.append(&gate_record)?;
         metrics.append(&record)?;
         session.save_checkpoint(&run.last_checkpoint(), &info)?;
+        let _ = std::fs::remove_file(controller_checkpoint(run, epoch));
     }
     if session.standing.epoch < cfg.epochs {
         return Ok(None);
@@ -430,8 +441,11 @@ pub(super) fn search_point(
         &info,
         &[("data", serde_json::to_string(&experiment.data)?)],
     )?;
-    std::fs::copy(&controller_file, run.root.join(CONTROLLER_FILE))
-        .with_context(|| format!("copying {}", controller_file.display()))?;
+    let last = controller_checkpoint(run, session.standing.epoch);
+    write_durably(
+        &run.root.join(CONTROLLER_FILE),
+        &std::fs::read(&last).with_context(|| format!("reading {}", last.display()))?,
+    )?;
     let scoring = Instant::now();
     let score = |source: &Option<StreamSource>,
                  session: &mut Session,
@@ -521,7 +535,7 @@ fn score_streams(
 ) -> anyhow::Result<StreamScore> {
     let batch = step_features.shape()[0];
     let (mut right, mut total, mut cost) = (0usize, 0usize, 0.0);
-    let mut by_label: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut by_label: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut gate_use = Vec::new();
     for k in 0..count.div_ceil(batch) {
         let streams = source.batch(extractor, batch, seed.wrapping_add(k as u64));

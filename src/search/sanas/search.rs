@@ -138,7 +138,8 @@ pub fn search(
     let mut architecture = None;
     if let Some(path) = best.and_then(|i| points[i].architecture.as_ref()) {
         let out = run.root.join(crate::search::darts::ARCHITECTURE_FILE);
-        std::fs::copy(path, &out).with_context(|| format!("copying {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        write_durably(&out, &bytes)?;
         architecture = Some(out);
     }
     let summary = SanasSummary {
