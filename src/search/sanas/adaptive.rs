@@ -3,11 +3,12 @@
 //! quiet windows can run little and words the whole network. Training
 //! streams are built on the fly from the training split's words over
 //! background noise; a window's label is the word covering more than half
-//! of it, else silence. Per window, the super network trains on the batch
-//! of windows with each stream's drawn gates (one session step) and the
-//! per-window losses come back; after the last window the controller takes
-//! one REINFORCE step over the whole sequence (no discount across windows,
-//! as the reference). Each epoch scores the deterministic gates (p > 0.5)
+//! of it, else silence. The windows of a batch of streams are first run in
+//! order, each stream with the gates the controller draws for it, giving
+//! each window's loss and cost; the super network then trains on the same
+//! windows and gates shuffled across streams and times (one session step
+//! per batch of windows), and the controller takes one REINFORCE step over
+//! the whole sequence (no discount across windows, as the reference). Each epoch scores the deterministic gates (p > 0.5)
 //! on validation streams and checkpoints the super network and the
 //! controller; a killed search resumes from them.
 
@@ -186,6 +187,45 @@ pub struct AdaptiveRecord {
     pub baseline: Option<f64>,
 }
 
+/// Each sample's cross-entropy from its logits (the loss of the reward).
+fn cross_entropies(p: &crate::train::session::Predictions) -> Vec<f32> {
+    p.logits
+        .chunks_exact(p.classes.max(1))
+        .zip(&p.labels)
+        .map(|(row, &label)| {
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|&z| (z - top).exp()).sum();
+            top + sum.ln() - row[label as usize]
+        })
+        .collect()
+}
+
+/// The windows `picks` (`(window, stream)`) of `streams` as one batch, with
+/// the layers each one ran.
+fn gather_windows(
+    streams: &StreamBatch,
+    runs: &[Vec<Vec<bool>>],
+    picks: &[(usize, usize)],
+) -> (Batch, Vec<Vec<bool>>) {
+    let shape = streams.windows[0].shape;
+    let len: usize = shape[1..].iter().product();
+    let mut batch = Batch {
+        features: Vec::with_capacity(picks.len() * len),
+        labels: Vec::with_capacity(picks.len()),
+        shape: [picks.len(), shape[1], shape[2], shape[3]],
+    };
+    let mut picked_runs = Vec::with_capacity(picks.len());
+    for &(t, b) in picks {
+        let window = &streams.windows[t];
+        batch
+            .features
+            .extend_from_slice(&window.features[b * len..(b + 1) * len]);
+        batch.labels.push(window.labels[b]);
+        picked_runs.push(runs[t][b].clone());
+    }
+    (batch, picked_runs)
+}
+
 /// Per-window accuracy and cost of the deterministic gates on `streams`.
 struct StreamScore {
     accuracy: f64,
@@ -296,6 +336,9 @@ pub(super) fn search_point(
             rec.submit()?;
             let mut draws = Vec::with_capacity(windows);
             let mut rewards = Vec::with_capacity(windows);
+            let mut all_runs = Vec::with_capacity(windows);
+            // The gates of window t depend on window t - 1, so the windows
+            // are first run in order (inference: decisions and rewards).
             for (t, window) in streams.windows.iter().enumerate() {
                 let mut rec = gpu.recorder();
                 rec.copy_range(
@@ -319,9 +362,8 @@ pub(super) fn search_point(
                     window_costs.push(*c);
                 }
                 session.network.set_sample_activity(gpu, Some(&runs))?;
-                lr = session.lr(WEIGHTS).unwrap_or_default();
-                session.step(&[StepPart::new(window, &[WEIGHTS])])?;
-                let losses = session.sample_losses()?;
+                let predictions = session.predict(std::iter::once(window.clone()))?;
+                let losses = cross_entropies(&predictions);
                 let r = super::gates::rewards(&losses, &window_costs, lambda, s.budget, full_cost);
                 for row in &p {
                     for (sum, pk) in probability_sum.iter_mut().zip(row) {
@@ -331,6 +373,21 @@ pub(super) fn search_point(
                 cost_sum += window_costs.iter().sum::<f64>();
                 draws.push(drawn);
                 rewards.push(r);
+                all_runs.push(runs);
+            }
+            // Then the super network trains on the same windows with the
+            // same gates, shuffled across streams and times: consecutive
+            // windows overlap by 80%, and stepping through them in order
+            // makes the weights chase one word for several steps.
+            let mut order: Vec<(usize, usize)> = (0..windows)
+                .flat_map(|t| (0..batch).map(move |b| (t, b)))
+                .collect();
+            rng.shuffle(&mut order);
+            for chunk in order.chunks_exact(batch) {
+                let (mixed, runs) = gather_windows(&streams, &all_runs, chunk);
+                session.network.set_sample_activity(gpu, Some(&runs))?;
+                lr = session.lr(WEIGHTS).unwrap_or_default();
+                session.step(&[StepPart::new(&mixed, &[WEIGHTS])])?;
             }
             let all: Vec<f64> = rewards.iter().flatten().copied().collect();
             let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
