@@ -376,9 +376,8 @@ pub(super) fn search_point(
                 all_runs.push(runs);
             }
             // Then the super network trains on the same windows with the
-            // same gates, shuffled across streams and times: consecutive
-            // windows overlap by 80%, and stepping through them in order
-            // makes the weights chase one word for several steps.
+            // same gates, shuffled across streams and times, so that no
+            // step is made of 80%-overlapping windows of the same words.
             let mut order: Vec<(usize, usize)> = (0..windows)
                 .flat_map(|t| (0..batch).map(move |b| (t, b)))
                 .collect();
