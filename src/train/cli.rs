@@ -401,7 +401,8 @@ struct ClipScores<'a> {
     logits: &'a [f32],
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
+/// The probabilities of one row of logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = logits.iter().map(|&z| (z - top).exp()).collect();
     let sum: f32 = e.iter().sum();

@@ -26,7 +26,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::model::Network;
 use crate::nn::WEIGHTS;
 use crate::train::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
-use crate::train::cli::{read_stream, report_stream, StreamArgs};
+use crate::train::cli::{read_stream, report_stream, softmax, StreamArgs};
 use crate::train::metrics::{truncate_after_epoch, EpochRecord, MetricsLog};
 use crate::train::model_file::{load_model, save_model, ModelInfo};
 use crate::train::progress::Progress;
@@ -795,13 +795,6 @@ pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> any
         macs / windows.max(1) as f64,
         seconds,
     )
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = logits.iter().map(|&z| (z - top).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
 }
 
 /// Writes saved controller parameters into `controller` (by name and shape).
