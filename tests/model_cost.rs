@@ -4,7 +4,9 @@
 //! and the `audionas cost` command.
 
 use audionas::gpu::Gpu;
-use audionas::model::{Architecture, Cost, LayerCost, Mask, ModelError, Network, OtherOps};
+use audionas::model::{
+    measure_layer_latency, Architecture, Cost, LayerCost, Mask, ModelError, Network, OtherOps,
+};
 use audionas::train::cli::load_architecture;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -436,6 +438,42 @@ fn a_masked_network_costs_its_running_part() {
             assert_eq!(layer(&masked, &running.name), running, "{mask:?}");
         }
     }
+}
+
+#[test]
+fn layer_times_come_from_each_running_layers_own_dispatches() {
+    let gpu = Gpu::shared();
+    let branches = arch(BRANCHES);
+    let mut network = Network::build(gpu, &branches, &[2, 5, 4], 3, 0).unwrap();
+    network.set_mask(&Mask::none().layer_off("b")).unwrap();
+    let Some(ms) = measure_layer_latency(gpu, &mut network, 1, 3).unwrap() else {
+        assert!(
+            !gpu.has_timestamps(),
+            "an adapter with timestamps gave no times"
+        );
+        return;
+    };
+    assert_eq!(ms.len(), branches.layers.len());
+    let index = |name: &str| {
+        branches
+            .layers
+            .iter()
+            .position(|l| l.name.as_deref() == Some(name))
+            .unwrap()
+    };
+    // The masked branch records nothing and costs nothing; every layer that
+    // computes something has dispatches of its own, in order, not shared.
+    let dispatches = network.layer_dispatches();
+    assert!(dispatches[index("b")].is_empty());
+    assert_eq!(ms[index("b")], 0.0);
+    let mut end = 0;
+    for name in ["a", "act", "pool", "head"] {
+        let range = &dispatches[index(name)];
+        assert!(!range.is_empty() && range.start >= end, "{name}: {range:?}");
+        end = range.end;
+        assert!(ms[index(name)] > 0.0, "{name}: {} ms", ms[index(name)]);
+    }
+    assert!(ms.iter().all(|t| t.is_finite() && *t >= 0.0), "{ms:?}");
 }
 
 #[test]

@@ -15,8 +15,11 @@ use audionas::model::{Architecture, Cost, Network};
 use audionas::nn::Pass;
 use audionas::search::darts::{ARCHITECTURE_FILE, RESULTS_FILE};
 use audionas::search::sanas::gates::{arch_loss, reinforce_gradient, rewards, sigmoid, GateState};
-use audionas::search::sanas::plots::{GATES_PLOT, SWEEP_PLOT};
-use audionas::search::sanas::search::{point_name, search, SanasOptions, GATES_FILE, POINTS_DIR};
+use audionas::search::sanas::plots::{GATES_PLOT, STREAM_SWEEP_PLOT, SWEEP_PLOT};
+use audionas::search::sanas::search::{
+    point_name, search, LatencyTable, PointSummary, SanasOptions, GATES_FILE, LATENCY_FILE,
+    POINTS_DIR,
+};
 use audionas::search::sanas::SanasConfig;
 use audionas::train::config::Experiment;
 use audionas::train::run_dir::RunDir;
@@ -452,6 +455,155 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
 }
 
 #[test]
+fn a_latency_search_measures_its_layer_times_once_and_prices_draws_by_them() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let text = sanas_config::tiny_config("[0.0]", 1).replace(
+        "strategy = \"sanas\"",
+        "strategy = \"sanas\"\ncost = \"latency\"",
+    );
+    let config = parse(&text).unwrap();
+    let names: Vec<String> = (0..config.experiment.model.layers.len())
+        .map(|i| config.experiment.model.layer_name(i))
+        .collect();
+    let runs = dir.path().join("runs");
+
+    let measured = RunDir::create(&runs, "measured", &config.to_toml()).unwrap();
+    let result = search(gpu, &config, &measured, &options(dir.path(), false, None));
+    if !gpu.has_timestamps() {
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("cost = \"latency\""), "{err}");
+        return;
+    }
+    let summary = result.unwrap();
+    let table: LatencyTable =
+        serde_json::from_str(&std::fs::read_to_string(measured.root.join(LATENCY_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(table.layers, names);
+    assert!(table.ms.iter().all(|t| t.is_finite() && *t >= 0.0));
+    assert!(table.ms[0] > 0.0, "the conv took no time: {table:?}");
+    let full: f64 = table.ms.iter().sum();
+    assert!((summary.points[0].full_cost - full).abs() < 1e-9 * full.max(1.0));
+
+    // A table already in the run is read, not measured again: the costs are
+    // its made-up times, and a closed gate takes its layers' times away.
+    let reused = RunDir::create(&runs, "reused", &config.to_toml()).unwrap();
+    let made_up = LatencyTable {
+        ms: (0..names.len()).map(|i| (i + 1) as f64).collect(),
+        ..table.clone()
+    };
+    std::fs::write(
+        reused.root.join(LATENCY_FILE),
+        serde_json::to_string(&made_up).unwrap(),
+    )
+    .unwrap();
+    let summary = search(gpu, &config, &reused, &options(dir.path(), false, None)).unwrap();
+    let point = &summary.points[0];
+    assert_eq!(point.full_cost, (1..=names.len()).sum::<usize>() as f64);
+    assert!(point.kept_cost <= point.full_cost);
+
+    // A table of other layers is refused, naming the file.
+    let other = RunDir::create(&runs, "other", &config.to_toml()).unwrap();
+    let wrong = LatencyTable {
+        layers: vec!["elsewhere".into()],
+        ms: vec![1.0],
+        ..table
+    };
+    std::fs::write(
+        other.root.join(LATENCY_FILE),
+        serde_json::to_string(&wrong).unwrap(),
+    )
+    .unwrap();
+    let err = search(gpu, &config, &other, &options(dir.path(), false, None)).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains(LATENCY_FILE) && err.contains("elsewhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_sweep_scores_its_points_and_reference_models_on_a_validation_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let runs = dir.path().join("runs");
+    // A reference model trained the usual way.
+    let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
+    experiment.train.epochs = 1;
+    let reference = RunDir::create(&runs, "reference", &experiment.to_toml()).unwrap();
+    let trained = train(
+        gpu,
+        &experiment,
+        &reference,
+        &TrainOptions {
+            data_dir: dir.path().join("data"),
+            prepare: options(dir.path(), false, None).prepare,
+            resume: false,
+            stop_after_epochs: None,
+            verbose: false,
+            init_from: None,
+        },
+    )
+    .unwrap();
+
+    // First a sweep without the stream; then the same run asked for it:
+    // the finished points are scored without searching again.
+    let plain = parse(&sanas_config::tiny_config("[0.0, 5.0]", 2)).unwrap();
+    let run = RunDir::create(&runs, "sweep", &plain.to_toml()).unwrap();
+    let before = search(gpu, &plain, &run, &options(dir.path(), false, None)).unwrap();
+    assert!(before.points.iter().all(|p| p.stream.is_none()));
+    assert!(!run.plots_dir().join(STREAM_SWEEP_PLOT).exists());
+    let streamed = parse(&sanas_config::tiny_config("[0.0, 5.0]", 2).replace(
+        "gate_lr = 0.5",
+        &format!(
+            "gate_lr = 0.5\nstream_seconds = 24.0\nreference_models = [{:?}]",
+            reference.root.display().to_string()
+        ),
+    ))
+    .unwrap();
+    let after = search(gpu, &streamed, &run, &options(dir.path(), true, None)).unwrap();
+    for (a, b) in before.points.iter().zip(&after.points) {
+        assert_eq!(a.probabilities, b.probabilities, "searched again");
+        let score = b.stream.as_ref().expect("every point kept a path");
+        assert!(score.words >= 5, "{score:?}");
+        assert!((0.0..=100.0).contains(&score.matched));
+        // A static point runs its kept part in every window.
+        assert_eq!(score.macs_per_window, b.macs as f64);
+        let saved: PointSummary = serde_json::from_str(
+            &std::fs::read_to_string(
+                run.root
+                    .join(POINTS_DIR)
+                    .join(point_name(b.lambda))
+                    .join(RESULTS_FILE),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(saved.stream.as_ref(), Some(score));
+    }
+    assert_eq!(after.references.len(), 1);
+    let score = &after.references[0].score;
+    assert_eq!(score.macs_per_window, trained.macs as f64);
+    assert_eq!(score.words, after.points[0].stream.as_ref().unwrap().words);
+    assert!(run.plots_dir().join(STREAM_SWEEP_PLOT).is_file());
+
+    // A reference model that is not there is refused by key and path.
+    let missing = parse(&sanas_config::tiny_config("[0.0, 5.0]", 2).replace(
+        "gate_lr = 0.5",
+        "gate_lr = 0.5\nstream_seconds = 24.0\nreference_models = [\"no/such/model\"]",
+    ))
+    .unwrap();
+    let err = search(gpu, &missing, &run, &options(dir.path(), true, None)).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("reference_models") && err.contains("no/such/model"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_sanas_configs_are_refused_by_key() {
     let cases = [
         (sanas_config::tiny_config("[-1.0]", 1), "lambdas: -1 "),
@@ -480,6 +632,26 @@ fn bad_sanas_configs_are_refused_by_key() {
         (
             format!("{}gate = true\n", sanas_config::tiny_config("[1.0]", 1)),
             "cannot be gated",
+        ),
+        (
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "stream_seconds = -1.0"),
+            "stream_seconds = -1 must be",
+        ),
+        (
+            sanas_config::tiny_config("[1.0]", 1).replace("gate_lr = 0.5", "stream_seconds = 0.5"),
+            "shorter than one window",
+        ),
+        (
+            sanas_config::tiny_config("[1.0]", 1)
+                .replace("gate_lr = 0.5", "reference_models = [\"runs/x\"]"),
+            "set stream_seconds > 0",
+        ),
+        (
+            sanas_config::tiny_config("[1.0]", 1).replace(
+                "gate_lr = 0.5",
+                "stream_seconds = 10.0\nwindow_stride_ms = 0.5",
+            ),
+            "window_stride_ms = 0.5",
         ),
     ];
     for (text, want) in cases {

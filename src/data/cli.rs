@@ -1,13 +1,13 @@
 //! The `audionas data ...` commands.
 
-use super::dataset::{ClipSource, DataSet, DataSetConfig, Layout, Split, SplitRule, Task, SILENCE};
+use super::dataset::{DataSet, DataSetConfig, Layout, Split, SplitRule, Task};
 use super::error::write_atomically;
 use super::features::FeatureConfig;
 use super::prepare::{cache_file_for, default_cache_dir, prepare, PrepareOptions};
 use super::stats::stats;
-use super::stream::{make_stream, truth_to_text, StreamConfig};
+use super::stream::{split_stream, truth_to_text, StreamConfig};
 use super::synth::{installed_engines, synthesize, Engine, SynthConfig};
-use super::wav::{read_wav, write_wav, Audio};
+use super::wav::{write_wav, Audio};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +47,10 @@ pub enum DataCommand {
         /// Length in seconds.
         #[arg(long, default_value_t = 600.0)]
         seconds: f64,
+        /// The split whose words the stream holds: test, or validation for
+        /// choosing between models without touching the test words.
+        #[arg(long, default_value = "test")]
+        from: String,
     },
     /// Classes, counts, speakers, durations and sample rates of a data set.
     Stats {
@@ -190,7 +194,12 @@ fn names(engines: &[Engine]) -> String {
         .join(", ")
 }
 
-fn run_stream(data: DataArgs, out: PathBuf, seconds: f64) -> anyhow::Result<()> {
+fn run_stream(data: DataArgs, out: PathBuf, seconds: f64, from: &str) -> anyhow::Result<()> {
+    let split = match from {
+        "test" => Split::Test,
+        "validation" => Split::Validation,
+        other => anyhow::bail!("--from {other:?}: use test or validation"),
+    };
     let data_set = data.open()?;
     let config = StreamConfig {
         duration_s: seconds,
@@ -198,21 +207,7 @@ fn run_stream(data: DataArgs, out: PathBuf, seconds: f64) -> anyhow::Result<()> 
         ..StreamConfig::default()
     };
     let rate = config.sample_rate;
-    let mut clips = Vec::new();
-    for (_, clip) in data_set.clips_in(Split::Test) {
-        if let ClipSource::File(file) = &clip.source {
-            if clip.label != 0 || data_set.classes[0] != SILENCE {
-                let audio = read_wav(&data_set.path_of(file), rate)?;
-                clips.push((data_set.classes[clip.label].clone(), audio.samples));
-            }
-        }
-    }
-    let noise = data_set
-        .background_noise
-        .iter()
-        .map(|f| read_wav(&data_set.path_of(f), rate).map(|a| a.samples))
-        .collect::<Result<Vec<_>, _>>()?;
-    let stream = make_stream(&clips, &noise, &config);
+    let stream = split_stream(&data_set, split, &config)?;
     write_wav(
         &out,
         &Audio {
@@ -250,7 +245,12 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             seed,
             ..SynthConfig::new(&out)
         }),
-        DataCommand::Stream { data, out, seconds } => run_stream(data, out, seconds),
+        DataCommand::Stream {
+            data,
+            out,
+            seconds,
+            from,
+        } => run_stream(data, out, seconds, &from),
         DataCommand::Stats { data } => {
             let data_set = data.open()?;
             let summary = stats(&data_set, threads());

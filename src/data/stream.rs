@@ -5,6 +5,9 @@
 //! accuracy statistics: matched, correct, wrong, false alarms).
 
 use super::augment::mix_noise;
+use super::dataset::{ClipSource, DataSet, Split, SILENCE};
+use super::error::DataResult;
+use super::wav::read_wav;
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -102,6 +105,27 @@ pub fn make_stream(
         sample_rate: config.sample_rate,
         truth,
     }
+}
+
+/// A stream of the words (every class but silence) of one split of `set`
+/// over its background noise.
+pub fn split_stream(set: &DataSet, split: Split, config: &StreamConfig) -> DataResult<Stream> {
+    let rate = config.sample_rate;
+    let mut clips = Vec::new();
+    for (_, clip) in set.clips_in(split) {
+        if let ClipSource::File(file) = &clip.source {
+            if clip.label != 0 || set.classes[0] != SILENCE {
+                let audio = read_wav(&set.path_of(file), rate)?;
+                clips.push((set.classes[clip.label].clone(), audio.samples));
+            }
+        }
+    }
+    let noise = set
+        .background_noise
+        .iter()
+        .map(|f| read_wav(&set.path_of(f), rate).map(|a| a.samples))
+        .collect::<DataResult<Vec<_>>>()?;
+    Ok(make_stream(&clips, &noise, config))
 }
 
 /// The ground truth in TensorFlow's text form: `label,start_ms` per line.

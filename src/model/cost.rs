@@ -598,3 +598,47 @@ pub fn measure_latency(
     times.sort();
     Ok(times.get(times.len() / 2).copied().unwrap_or_default())
 }
+
+/// Median GPU time in milliseconds of each layer of a batch-`batch`
+/// inference, from a timestamp around every dispatch, over `runs` runs after
+/// two untimed ones that compile the pipelines. A layer that does not run
+/// (or reuses another's output) takes 0. `None` when the adapter has no
+/// timestamp queries. The times leave out what lies between dispatches
+/// (recording, submit), so they sum to less than `measure_latency`.
+pub fn measure_layer_latency(
+    gpu: &Gpu,
+    network: &mut Network,
+    batch: usize,
+    runs: usize,
+) -> GpuResult<Option<Vec<f64>>> {
+    if !gpu.has_timestamps() {
+        return Ok(None);
+    }
+    let shape = crate::nn::batched(batch, network.input_shape());
+    let x = gpu.zeros(&shape)?;
+    let layers = network.architecture().layers.len();
+    let mut per_layer = vec![Vec::with_capacity(runs); layers];
+    for i in 0..runs + 2 {
+        let mut rec = gpu.timed_recorder();
+        network.forward(&mut rec, &x, Pass::eval())?;
+        let times = rec.submit_timed()?;
+        if i < 2 {
+            continue;
+        }
+        for (layer, dispatches) in network.layer_dispatches().iter().enumerate() {
+            let nanos: f64 = times
+                .get(dispatches.clone())
+                .map_or(0.0, |t| t.iter().map(|k| k.nanos).sum());
+            per_layer[layer].push(nanos / 1e6);
+        }
+    }
+    Ok(Some(
+        per_layer
+            .into_iter()
+            .map(|mut t| {
+                t.sort_by(f64::total_cmp);
+                t.get(t.len() / 2).copied().unwrap_or(0.0)
+            })
+            .collect(),
+    ))
+}

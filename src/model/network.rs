@@ -18,6 +18,7 @@ use crate::nn::{
 use crate::util::rng::Rng;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 struct Node {
     name: String,
@@ -58,6 +59,9 @@ pub struct Network {
     ungated_outputs: Vec<Option<Tensor>>,
     /// Where each forward copies what the last layer reads, when set.
     features_into: Option<Tensor>,
+    /// Per layer: the dispatches of the last forward that computed it
+    /// (reading its inputs included), to time layers one by one.
+    layer_dispatches: Vec<Range<usize>>,
 }
 
 impl Network {
@@ -122,6 +126,7 @@ impl Network {
             factor_buffers: vec![None; arch.layers.len()],
             ungated_outputs: Vec::new(),
             features_into: None,
+            layer_dispatches: Vec::new(),
         })
     }
 
@@ -262,6 +267,13 @@ impl Network {
         &self.activity
     }
 
+    /// Per layer, the indices (in the recording) of the dispatches that the
+    /// last forward made for it; empty for a layer that did not run or
+    /// reused another layer's output.
+    pub fn layer_dispatches(&self) -> &[Range<usize>] {
+        &self.layer_dispatches
+    }
+
     /// Records the forward pass of a `[batch, input_shape...]` batch and
     /// returns the logits `[batch, classes]`.
     pub fn forward(&mut self, rec: &mut Recorder, x: &Tensor, pass: Pass) -> GpuResult<Tensor> {
@@ -289,6 +301,7 @@ impl Network {
         self.inputs = vec![Vec::new(); n];
         self.reads = vec![BackwardReads::NOTHING; n];
         self.fresh = vec![false; n];
+        self.layer_dispatches = vec![0..0; n];
         let last_reader = self.last_readers();
         // Whether a backward reads the output of a layer.
         let mut needed = vec![false; n];
@@ -296,6 +309,7 @@ impl Network {
             if !self.activity.runs[i] {
                 continue;
             }
+            let first_dispatch = rec.dispatch_count();
             let inputs = self.read_inputs(rec, i, x)?;
             if let (true, Some(into), Some(read)) =
                 (i + 1 == n, &self.features_into, inputs.first())
@@ -321,6 +335,7 @@ impl Network {
                 }
                 None => y,
             };
+            self.layer_dispatches[i] = first_dispatch..rec.dispatch_count();
             self.outputs[i] = Some(y);
             self.inputs[i] = if reads.inputs {
                 inputs

@@ -439,32 +439,9 @@ fn stream_eval(
     args: &StreamArgs,
 ) -> anyhow::Result<()> {
     let path = args.stream.as_deref().expect("called with --stream");
-    let config = RecognizeConfig {
-        clip_stride_ms: args.stride_ms,
-        ..RecognizeConfig::default()
-    };
-    let extractor = FeatureExtractor::new(&info.features);
-    let rate = info.features.sample_rate;
     let classes = &info.classes;
-    let (audio, windows) = read_stream(path, &info.features, args.stride_ms)?;
-    let clip = extractor.config().clip_samples();
-    let stride = (config.clip_stride_ms as usize * rate as usize / 1000).max(1);
-    let mut scores = Vec::with_capacity(windows);
-    const WINDOWS_PER_BATCH: usize = 64;
-    for first in (0..windows).step_by(WINDOWS_PER_BATCH) {
-        let count = WINDOWS_PER_BATCH.min(windows - first);
-        let mut features = Vec::new();
-        for w in first..first + count {
-            let start = w * stride;
-            let end = (start + clip).min(audio.samples.len());
-            features.extend(extractor.clip_features(&audio.samples[start..end]));
-        }
-        scores.extend(
-            logits_of(gpu, network, &features, count)?
-                .iter()
-                .map(|l| softmax(l)),
-        );
-    }
+    let (audio, _) = read_stream(path, &info.features, args.stride_ms)?;
+    let scores = window_scores(gpu, network, &info.features, &audio.samples, args.stride_ms)?;
     let cost = Cost::of(
         network.architecture(),
         network.input_shape(),
@@ -472,8 +449,51 @@ fn stream_eval(
         info.features.clip_ms,
         None,
     )?;
-    let seconds = audio.samples.len() as f64 / rate as f64;
+    let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
     report_stream(path, args, classes, &scores, cost.macs as f64, seconds)
+}
+
+/// The softmax scores of every one-clip window of `samples`, a window every
+/// `stride_ms`, in batches of windows.
+pub fn window_scores(
+    gpu: &Gpu,
+    network: &mut Network,
+    features: &crate::data::features::FeatureConfig,
+    samples: &[f32],
+    stride_ms: i64,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    const WINDOWS_PER_BATCH: usize = 64;
+    let extractor = FeatureExtractor::new(features);
+    let (clip, stride) = (features.clip_samples(), window_stride(features, stride_ms));
+    let windows = window_count(samples.len(), clip, stride)?;
+    let mut scores = Vec::with_capacity(windows);
+    for first in (0..windows).step_by(WINDOWS_PER_BATCH) {
+        let count = WINDOWS_PER_BATCH.min(windows - first);
+        let mut x = Vec::new();
+        for w in first..first + count {
+            let start = w * stride;
+            x.extend(extractor.clip_features(&samples[start..start + clip]));
+        }
+        scores.extend(
+            logits_of(gpu, network, &x, count)?
+                .iter()
+                .map(|l| softmax(l)),
+        );
+    }
+    Ok(scores)
+}
+
+/// Samples between windows `stride_ms` apart.
+pub fn window_stride(features: &crate::data::features::FeatureConfig, stride_ms: i64) -> usize {
+    (stride_ms.max(1) as usize * features.sample_rate as usize / 1000).max(1)
+}
+
+/// Windows of `clip` samples every `stride` in `len` samples; none fit is an error.
+pub fn window_count(len: usize, clip: usize, stride: usize) -> anyhow::Result<usize> {
+    if len < clip {
+        bail!("{len} samples hold no window of {clip}");
+    }
+    Ok((len - clip) / stride + 1)
 }
 
 /// A long recording at the features' rate and how many windows of one
@@ -497,8 +517,11 @@ pub fn read_stream(
             features.clip_ms
         );
     }
-    let stride = (stride_ms as usize * rate as usize / 1000).max(1);
-    let windows = (audio.samples.len() - clip) / stride + 1;
+    let windows = window_count(
+        audio.samples.len(),
+        clip,
+        window_stride(features, stride_ms),
+    )?;
     Ok((audio, windows))
 }
 

@@ -5,7 +5,7 @@
 use super::cli::load_architecture;
 use crate::data::features::FeatureConfig;
 use crate::gpu::Gpu;
-use crate::model::{measure_latency, Architecture, Cost, Network};
+use crate::model::{measure_latency, measure_layer_latency, Architecture, Cost, Network};
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
@@ -51,6 +51,16 @@ struct Report {
     cost: Cost,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     latency: Vec<Latency>,
+    /// Median GPU time of each layer at batch 1, from timestamp queries
+    /// (`--measure`, where the adapter has them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    layer_gpu_ms: Vec<LayerTime>,
+}
+
+#[derive(Serialize)]
+struct LayerTime {
+    layer: String,
+    ms: f64,
 }
 
 #[derive(Serialize)]
@@ -87,6 +97,7 @@ pub fn run_cost(
     };
     let cost = Cost::of(&arch, &input, args.classes, clip_ms, None)
         .with_context(|| source.display().to_string())?;
+    let mut layer_gpu_ms = Vec::new();
     let latency = if args.measure {
         let gpu = open_gpu()?;
         let mut network = Network::build(&gpu, &arch, &input, args.classes, 0)
@@ -102,6 +113,16 @@ pub fn run_cost(
                 per_clip_ms: batch_ms / batch as f64,
             });
         }
+        if let Some(times) = measure_layer_latency(&gpu, &mut network, 1, args.runs)? {
+            layer_gpu_ms = times
+                .into_iter()
+                .enumerate()
+                .map(|(i, ms)| LayerTime {
+                    layer: arch.layer_name(i),
+                    ms,
+                })
+                .collect();
+        }
         latency
     } else {
         Vec::new()
@@ -114,6 +135,7 @@ pub fn run_cost(
         clip_ms,
         cost,
         latency,
+        layer_gpu_ms,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -210,5 +232,12 @@ fn print_table(report: &Report) {
             "latency at batch {:<3}    {:.3} ms per clip ({:.3} ms per batch) on {}",
             l.batch, l.per_clip_ms, l.batch_ms, l.adapter
         );
+    }
+    if !report.layer_gpu_ms.is_empty() {
+        let total: f64 = report.layer_gpu_ms.iter().map(|t| t.ms).sum();
+        println!("GPU time per layer at batch 1 (timestamp queries, {total:.3} ms in all):");
+        for t in &report.layer_gpu_ms {
+            println!("  {:<24} {:.4} ms", t.layer, t.ms);
+        }
     }
 }

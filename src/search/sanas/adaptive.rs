@@ -26,7 +26,9 @@ use crate::gpu::{Gpu, Tensor};
 use crate::model::Network;
 use crate::nn::WEIGHTS;
 use crate::train::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
-use crate::train::cli::{read_stream, report_stream, softmax, StreamArgs};
+use crate::train::cli::{
+    read_stream, report_stream, softmax, window_count, window_stride, StreamArgs,
+};
 use crate::train::metrics::{truncate_after_epoch, EpochRecord, MetricsLog};
 use crate::train::model_file::{load_model, save_model, ModelInfo};
 use crate::train::progress::Progress;
@@ -564,12 +566,14 @@ pub(super) fn search_point(
         test_accuracy: test.as_ref().map(|v| v.accuracy),
         architecture: None,
         adaptive: true,
+        stream: None,
     };
     write_durably(
         &run.root.join(crate::search::darts::RESULTS_FILE),
         serde_json::to_string_pretty(&point)?.as_bytes(),
     )?;
     super::plots::plot_gates(&gates_log, full_cost, &run.plots_dir())?;
+    super::plots::plot_cost_by_label(&gates_log, full_cost, &run.plots_dir())?;
     Ok(Some(point))
 }
 
@@ -720,15 +724,41 @@ fn load_controller(
 /// mean MACs of the windows as they ran.
 pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> anyhow::Result<()> {
     let (mut network, info, _) = load_model(gpu, model, None)?;
+    let path = args.stream.as_deref().expect("called with --stream");
+    let (audio, _) = read_stream(path, &info.features, args.stride_ms)?;
+    let (scores, macs) = adaptive_window_scores(
+        gpu,
+        &mut network,
+        &info,
+        model,
+        &audio.samples,
+        args.stride_ms,
+    )?;
+    let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
+    report_stream(path, args, &info.classes, &scores, macs, seconds)
+}
+
+/// The softmax scores of every window of `samples` (a window every
+/// `stride_ms`) under the adaptive point at `model` (`network` and `info`
+/// loaded from it), each window running the gates the controller chose
+/// from the window before; and the mean MACs per window.
+pub fn adaptive_window_scores(
+    gpu: &Gpu,
+    network: &mut Network,
+    info: &ModelInfo,
+    model: &std::path::Path,
+    samples: &[f32],
+    stride_ms: i64,
+) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
     let controller_path = model.join(CONTROLLER_FILE);
     let (tensors, meta) = load_checkpoint(&controller_path)?;
-    let stride_ms: f64 = meta
+    let trained_ms: f64 = meta
         .get(STRIDE_KEY)
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("{}: no {STRIDE_KEY}", controller_path.display()))?;
-    if (stride_ms - args.stride_ms as f64).abs() > 1e-9 {
+    if (trained_ms - stride_ms as f64).abs() > 1e-9 {
         bail!(
-            "{}: the controller chose gates for windows every {stride_ms} ms; give --stride-ms {stride_ms}",
+            "{}: the controller chose gates for windows every {trained_ms} ms; give --stride-ms {trained_ms}",
             controller_path.display()
         );
     }
@@ -753,18 +783,17 @@ pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> any
     }
     let mut controller = Controller::new(gpu, features, hidden, gates, 1, 1e-3, 0)?;
     restore_controller_weights(gpu, &controller, &tensors, &controller_path)?;
-    let path = args.stream.as_deref().expect("called with --stream");
-    let (audio, windows) = read_stream(path, &info.features, args.stride_ms)?;
     let extractor = FeatureExtractor::new(&info.features);
-    let rate = info.features.sample_rate;
-    let stride = (args.stride_ms as usize * rate as usize / 1000).max(1);
     let clip = info.features.clip_samples();
+    let stride = window_stride(&info.features, stride_ms);
+    let windows = window_count(samples.len(), clip, stride)?;
     let mut costs = DrawCosts::new(
         &arch,
         info.features.clip_shape(),
         info.classes.len(),
         info.features.clip_ms,
         super::CostKind::Macs,
+        None,
     );
     let step_features = gpu.zeros(&[1, features])?;
     network.capture_features(Some(step_features.clone()));
@@ -773,8 +802,7 @@ pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> any
     let mut macs = 0.0;
     for w in 0..windows {
         let start = w * stride;
-        let x =
-            extractor.clip_features(&audio.samples[start..(start + clip).min(audio.samples.len())]);
+        let x = extractor.clip_features(&samples[start..start + clip]);
         let p = controller.step(gpu, &step_features)?;
         let kept: Vec<bool> = p[0].iter().map(|&pk| pk > 0.5).collect();
         let (_, cost) = costs.of(&kept)?;
@@ -786,15 +814,7 @@ pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> any
         rec.submit()?;
         scores.push(softmax(&gpu.download(&logits)?));
     }
-    let seconds = audio.samples.len() as f64 / rate as f64;
-    report_stream(
-        path,
-        args,
-        &info.classes,
-        &scores,
-        macs / windows.max(1) as f64,
-        seconds,
-    )
+    Ok((scores, macs / windows.max(1) as f64))
 }
 
 /// Writes saved controller parameters into `controller` (by name and shape).

@@ -11,11 +11,12 @@ pub mod controller;
 pub mod gates;
 pub mod plots;
 pub mod search;
+pub mod streaming;
 
 use crate::model::Cost;
 use crate::train::config::{read_config_text, ConfigError, Experiment};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The `[search] strategy` of a SANAS config.
 pub const STRATEGY: &str = "sanas";
@@ -28,16 +29,10 @@ pub enum CostKind {
     #[default]
     Macs,
     Params,
-}
-
-impl CostKind {
-    /// The cost of what runs, as the cost model counts it.
-    pub fn of(self, cost: &Cost) -> f64 {
-        match self {
-            CostKind::Macs => cost.macs as f64,
-            CostKind::Params => cost.params as f64,
-        }
-    }
+    /// Milliseconds of GPU time per clip at batch 1 on the adapter: the sum
+    /// of the measured times of the layers that run, from a table measured
+    /// once per run (`latency.json`).
+    Latency,
 }
 
 /// The `[search]` table of a SANAS config.
@@ -48,8 +43,8 @@ pub struct SanasSettings {
     pub cost: CostKind,
     /// One search per value: the weight of the cost term in the reward.
     pub lambdas: Vec<f64>,
-    /// Only the cost above this counts (in the cost's unit: MACs per clip or
-    /// parameters); 0 gives the plain `lambda * C(H)`.
+    /// Only the cost above this counts (in the cost's unit: MACs per clip,
+    /// parameters or milliseconds); 0 gives the plain `lambda * C(H)`.
     pub budget: f64,
     /// Every gate's initial logit (3: p = 0.95).
     pub gate_init: f32,
@@ -77,6 +72,14 @@ pub struct SanasSettings {
     pub streams_per_epoch: usize,
     /// Adaptive: streams the validation and test scores run on.
     pub eval_streams: usize,
+    /// Seconds of a stream of the validation split's words that every
+    /// point, and every reference model, is scored on by the streaming test
+    /// (a window every `window_stride_ms`); 0 leaves it out.
+    pub stream_seconds: f64,
+    /// Models trained the usual way (run folders or model files, relative
+    /// to the working folder) scored on the same stream: the reference
+    /// points of the sweep.
+    pub reference_models: Vec<PathBuf>,
 }
 
 impl Default for SanasSettings {
@@ -98,6 +101,8 @@ impl Default for SanasSettings {
             controller_hidden: 100,
             streams_per_epoch: 1024,
             eval_streams: 256,
+            stream_seconds: 0.0,
+            reference_models: Vec::new(),
         }
     }
 }
@@ -173,6 +178,7 @@ impl SanasConfig {
         if s.adaptive {
             self.validate_adaptive()?;
         }
+        self.validate_stream()?;
         let model = &self.experiment.model;
         if model.gated_layers().is_empty() {
             return Err(
@@ -240,6 +246,36 @@ impl SanasConfig {
                 "[search] max_words = {}: a stream of {} windows is {stream_ms} ms, too short for {} words of {} ms; raise stream_windows",
                 s.max_words, s.stream_windows, s.max_words, f.clip_ms
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_stream(&self) -> Result<(), String> {
+        let s = &self.search;
+        let clip_s = self.experiment.features.clip_ms / 1000.0;
+        if !(s.stream_seconds.is_finite() && s.stream_seconds >= 0.0) {
+            return Err(format!(
+                "[search] stream_seconds = {} must be a number >= 0",
+                s.stream_seconds
+            ));
+        }
+        if s.stream_seconds > 0.0 && s.stream_seconds < clip_s {
+            return Err(format!(
+                "[search] stream_seconds = {}: the stream is shorter than one window of {clip_s} s",
+                s.stream_seconds
+            ));
+        }
+        if !(s.window_stride_ms >= 1.0 && s.window_stride_ms.fract() == 0.0) {
+            return Err(format!(
+                "[search] window_stride_ms = {} must be a whole number of milliseconds >= 1",
+                s.window_stride_ms
+            ));
+        }
+        if !s.reference_models.is_empty() && s.stream_seconds == 0.0 {
+            return Err(
+                "[search] reference_models are scored on the validation stream; set stream_seconds > 0"
+                    .into(),
+            );
         }
         Ok(())
     }

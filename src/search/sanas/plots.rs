@@ -1,6 +1,7 @@
 //! Seeing a SANAS search: each point's gate probabilities (static) or mean
 //! gate probabilities (adaptive) over the epochs with the cost the draws
-//! ran, and the sweep's test accuracy against the cost of every point.
+//! ran, the cost of each window label (adaptive), and the sweep: test
+//! accuracy against cost, and Match on a stream against MACs per window.
 
 use super::search::PointSummary;
 use crate::train::metrics::json_lines;
@@ -181,4 +182,144 @@ fn draw_sweep(root: &Canvas, xy: &[(f64, f64, f64)], text: bool) -> DrawResult {
             }))?;
     }
     Ok(())
+}
+
+pub const COST_BY_LABEL_PLOT: &str = "cost_by_label.png";
+pub const STREAM_SWEEP_PLOT: &str = "sweep_match.png";
+
+/// Draws `cost_by_label.png` of an adaptive point from its `gates.jsonl`:
+/// per epoch, the mean cost of the validation windows of each label
+/// (silence and each word) over the full network's. `None` for a static
+/// point, whose log has no costs by label.
+pub fn plot_cost_by_label(
+    gate_log: &Path,
+    full_cost: f64,
+    dir: &Path,
+) -> TrainResult<Option<PathBuf>> {
+    let text_in = std::fs::read_to_string(gate_log)
+        .map_err(|e| crate::train::error::TrainError::read(gate_log, "gate log", e))?;
+    let mut curves: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for (_, _, value) in json_lines(gate_log, &text_in)? {
+        let Some(v) = value else { continue };
+        let epoch = v.get("epoch").and_then(|e| e.as_f64()).unwrap_or(0.0);
+        let Some(by_label) = v.get("val_cost_by_label").and_then(|c| c.as_object()) else {
+            continue;
+        };
+        for (label, cost) in by_label {
+            if let Some(c) = cost.as_f64() {
+                curves
+                    .entry(label.clone())
+                    .or_default()
+                    .push((epoch, c / full_cost.max(f64::MIN_POSITIVE)));
+            }
+        }
+    }
+    if curves.is_empty() {
+        return Ok(None);
+    }
+    let text = font_available();
+    let path = dir.join(COST_BY_LABEL_PLOT);
+    write_png(&path, SIZE, |root| {
+        let last = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+        let mut builder = ChartBuilder::on(root);
+        builder.margin(15);
+        if text {
+            builder
+                .caption(
+                    "validation cost per window label / full network",
+                    ("sans-serif", 20),
+                )
+                .x_label_area_size(40)
+                .y_label_area_size(50);
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..last, 0.0..1.02)?;
+        let mut mesh = chart.configure_mesh();
+        if text {
+            mesh.x_desc("epoch").x_label_formatter(&epoch_label);
+        }
+        mesh.draw()?;
+        for (k, (label, points)) in curves.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let series =
+                chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
+            if text {
+                series
+                    .label(label.as_str())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            }
+        }
+        if text {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()?;
+        }
+        Ok(())
+    })?;
+    Ok(Some(path))
+}
+
+/// One point of the streaming sweep: a name, the mean MACs per window and
+/// the Match percentage; a reference is a model trained the usual way.
+pub struct StreamPoint {
+    pub name: String,
+    pub macs_per_window: f64,
+    pub matched: f64,
+    pub reference: bool,
+}
+
+/// Draws `sweep_match.png` into `dir`: Match on the validation stream
+/// against the mean MACs per window, for every point of the sweep (blue)
+/// and every reference model (red squares).
+pub fn plot_stream_sweep(points: &[StreamPoint], dir: &Path) -> TrainResult<Option<PathBuf>> {
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let text = font_available();
+    let path = dir.join(STREAM_SWEEP_PLOT);
+    write_png(&path, SIZE, |root| {
+        let x_hi = points
+            .iter()
+            .map(|p| p.macs_per_window / 1e6)
+            .fold(0.0, f64::max);
+        let mut builder = ChartBuilder::on(root);
+        builder.margin(15);
+        if text {
+            builder
+                .caption(
+                    "Match on the validation stream against MACs per window",
+                    ("sans-serif", 20),
+                )
+                .x_label_area_size(40)
+                .y_label_area_size(50);
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..x_hi * 1.15 + 1e-3, 0.0..100.0)?;
+        let mut mesh = chart.configure_mesh();
+        if text {
+            mesh.x_desc("M MACs per window").y_desc("Match %");
+        }
+        mesh.draw()?;
+        let (blue, red) = (RGBColor(31, 119, 180), RGBColor(214, 39, 40));
+        for p in points {
+            let at = (p.macs_per_window / 1e6, p.matched);
+            if p.reference {
+                chart.draw_series(std::iter::once(
+                    EmptyElement::at(at) + Rectangle::new([(-6, -6), (6, 6)], red.filled()),
+                ))?;
+            } else {
+                chart.draw_series(std::iter::once(Circle::new(at, 5, blue.filled())))?;
+            }
+            if text {
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("  {}", p.name),
+                    at,
+                    ("sans-serif", 14),
+                )))?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Some(path))
 }

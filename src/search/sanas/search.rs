@@ -6,6 +6,8 @@
 //! go to `gates.jsonl` with the same epoch, so a killed search resumes.
 
 use super::gates::{rewards, GateState, ReinforceStep};
+use super::plots::{plot_stream_sweep, StreamPoint};
+use super::streaming::{score_model, validation_stream, ReferenceScore, StreamScore};
 use super::{CostKind, SanasConfig, STRATEGY};
 use crate::data::dataset::Split;
 use crate::gpu::Gpu;
@@ -32,6 +34,20 @@ use std::time::Instant;
 pub const GATES_FILE: &str = "gates.jsonl";
 /// The folder of a run that holds one search per lambda.
 pub const POINTS_DIR: &str = "points";
+/// The measured layer times of a run whose cost is latency.
+pub const LATENCY_FILE: &str = "latency.json";
+/// Timed inferences behind each layer's median time.
+const LATENCY_RUNS: usize = 20;
+
+/// Each layer's median GPU time per clip at batch 1 on one adapter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyTable {
+    pub adapter: String,
+    pub batch: usize,
+    pub runs: usize,
+    pub layers: Vec<String>,
+    pub ms: Vec<f64>,
+}
 
 /// How `search` runs, besides its config: as the differentiable searches.
 pub use crate::search::darts::SearchOptions as SanasOptions;
@@ -78,6 +94,10 @@ pub struct PointSummary {
     pub architecture: Option<PathBuf>,
     #[serde(default)]
     pub adaptive: bool,
+    /// The streaming test on the sweep's validation stream, where the
+    /// config asks for one (`stream_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamScore>,
 }
 
 /// What a whole SANAS run reports in its `results.json`.
@@ -93,6 +113,9 @@ pub struct SanasSummary {
     pub params: u64,
     pub macs: u64,
     pub architecture: Option<PathBuf>,
+    /// The reference models on the sweep's validation stream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<ReferenceScore>,
 }
 
 /// The folder name of the point of `lambda`.
@@ -110,6 +133,14 @@ pub fn search(
 ) -> anyhow::Result<SanasSummary> {
     let started = Instant::now();
     let data = Data::open(&options.data_dir, &config.experiment, &options.prepare)?;
+    let layer_ms = match config.search.cost {
+        CostKind::Latency => Some(latency_table(gpu, config, &data, run, options.verbose)?.ms),
+        _ => None,
+    };
+    let stream = (config.search.stream_seconds > 0.0)
+        .then(|| validation_stream(&data, config))
+        .transpose()?;
+    let stride_ms = config.search.window_stride_ms as i64;
     let points_dir = run.root.join(POINTS_DIR);
     let mut points = Vec::new();
     for &lambda in &config.search.lambdas {
@@ -119,13 +150,55 @@ pub fn search(
             Err(_) => RunDir::create(&points_dir, &name, &config.to_toml())?,
         };
         let results = point_run.root.join(crate::search::darts::RESULTS_FILE);
-        if results.is_file() {
-            points.push(read_point(&results)?);
-            continue;
+        let mut point = if results.is_file() {
+            read_point(&results)?
+        } else {
+            match search_point(
+                gpu,
+                config,
+                &data,
+                lambda,
+                &point_run,
+                options,
+                layer_ms.as_deref(),
+            )? {
+                Some(point) => point,
+                None => break,
+            }
+        };
+        // Scored after the point's results are written, so a search
+        // killed while scoring scores the point again when resumed.
+        let runnable = point.adaptive || point.architecture.is_some();
+        if let (Some(stream), None, true) = (&stream, &point.stream, runnable) {
+            let score = score_model(gpu, &point_run.root, stream, stride_ms)?;
+            if options.verbose {
+                println!(
+                    "lambda {lambda} on the validation stream: matched {:.1}% of {} words, false alarms {:.1}%, {:.0} MACs per window",
+                    score.matched, score.words, score.false_alarms, score.macs_per_window
+                );
+            }
+            point.stream = Some(score);
+            write_durably(&results, serde_json::to_string_pretty(&point)?.as_bytes())?;
         }
-        match search_point(gpu, config, &data, lambda, &point_run, options)? {
-            Some(point) => points.push(point),
-            None => break,
+        points.push(point);
+    }
+    let mut references = Vec::new();
+    if let Some(stream) = &stream {
+        for model in &config.search.reference_models {
+            let score = score_model(gpu, model, stream, stride_ms)
+                .with_context(|| format!("[search] reference_models: {}", model.display()))?;
+            if options.verbose {
+                println!(
+                    "reference {} on the validation stream: matched {:.1}%, {:.0} MACs per window",
+                    model.display(),
+                    score.matched,
+                    score.macs_per_window
+                );
+            }
+            references.push(ReferenceScore {
+                model: model.clone(),
+                score,
+            });
         }
     }
     let best = (0..points.len())
@@ -151,8 +224,11 @@ pub fn search(
         best,
         architecture,
         points,
+        references,
     };
-    if let Some(path) = super::plots::plot_sweep(&summary.points, &run.plots_dir())? {
+    let sweep = super::plots::plot_sweep(&summary.points, &run.plots_dir())?;
+    let stream_sweep = plot_stream_sweep(&stream_points(&summary), &run.plots_dir())?;
+    for path in sweep.iter().chain(&stream_sweep) {
         if options.verbose {
             println!("plot: {}", path.display());
         }
@@ -169,6 +245,84 @@ pub fn search(
     Ok(summary)
 }
 
+/// The run's table of layer times: read from its `latency.json`, or
+/// measured on `gpu` (every gate open) and written there, so that every
+/// point and every resumed call prices a draw the same way.
+fn latency_table(
+    gpu: &Gpu,
+    config: &SanasConfig,
+    data: &Data,
+    run: &RunDir,
+    verbose: bool,
+) -> anyhow::Result<LatencyTable> {
+    let arch = &config.experiment.model;
+    let names: Vec<String> = (0..arch.layers.len()).map(|i| arch.layer_name(i)).collect();
+    let path = run.root.join(LATENCY_FILE);
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let table: LatencyTable = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a table of layer times", path.display()))?;
+        if table.layers != names || table.ms.len() != names.len() {
+            bail!(
+                "{}: measured for the layers {:?}, but the model has {:?}; delete it to measure again",
+                path.display(),
+                table.layers,
+                names
+            );
+        }
+        return Ok(table);
+    }
+    let classes = data.classes().len();
+    let mut network = Network::build(gpu, arch, &data.prepared.clip_shape, classes, 0)?;
+    let Some(ms) = crate::model::measure_layer_latency(gpu, &mut network, 1, LATENCY_RUNS)? else {
+        bail!(
+            "[search] cost = \"latency\" times layers with timestamp queries, which {} lacks; use cost = \"macs\" or \"params\"",
+            gpu.describe()
+        );
+    };
+    let table = LatencyTable {
+        adapter: gpu.describe(),
+        batch: 1,
+        runs: LATENCY_RUNS,
+        layers: names,
+        ms,
+    };
+    write_durably(&path, serde_json::to_string_pretty(&table)?.as_bytes())?;
+    if verbose {
+        let total: f64 = table.ms.iter().sum();
+        println!(
+            "layer times on {}: {total:.3} ms per clip with every gate open ({})",
+            table.adapter,
+            path.display()
+        );
+    }
+    Ok(table)
+}
+
+/// The points and reference models that have a streaming score, for the
+/// sweep's Match plot.
+fn stream_points(summary: &SanasSummary) -> Vec<StreamPoint> {
+    let points = summary.points.iter().filter_map(|p| {
+        p.stream.as_ref().map(|s| StreamPoint {
+            name: format!("lambda {}", p.lambda),
+            macs_per_window: s.macs_per_window,
+            matched: s.matched,
+            reference: false,
+        })
+    });
+    let references = summary.references.iter().map(|r| StreamPoint {
+        name: r.model.file_name().map_or_else(
+            || r.model.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        macs_per_window: r.score.macs_per_window,
+        matched: r.score.matched,
+        reference: true,
+    });
+    points.chain(references).collect()
+}
+
 fn read_point(path: &Path) -> anyhow::Result<PointSummary> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -183,6 +337,8 @@ pub(super) struct DrawCosts<'a> {
     classes: usize,
     clip_ms: f64,
     kind: CostKind,
+    /// Each layer's measured time, for the latency cost.
+    layer_ms: Option<&'a [f64]>,
     known: HashMap<Vec<bool>, (Vec<bool>, f64)>,
 }
 
@@ -193,6 +349,7 @@ impl<'a> DrawCosts<'a> {
         classes: usize,
         clip_ms: f64,
         kind: CostKind,
+        layer_ms: Option<&'a [f64]>,
     ) -> Self {
         DrawCosts {
             arch,
@@ -200,6 +357,7 @@ impl<'a> DrawCosts<'a> {
             classes,
             clip_ms,
             kind,
+            layer_ms,
             known: HashMap::new(),
         }
     }
@@ -215,8 +373,19 @@ impl<'a> DrawCosts<'a> {
                 self.clip_ms,
                 Some(&activity),
             )?;
-            self.known
-                .insert(open.to_vec(), (activity.runs, self.kind.of(&cost)));
+            let value = match (self.kind, self.layer_ms) {
+                (CostKind::Macs, _) => cost.macs as f64,
+                (CostKind::Params, _) => cost.params as f64,
+                (CostKind::Latency, Some(ms)) => activity
+                    .runs
+                    .iter()
+                    .zip(ms)
+                    .filter(|(runs, _)| **runs)
+                    .map(|(_, ms)| ms)
+                    .sum(),
+                (CostKind::Latency, None) => bail!("the latency cost has no table of layer times"),
+            };
+            self.known.insert(open.to_vec(), (activity.runs, value));
         }
         Ok(&self.known[open])
     }
@@ -231,6 +400,7 @@ fn search_point(
     lambda: f64,
     run: &RunDir,
     options: &SanasOptions,
+    layer_ms: Option<&[f64]>,
 ) -> anyhow::Result<Option<PointSummary>> {
     let experiment = &config.experiment;
     let settings = &config.search;
@@ -268,7 +438,7 @@ fn search_point(
         .into_iter()
         .map(|i| arch.layer_name(i))
         .collect();
-    let mut costs = DrawCosts::new(arch, shape, classes.len(), clip_ms, settings.cost);
+    let mut costs = DrawCosts::new(arch, shape, classes.len(), clip_ms, settings.cost, layer_ms);
     if settings.adaptive {
         return super::adaptive::search_point(
             gpu, config, data, lambda, run, options, costs, gate_names,
@@ -456,6 +626,7 @@ fn search_point(
         test_accuracy,
         architecture,
         adaptive: false,
+        stream: None,
     };
     write_durably(
         &run.root.join(crate::search::darts::RESULTS_FILE),
