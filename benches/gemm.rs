@@ -52,6 +52,12 @@ fn shapes() -> Vec<Shape> {
             name: "M160_K4096_N64_ta",
             spec: Gemm::new(160, 64, 4096).trans_a(true),
         },
+        // cnn-trad-fpool3's first dense layer at batch 64: a long K and few
+        // output tiles, which a GPU runs split along K.
+        Shape {
+            name: "M64_K55616_N32",
+            spec: Gemm::new(64, 32, 55616),
+        },
     ]
 }
 
@@ -76,6 +82,11 @@ fn bench_gemm(c: &mut Criterion) {
         bench_gpu(&mut group, "wgpu", KERNELS_PER_SUBMIT, |rec| {
             gemm(rec, &spec, &ta, &tb, &tc).unwrap()
         });
+        if !gpu.is_cpu() {
+            bench_gpu(&mut group, "wgpu_unsplit", KERNELS_PER_SUBMIT, |rec| {
+                gemm(rec, &spec.split_k(1), &ta, &tb, &tc).unwrap()
+            });
+        }
         if GemmKernel::best(gpu) != GemmKernel::Portable {
             bench_gpu(&mut group, "wgpu_portable", KERNELS_PER_SUBMIT, |rec| {
                 gemm_with(rec, GemmKernel::Portable, &spec, &ta, &tb, &tc).unwrap()

@@ -8,7 +8,13 @@ use audionas::kernels::check::assert_close;
 use audionas::kernels::gemm::{gemm, gemm_reference, gemm_with, Gemm, GemmKernel};
 use audionas::util::rng::Rng;
 
-fn run(spec: Gemm, seed: u64) {
+fn run(spec: Gemm, seed: u64) -> usize {
+    run_padded(spec, seed, 7)
+}
+
+/// `run` with `pad_c` elements after C when it is at an offset (0 keeps C a
+/// whole tensor when its offset is 0: a product split along K needs that).
+fn run_padded(spec: Gemm, seed: u64, pad_c: usize) -> usize {
     let gpu = Gpu::shared();
     let mut rng = Rng::new(seed);
     // Operands at offsets live in larger tensors, with elements after them too.
@@ -17,7 +23,7 @@ fn run(spec: Gemm, seed: u64) {
         Some(o) => [
             o[0] + spec.a_len() + 3,
             o[1] + spec.b_len() + 5,
-            o[2] + spec.c_len() + 7,
+            o[2] + spec.c_len() + pad_c,
         ],
     };
     let a = rng.vec_uniform(len_a, -1.0, 1.0);
@@ -28,14 +34,17 @@ fn run(spec: Gemm, seed: u64) {
     let ta = gpu.upload(&[len_a], &a).unwrap();
     let tb = gpu.upload(&[len_b], &b).unwrap();
     let tol = 1e-5 * (spec.k as f32).sqrt().max(1.0);
+    let mut dispatches = 0;
     for kernel in GemmKernel::available(gpu) {
         let tc = gpu.upload(&[len_c], &c0).unwrap();
         let mut rec = gpu.recorder();
         gemm_with(&mut rec, kernel, &spec, &ta, &tb, &tc).unwrap();
+        dispatches = rec.dispatch_count();
         rec.submit().unwrap();
         let got = gpu.download(&tc).unwrap();
         assert_close(&format!("{kernel:?} {spec:?}"), &got, &want, tol, 1e-4);
     }
+    dispatches
 }
 
 /// Sizes of 1, primes, and multiples of 4, 16 and 32 (the vec4 fast path and
@@ -126,6 +135,45 @@ fn gemm_on_parts_of_larger_tensors() {
     let t = gpu.zeros(&[16]).unwrap();
     let err = gemm(&mut gpu.recorder(), &spec, &t, &t, &t).unwrap_err();
     assert!(err.to_string().contains("C has shape [16]"), "{err}");
+}
+
+#[test]
+fn gemm_split_along_k_matches_reference() {
+    // K cut into whole slices and a shorter tail (or none), every
+    // transpose, alpha with beta 0 or 1, A and B at offsets.
+    let shapes = [
+        (3, 5, 67, 4),
+        (17, 33, 1000, 7),
+        (64, 32, 4100, 16),
+        (16, 12, 256, 2),
+        (5, 3, 9, 64),
+        (1, 1, 1, 2),
+    ];
+    for (i, &(m, n, k, slices)) in shapes.iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let spec = Gemm::new(m, n, k).trans_a(ta).trans_b(tb).split_k(slices);
+                let dispatches = run_padded(spec, seed, 0);
+                // One product per kernel dispatch, or the slices, a tail and their sum.
+                assert_eq!(dispatches > 1, k > 4, "{spec:?}: {dispatches} dispatches");
+            }
+        }
+        let split = Gemm::new(m, n, k).split_k(slices);
+        run_padded(split.alpha(-0.5).beta(1.0), seed + 1, 0);
+        run_padded(split.alpha(2.0), seed + 2, 0);
+        run_padded(split.trans_a(true).offsets(8, 3, 0), seed + 3, 0);
+    }
+    // What cannot be split runs whole: another beta, a batch, C at an
+    // offset or inside a larger tensor.
+    for spec in [
+        Gemm::new(9, 7, 300).beta(0.25),
+        Gemm::new(9, 7, 300).batch(2),
+        Gemm::new(9, 7, 300).offsets(0, 0, 5),
+        Gemm::new(9, 7, 300).offsets(0, 0, 0),
+    ] {
+        assert_eq!(run(spec.split_k(5), 7), 1, "{spec:?}");
+    }
 }
 
 #[test]

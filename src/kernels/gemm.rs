@@ -4,6 +4,8 @@
 //! subgroups (see `GemmKernel`).
 
 use crate::gpu::{ensure, Gpu, GpuResult, Recorder, Shader, Tensor};
+use crate::kernels::elementwise::add_assign;
+use crate::kernels::reductions::{sum_axis, AxisSum};
 
 static SHADER: Shader = crate::shader!("gemm", trusted);
 static SUBGROUP_SHADER: Shader = crate::shader!("gemm_subgroup", trusted);
@@ -69,6 +71,9 @@ pub struct Gemm {
     /// Where A, B and C start in their tensors (elements), when they are
     /// parts of larger tensors; `None` when each is a whole tensor.
     pub offsets: Option<[usize; 3]>,
+    /// Slices of K computed by workgroups of their own and summed after
+    /// (`Some(1)`: never split); `None` lets the launcher choose.
+    pub split_k: Option<usize>,
 }
 
 #[repr(C)]
@@ -105,6 +110,16 @@ impl Gemm {
             alpha: 1.0,
             beta: 0.0,
             offsets: None,
+            split_k: None,
+        }
+    }
+
+    /// Splits K into `slices` products summed after (1: never split). Only
+    /// a single product with C a whole tensor and `beta` 0 or 1 is split.
+    pub fn split_k(self, slices: usize) -> Self {
+        Gemm {
+            split_k: Some(slices),
+            ..self
         }
     }
 
@@ -250,6 +265,12 @@ pub fn gemm_with(
     if spec.c_len() == 0 {
         return Ok(());
     }
+    let slices = spec
+        .split_k
+        .unwrap_or_else(|| automatic_split(rec.gpu(), kernel, spec));
+    if k_parts(spec.k, slices).3 > 1 && splittable(spec) && c.len() == spec.c_len() {
+        return split_k_gemm(rec, kernel, spec, slices, a, b, c);
+    }
     let u = |x: usize| x as u32;
     let params = Params {
         m: u(spec.m),
@@ -268,24 +289,44 @@ pub fn gemm_with(
         offset_c: u(spec.offset(2)),
         _pad: [0; 2],
     };
+    record(
+        rec,
+        kernel,
+        (spec.trans_a, spec.trans_b),
+        &params,
+        spec.batch,
+        [a, b, c],
+    )
+}
+
+/// Dispatches `batch` products described by `params` (and the transposes).
+fn record(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    (trans_a, trans_b): (bool, bool),
+    params: &Params,
+    batch: usize,
+    [a, b, c]: [&Tensor; 3],
+) -> GpuResult<()> {
+    let u = |x: usize| x as u32;
     // Portable: a lane per vec4 of columns, one SIMD vector of 8 on a CPU adapter.
-    let vec4_columns = spec.n.div_ceil(COLS_PER_INVOCATION);
+    let vec4_columns = (params.n as usize).div_ceil(COLS_PER_INVOCATION);
     let lanes = match kernel {
         GemmKernel::Portable => rec.gpu().row_lanes(vec4_columns) as usize,
         GemmKernel::Subgroup8 => 8,
     };
     let groups = [
-        u(spec.n.div_ceil(COLS_PER_INVOCATION * lanes)),
-        u(spec.m.div_ceil(kernel.rows_per_invocation())),
-        u(spec.batch),
+        u((params.n as usize).div_ceil(COLS_PER_INVOCATION * lanes)),
+        u((params.m as usize).div_ceil(kernel.rows_per_invocation())),
+        u(batch),
     ];
     // vec4 loads need every row of the operand to start on a vec4 boundary.
     let aligned = |ld: u32, stride: u32, offset: u32| {
         ld.is_multiple_of(4) && stride.is_multiple_of(4) && offset.is_multiple_of(4)
     };
     let constants = [
-        ("TRANS_A", spec.trans_a as u8 as f64),
-        ("TRANS_B", spec.trans_b as u8 as f64),
+        ("TRANS_A", trans_a as u8 as f64),
+        ("TRANS_B", trans_b as u8 as f64),
         (
             "ALIGNED_A",
             aligned(params.lda, params.stride_a, params.offset_a) as u8 as f64,
@@ -301,7 +342,104 @@ pub fn gemm_with(
         // Its workgroup is fixed at 8 lanes: no WG override.
         GemmKernel::Subgroup8 => (&SUBGROUP_SHADER, &constants[..4]),
     };
-    rec.dispatch(shader, "gemm", constants, &params, &[a, b, c, a, b], groups)
+    rec.dispatch(shader, "gemm", constants, params, &[a, b, c, a, b], groups)
+}
+
+/// Whether `spec` may run split along K: one product, C a whole tensor,
+/// and `beta` 0 or 1 (the sum of the slices is scaled into C, or added).
+fn splittable(spec: &Gemm) -> bool {
+    spec.batch == 1 && spec.offset(2) == 0 && (spec.beta == 0.0 || spec.beta == 1.0)
+}
+
+/// Workgroups a product should fill a GPU with before K is split.
+const SPLIT_TARGET_GROUPS: usize = 256;
+/// The shortest slice of K worth its own workgroups.
+const MIN_SLICE: usize = 256;
+
+/// Slices of K for a product whose output tiles are too few to fill a GPU
+/// (a long K and a small C, as a dense layer on a large flattened map or a
+/// weight gradient); 1 on CPU adapters, whose few cores a handful of
+/// tiles already fill.
+fn automatic_split(gpu: &Gpu, kernel: GemmKernel, spec: &Gemm) -> usize {
+    if gpu.is_cpu() || !splittable(spec) {
+        return 1;
+    }
+    let vec4_columns = spec.n.div_ceil(COLS_PER_INVOCATION);
+    let lanes = match kernel {
+        GemmKernel::Portable => gpu.row_lanes(vec4_columns) as usize,
+        GemmKernel::Subgroup8 => 8,
+    };
+    let tiles = spec.n.div_ceil(COLS_PER_INVOCATION * lanes)
+        * spec.m.div_ceil(kernel.rows_per_invocation());
+    SPLIT_TARGET_GROUPS
+        .div_ceil(tiles)
+        .min(spec.k / MIN_SLICE)
+        .max(1)
+}
+
+/// K cut into about `slices` slices a multiple of 4 long (so that vec4 loads
+/// stay aligned): the slice length, the whole slices, the tail after them
+/// and the number of parts.
+fn k_parts(k: usize, slices: usize) -> (usize, usize, usize, usize) {
+    let slice = k
+        .div_ceil(slices.max(1))
+        .next_multiple_of(COLS_PER_INVOCATION)
+        .max(COLS_PER_INVOCATION);
+    let full = k / slice;
+    let tail = k - full * slice;
+    (slice, full, tail, full + usize::from(tail > 0))
+}
+
+/// `C = alpha * op(A) op(B) + beta * C` as `slices` products over slices of
+/// K (a multiple of 4 long, so that vec4 loads stay aligned), each into its
+/// own `[M, N]` of a scratch tensor, then summed into C.
+fn split_k_gemm(
+    rec: &mut Recorder,
+    kernel: GemmKernel,
+    spec: &Gemm,
+    slices: usize,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> GpuResult<()> {
+    let (m, n) = (spec.m, spec.n);
+    let (slice, full, tail, parts) = k_parts(spec.k, slices);
+    let partial = rec.empty(&[parts, m * n])?;
+    let u = |x: usize| x as u32;
+    // Consecutive slices of K start this many elements apart in A and B.
+    let step_a = if spec.trans_a { slice * m } else { slice };
+    let step_b = if spec.trans_b { slice } else { slice * n };
+    let params = |k: usize, first: usize| Params {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        lda: u(if spec.trans_a { m } else { spec.k }),
+        ldb: u(if spec.trans_b { spec.k } else { n }),
+        ldc: u(n),
+        stride_a: u(step_a),
+        stride_b: u(step_b),
+        stride_c: u(m * n),
+        alpha: 1.0,
+        beta: 0.0,
+        offset_a: u(spec.offset(0) + first * step_a),
+        offset_b: u(spec.offset(1) + first * step_b),
+        offset_c: u(first * m * n),
+        _pad: [0; 2],
+    };
+    let trans = (spec.trans_a, spec.trans_b);
+    if full > 0 {
+        record(rec, kernel, trans, &params(slice, 0), full, [a, b, &partial])?;
+    }
+    if tail > 0 {
+        record(rec, kernel, trans, &params(tail, full), 1, [a, b, &partial])?;
+    }
+    let sum = AxisSum::new(1, parts, m * n).scale(spec.alpha);
+    if spec.beta == 0.0 {
+        return sum_axis(rec, &sum, &partial, c);
+    }
+    let total = rec.empty(&[m * n])?;
+    sum_axis(rec, &sum, &partial, &total)?;
+    add_assign(rec, c, &total)
 }
 
 /// CPU reference: plain loops, accumulated in f64.
