@@ -15,7 +15,9 @@ use audionas::model::{Architecture, Cost, Network};
 use audionas::nn::Pass;
 use audionas::search::darts::{ARCHITECTURE_FILE, RESULTS_FILE};
 use audionas::search::sanas::gates::{arch_loss, reinforce_gradient, rewards, sigmoid, GateState};
-use audionas::search::sanas::plots::{GATES_PLOT, STREAM_SWEEP_PLOT, SWEEP_PLOT};
+use audionas::search::sanas::plots::{
+    COST_BY_LABEL_PLOT, GATES_PLOT, STREAM_SWEEP_PLOT, SWEEP_PLOT,
+};
 use audionas::search::sanas::search::{
     point_name, search, LatencyTable, PointSummary, SanasOptions, GATES_FILE, LATENCY_FILE,
     POINTS_DIR,
@@ -23,7 +25,7 @@ use audionas::search::sanas::search::{
 use audionas::search::sanas::SanasConfig;
 use audionas::train::config::Experiment;
 use audionas::train::run_dir::RunDir;
-use audionas::train::trainer::{train, TrainOptions};
+use audionas::train::trainer::{train, TrainOptions, TrainSummary};
 use audionas::util::rng::Rng;
 use std::path::Path;
 
@@ -305,6 +307,19 @@ fn options(dir: &Path, resume: bool, stop_after: Option<usize>) -> SanasOptions 
     }
 }
 
+/// Trains `experiment` the usual way into `run`, on the data in `dir`.
+fn train_tiny(gpu: &Gpu, experiment: &Experiment, run: &RunDir, dir: &Path) -> TrainSummary {
+    let options = TrainOptions {
+        data_dir: dir.join("data"),
+        prepare: options(dir, false, None).prepare,
+        resume: false,
+        stop_after_epochs: None,
+        verbose: false,
+        init_from: None,
+    };
+    train(gpu, experiment, run, &options).unwrap()
+}
+
 #[test]
 fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,6 +347,8 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
         assert_eq!(gates.lines().count(), 3);
         assert!(folder.join(RESULTS_FILE).is_file());
         assert!(folder.join(GATES_PLOT).is_file());
+        // Static points have no costs by window label.
+        assert!(!folder.join(COST_BY_LABEL_PLOT).exists());
         assert!(point.test_accuracy.is_some());
     }
     assert!(straight.root.join(RESULTS_FILE).is_file());
@@ -437,20 +454,7 @@ fn a_tiny_static_search_resumes_prunes_under_a_large_lambda_and_retrains() {
     experiment.model = Architecture::load(&arch_path).unwrap();
     experiment.train.epochs = 1;
     let run = RunDir::create(&runs, "retrained", &experiment.to_toml()).unwrap();
-    let trained = train(
-        gpu,
-        &experiment,
-        &run,
-        &TrainOptions {
-            data_dir: dir.path().join("data"),
-            prepare: options(dir.path(), false, None).prepare,
-            resume: false,
-            stop_after_epochs: None,
-            verbose: false,
-            init_from: None,
-        },
-    )
-    .unwrap();
+    let trained = train_tiny(gpu, &experiment, &run, dir.path());
     assert_eq!(trained.params, summary.params);
 }
 
@@ -533,20 +537,7 @@ fn a_sweep_scores_its_points_and_reference_models_on_a_validation_stream() {
     let mut experiment = Experiment::parse(common::TINY_CONFIG, Path::new("tiny.toml")).unwrap();
     experiment.train.epochs = 1;
     let reference = RunDir::create(&runs, "reference", &experiment.to_toml()).unwrap();
-    let trained = train(
-        gpu,
-        &experiment,
-        &reference,
-        &TrainOptions {
-            data_dir: dir.path().join("data"),
-            prepare: options(dir.path(), false, None).prepare,
-            resume: false,
-            stop_after_epochs: None,
-            verbose: false,
-            init_from: None,
-        },
-    )
-    .unwrap();
+    let trained = train_tiny(gpu, &experiment, &reference, dir.path());
 
     // First a sweep without the stream; then the same run asked for it:
     // the finished points are scored without searching again.
@@ -743,6 +734,7 @@ fn a_tiny_adaptive_search_runs_resumes_and_spends_less_under_a_large_lambda() {
         let gates = std::fs::read_to_string(folder.join(GATES_FILE)).unwrap();
         assert_eq!(gates.lines().count(), 3);
         assert!(folder.join(GATES_PLOT).is_file());
+        assert!(folder.join(COST_BY_LABEL_PLOT).is_file());
     }
     let [free, costly] = [&summary.points[0], &summary.points[1]];
     assert!(costly.kept_cost < free.kept_cost, "{free:?}\n{costly:?}");

@@ -428,7 +428,14 @@ fn split_k_gemm(
     };
     let trans = (spec.trans_a, spec.trans_b);
     if full > 0 {
-        record(rec, kernel, trans, &params(slice, 0), full, [a, b, &partial])?;
+        record(
+            rec,
+            kernel,
+            trans,
+            &params(slice, 0),
+            full,
+            [a, b, &partial],
+        )?;
     }
     if tail > 0 {
         record(rec, kernel, trans, &params(tail, full), 1, [a, b, &partial])?;

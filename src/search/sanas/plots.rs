@@ -7,6 +7,7 @@ use super::search::PointSummary;
 use crate::train::metrics::json_lines;
 use crate::train::plots::{epoch_label, font_available, write_png, Canvas, DrawResult};
 use crate::train::TrainResult;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -81,14 +82,46 @@ fn draw_gates(
     text: bool,
 ) -> DrawResult {
     let last = rows.iter().map(|r| r.0).fold(1.0, f64::max);
+    let mut chart = fraction_chart(
+        root,
+        "gate probabilities (lines) and sampled cost / full (dashed black)",
+        last,
+        text,
+    )?;
+    draw_lines(
+        &mut chart,
+        names.iter().enumerate().map(|(k, name)| {
+            let points = rows
+                .iter()
+                .filter_map(|r| r.1.get(k).map(|&p| (r.0, p)))
+                .collect();
+            (name.as_str(), points)
+        }),
+        text,
+    )?;
+    let cost = rows
+        .iter()
+        .map(|r| (r.0, r.2 / full_cost.max(f64::MIN_POSITIVE)));
+    chart.draw_series(DashedLineSeries::new(cost, 6, 4, BLACK.stroke_width(2)))?;
+    draw_legend(&mut chart, text)
+}
+
+type FractionChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart of fractions (0 to 1) against the epochs up to `last`, with its
+/// caption and axis labels where a font is there.
+fn fraction_chart<'a, 'b>(
+    root: &'a Canvas<'b>,
+    caption: &str,
+    last: f64,
+    text: bool,
+) -> Result<FractionChart<'a, 'b>, Box<dyn std::error::Error>> {
     let mut builder = ChartBuilder::on(root);
     builder.margin(15);
     if text {
         builder
-            .caption(
-                "gate probabilities (lines) and sampled cost / full (dashed black)",
-                ("sans-serif", 20),
-            )
+            .caption(caption, ("sans-serif", 20))
             .x_label_area_size(40)
             .y_label_area_size(50);
     }
@@ -98,22 +131,28 @@ fn draw_gates(
         mesh.x_desc("epoch").x_label_formatter(&epoch_label);
     }
     mesh.draw()?;
-    for (k, name) in names.iter().enumerate() {
+    Ok(chart)
+}
+
+/// One line per named series, each in its own colour, named in the legend.
+fn draw_lines<'n>(
+    chart: &mut FractionChart,
+    series: impl Iterator<Item = (&'n str, Vec<(f64, f64)>)>,
+    text: bool,
+) -> DrawResult {
+    for (k, (name, points)) in series.enumerate() {
         let color = Palette99::pick(k).to_rgba();
-        let series = chart.draw_series(LineSeries::new(
-            rows.iter().filter_map(|r| r.1.get(k).map(|&p| (r.0, p))),
-            color.stroke_width(2),
-        ))?;
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
         if text {
-            series
-                .label(name.as_str())
+            drawn
+                .label(name)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
     }
-    let cost = rows
-        .iter()
-        .map(|r| (r.0, r.2 / full_cost.max(f64::MIN_POSITIVE)));
-    chart.draw_series(DashedLineSeries::new(cost, 6, 4, BLACK.stroke_width(2)))?;
+    Ok(())
+}
+
+fn draw_legend<'a, 'b: 'a>(chart: &mut FractionChart<'a, 'b>, text: bool) -> DrawResult {
     if text {
         chart
             .configure_series_labels()
@@ -221,42 +260,20 @@ pub fn plot_cost_by_label(
     let path = dir.join(COST_BY_LABEL_PLOT);
     write_png(&path, SIZE, |root| {
         let last = curves.values().flatten().map(|p| p.0).fold(1.0, f64::max);
-        let mut builder = ChartBuilder::on(root);
-        builder.margin(15);
-        if text {
-            builder
-                .caption(
-                    "validation cost per window label / full network",
-                    ("sans-serif", 20),
-                )
-                .x_label_area_size(40)
-                .y_label_area_size(50);
-        }
-        let mut chart = builder.build_cartesian_2d(0.0..last, 0.0..1.02)?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc("epoch").x_label_formatter(&epoch_label);
-        }
-        mesh.draw()?;
-        for (k, (label, points)) in curves.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
-            let series =
-                chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
-            if text {
-                series
-                    .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
-            }
-        }
-        if text {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerLeft)
-                .draw()?;
-        }
-        Ok(())
+        let mut chart = fraction_chart(
+            root,
+            "validation cost per window label / full network",
+            last,
+            text,
+        )?;
+        draw_lines(
+            &mut chart,
+            curves
+                .iter()
+                .map(|(label, points)| (label.as_str(), points.clone())),
+            text,
+        )?;
+        draw_legend(&mut chart, text)
     })?;
     Ok(Some(path))
 }
