@@ -50,6 +50,23 @@ impl GemmKernel {
             GemmKernel::Subgroup8 => 32,
         }
     }
+
+    /// Lanes of a workgroup for `n` columns of C. Portable: a lane per
+    /// vec4 of columns, one SIMD vector of 8 on a CPU adapter.
+    fn lanes(self, gpu: &Gpu, n: usize) -> usize {
+        match self {
+            GemmKernel::Portable => gpu.row_lanes(n.div_ceil(COLS_PER_INVOCATION)) as usize,
+            GemmKernel::Subgroup8 => 8,
+        }
+    }
+
+    /// Workgroups along the columns and the rows of an `m x n` C.
+    fn tiles(self, lanes: usize, m: usize, n: usize) -> [usize; 2] {
+        [
+            n.div_ceil(COLS_PER_INVOCATION * lanes),
+            m.div_ceil(self.rows_per_invocation()),
+        ]
+    }
 }
 
 /// The shape of a (batched) product. A is stored `[batch][M][K]`, or
@@ -268,8 +285,9 @@ pub fn gemm_with(
     let slices = spec
         .split_k
         .unwrap_or_else(|| automatic_split(rec.gpu(), kernel, spec));
-    if k_parts(spec.k, slices).3 > 1 && splittable(spec) && c.len() == spec.c_len() {
-        return split_k_gemm(rec, kernel, spec, slices, a, b, c);
+    let cut = KSlices::new(spec.k, slices);
+    if cut.parts() > 1 && splittable(spec) && c.len() == spec.c_len() {
+        return split_k_gemm(rec, kernel, spec, &cut, a, b, c);
     }
     let u = |x: usize| x as u32;
     let params = Params {
@@ -309,17 +327,9 @@ fn record(
     [a, b, c]: [&Tensor; 3],
 ) -> GpuResult<()> {
     let u = |x: usize| x as u32;
-    // Portable: a lane per vec4 of columns, one SIMD vector of 8 on a CPU adapter.
-    let vec4_columns = (params.n as usize).div_ceil(COLS_PER_INVOCATION);
-    let lanes = match kernel {
-        GemmKernel::Portable => rec.gpu().row_lanes(vec4_columns) as usize,
-        GemmKernel::Subgroup8 => 8,
-    };
-    let groups = [
-        u((params.n as usize).div_ceil(COLS_PER_INVOCATION * lanes)),
-        u((params.m as usize).div_ceil(kernel.rows_per_invocation())),
-        u(batch),
-    ];
+    let lanes = kernel.lanes(rec.gpu(), params.n as usize);
+    let [columns, rows] = kernel.tiles(lanes, params.m as usize, params.n as usize);
+    let groups = [u(columns), u(rows), u(batch)];
     // vec4 loads need every row of the operand to start on a vec4 boundary.
     let aligned = |ld: u32, stride: u32, offset: u32| {
         ld.is_multiple_of(4) && stride.is_multiple_of(4) && offset.is_multiple_of(4)
@@ -364,47 +374,53 @@ fn automatic_split(gpu: &Gpu, kernel: GemmKernel, spec: &Gemm) -> usize {
     if gpu.is_cpu() || !splittable(spec) {
         return 1;
     }
-    let vec4_columns = spec.n.div_ceil(COLS_PER_INVOCATION);
-    let lanes = match kernel {
-        GemmKernel::Portable => gpu.row_lanes(vec4_columns) as usize,
-        GemmKernel::Subgroup8 => 8,
-    };
-    let tiles = spec.n.div_ceil(COLS_PER_INVOCATION * lanes)
-        * spec.m.div_ceil(kernel.rows_per_invocation());
+    let [columns, rows] = kernel.tiles(kernel.lanes(gpu, spec.n), spec.m, spec.n);
     SPLIT_TARGET_GROUPS
-        .div_ceil(tiles)
+        .div_ceil(columns * rows)
         .min(spec.k / MIN_SLICE)
         .max(1)
 }
 
-/// K cut into about `slices` slices a multiple of 4 long (so that vec4 loads
-/// stay aligned): the slice length, the whole slices, the tail after them
-/// and the number of parts.
-fn k_parts(k: usize, slices: usize) -> (usize, usize, usize, usize) {
-    let slice = k
-        .div_ceil(slices.max(1))
-        .next_multiple_of(COLS_PER_INVOCATION)
-        .max(COLS_PER_INVOCATION);
-    let full = k / slice;
-    let tail = k - full * slice;
-    (slice, full, tail, full + usize::from(tail > 0))
+/// K cut into slices of `len` (a multiple of 4, so that vec4 loads stay
+/// aligned): `whole` of them, then a shorter `tail` (maybe 0).
+struct KSlices {
+    len: usize,
+    whole: usize,
+    tail: usize,
 }
 
-/// `C = alpha * op(A) op(B) + beta * C` as `slices` products over slices of
-/// K (a multiple of 4 long, so that vec4 loads stay aligned), each into its
-/// own `[M, N]` of a scratch tensor, then summed into C.
+impl KSlices {
+    /// K cut into about `slices` slices.
+    fn new(k: usize, slices: usize) -> Self {
+        let len = k
+            .div_ceil(slices.max(1))
+            .next_multiple_of(COLS_PER_INVOCATION)
+            .max(COLS_PER_INVOCATION);
+        KSlices {
+            len,
+            whole: k / len,
+            tail: k % len,
+        }
+    }
+
+    fn parts(&self) -> usize {
+        self.whole + usize::from(self.tail > 0)
+    }
+}
+
+/// `C = alpha * op(A) op(B) + beta * C` as one product per slice of K in
+/// `cut`, each into its own `[M, N]` of a scratch tensor, then summed into C.
 fn split_k_gemm(
     rec: &mut Recorder,
     kernel: GemmKernel,
     spec: &Gemm,
-    slices: usize,
+    cut: &KSlices,
     a: &Tensor,
     b: &Tensor,
     c: &Tensor,
 ) -> GpuResult<()> {
-    let (m, n) = (spec.m, spec.n);
-    let (slice, full, tail, parts) = k_parts(spec.k, slices);
-    let partial = rec.empty(&[parts, m * n])?;
+    let (m, n, slice) = (spec.m, spec.n, cut.len);
+    let partial = rec.empty(&[cut.parts(), m * n])?;
     let u = |x: usize| x as u32;
     // Consecutive slices of K start this many elements apart in A and B.
     let step_a = if spec.trans_a { slice * m } else { slice };
@@ -427,20 +443,15 @@ fn split_k_gemm(
         _pad: [0; 2],
     };
     let trans = (spec.trans_a, spec.trans_b);
-    if full > 0 {
-        record(
-            rec,
-            kernel,
-            trans,
-            &params(slice, 0),
-            full,
-            [a, b, &partial],
-        )?;
+    if cut.whole > 0 {
+        let whole = params(slice, 0);
+        record(rec, kernel, trans, &whole, cut.whole, [a, b, &partial])?;
     }
-    if tail > 0 {
-        record(rec, kernel, trans, &params(tail, full), 1, [a, b, &partial])?;
+    if cut.tail > 0 {
+        let tail = params(cut.tail, cut.whole);
+        record(rec, kernel, trans, &tail, 1, [a, b, &partial])?;
     }
-    let sum = AxisSum::new(1, parts, m * n).scale(spec.alpha);
+    let sum = AxisSum::new(1, cut.parts(), m * n).scale(spec.alpha);
     if spec.beta == 0.0 {
         return sum_axis(rec, &sum, &partial, c);
     }

@@ -439,30 +439,24 @@ fn stream_eval(
     args: &StreamArgs,
 ) -> anyhow::Result<()> {
     let path = args.stream.as_deref().expect("called with --stream");
-    let classes = &info.classes;
-    let (audio, _) = read_stream(path, &info.features, args.stride_ms)?;
-    let scores = window_scores(gpu, network, &info.features, &audio.samples, args.stride_ms)?;
-    let cost = Cost::of(
-        network.architecture(),
-        network.input_shape(),
-        classes.len(),
-        info.features.clip_ms,
-        None,
-    )?;
+    let audio = read_stream(path, &info.features, args.stride_ms)?;
+    let (scores, macs) = window_scores(gpu, network, info, &audio.samples, args.stride_ms)?;
     let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
-    report_stream(path, args, classes, &scores, cost.macs as f64, seconds)
+    report_stream(path, args, &info.classes, &scores, macs, seconds)
 }
 
 /// The softmax scores of every one-clip window of `samples`, a window every
-/// `stride_ms`, in batches of windows.
+/// `stride_ms`, in batches of windows, under the model `network` (`info`
+/// its features and classes); and the MACs each window costs.
 pub fn window_scores(
     gpu: &Gpu,
     network: &mut Network,
-    features: &crate::data::features::FeatureConfig,
+    info: &ModelInfo,
     samples: &[f32],
     stride_ms: i64,
-) -> anyhow::Result<Vec<Vec<f32>>> {
+) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
     const WINDOWS_PER_BATCH: usize = 64;
+    let features = &info.features;
     let extractor = FeatureExtractor::new(features);
     let (clip, stride) = (features.clip_samples(), window_stride(features, stride_ms));
     let windows = window_count(samples.len(), clip, stride)?;
@@ -480,7 +474,14 @@ pub fn window_scores(
                 .map(|l| softmax(l)),
         );
     }
-    Ok(scores)
+    let cost = Cost::of(
+        network.architecture(),
+        network.input_shape(),
+        info.classes.len(),
+        features.clip_ms,
+        None,
+    )?;
+    Ok((scores, cost.macs as f64))
 }
 
 /// Samples between windows `stride_ms` apart.
@@ -496,33 +497,26 @@ pub fn window_count(len: usize, clip: usize, stride: usize) -> anyhow::Result<us
     Ok((len - clip) / stride + 1)
 }
 
-/// A long recording at the features' rate and how many windows of one
-/// clip every `stride_ms` it holds; one shorter than a window is refused.
+/// A long recording at the features' rate; one shorter than a window, or a
+/// stride that is not positive, is refused.
 pub fn read_stream(
     path: &Path,
     features: &crate::data::features::FeatureConfig,
     stride_ms: i64,
-) -> anyhow::Result<(crate::data::wav::Audio, usize)> {
+) -> anyhow::Result<crate::data::wav::Audio> {
     if stride_ms <= 0 {
         bail!("--stride-ms {stride_ms} must be at least 1");
     }
-    let rate = features.sample_rate;
-    let audio = read_wav(path, rate)?;
-    let clip = features.clip_samples();
-    if audio.samples.len() < clip {
+    let audio = read_wav(path, features.sample_rate)?;
+    if audio.samples.len() < features.clip_samples() {
         bail!(
             "{}: {:.2} s of audio is shorter than one {:.0} ms window",
             path.display(),
-            audio.samples.len() as f64 / rate as f64,
+            audio.samples.len() as f64 / features.sample_rate as f64,
             features.clip_ms
         );
     }
-    let windows = window_count(
-        audio.samples.len(),
-        clip,
-        window_stride(features, stride_ms),
-    )?;
-    Ok((audio, windows))
+    Ok(audio)
 }
 
 /// Prints what the streaming test finds in `scores` (one softmax per

@@ -178,6 +178,21 @@ pub struct Predictions {
     pub labels: Vec<u32>,
 }
 
+impl Predictions {
+    /// Each sample's cross-entropy against its label.
+    pub fn cross_entropies(&self) -> Vec<f32> {
+        self.logits
+            .chunks_exact(self.classes.max(1))
+            .zip(&self.labels)
+            .map(|(row, &label)| {
+                let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = row.iter().map(|&z| (z - top).exp()).sum();
+                top + sum.ln() - row[label as usize]
+            })
+            .collect()
+    }
+}
+
 /// Runs `network` in inference mode over `batches` (only what its mask
 /// leaves on) and reads the logits back.
 pub fn predict(

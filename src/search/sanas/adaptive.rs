@@ -8,9 +8,10 @@
 //! each window's loss and cost; the super network then trains on the same
 //! windows and gates shuffled across streams and times (one session step
 //! per batch of windows), and the controller takes one REINFORCE step over
-//! the whole sequence (no discount across windows, as the reference). Each epoch scores the deterministic gates (p > 0.5)
-//! on validation streams and checkpoints the super network and the
-//! controller; a killed search resumes from them.
+//! the whole sequence (no discount across windows, as the reference). Each
+//! epoch scores the deterministic gates (p > 0.5) on validation streams and
+//! checkpoints the super network and the controller; a killed search
+//! resumes from them.
 
 use super::controller::Controller;
 use super::search::{
@@ -189,19 +190,6 @@ pub struct AdaptiveRecord {
     pub baseline: Option<f64>,
 }
 
-/// Each sample's cross-entropy from its logits (the loss of the reward).
-fn cross_entropies(p: &crate::train::session::Predictions) -> Vec<f32> {
-    p.logits
-        .chunks_exact(p.classes.max(1))
-        .zip(&p.labels)
-        .map(|(row, &label)| {
-            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|&z| (z - top).exp()).sum();
-            top + sum.ln() - row[label as usize]
-        })
-        .collect()
-}
-
 /// The windows `picks` (`(window, stream)`) of `streams` as one batch, with
 /// the layers each one ran.
 fn gather_windows(
@@ -365,7 +353,7 @@ pub(super) fn search_point(
                 }
                 session.network.set_sample_activity(gpu, Some(&runs))?;
                 let predictions = session.predict(std::iter::once(window.clone()))?;
-                let losses = cross_entropies(&predictions);
+                let losses = predictions.cross_entropies();
                 let r = super::gates::rewards(&losses, &window_costs, lambda, s.budget, full_cost);
                 for row in &p {
                     for (sum, pk) in probability_sum.iter_mut().zip(row) {
@@ -725,7 +713,7 @@ fn load_controller(
 pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> anyhow::Result<()> {
     let (mut network, info, _) = load_model(gpu, model, None)?;
     let path = args.stream.as_deref().expect("called with --stream");
-    let (audio, _) = read_stream(path, &info.features, args.stride_ms)?;
+    let audio = read_stream(path, &info.features, args.stride_ms)?;
     let (scores, macs) = adaptive_window_scores(
         gpu,
         &mut network,

@@ -366,16 +366,19 @@ impl<'a> DrawCosts<'a> {
     pub(super) fn of(&mut self, open: &[bool]) -> anyhow::Result<&(Vec<bool>, f64)> {
         if !self.known.contains_key(open) {
             let activity = self.arch.activity(&self.arch.gate_mask(open))?;
-            let cost = Cost::of(
-                self.arch,
-                &self.shape,
-                self.classes,
-                self.clip_ms,
-                Some(&activity),
-            )?;
+            let counted = || {
+                let shape = &self.shape;
+                Cost::of(
+                    self.arch,
+                    shape,
+                    self.classes,
+                    self.clip_ms,
+                    Some(&activity),
+                )
+            };
             let value = match (self.kind, self.layer_ms) {
-                (CostKind::Macs, _) => cost.macs as f64,
-                (CostKind::Params, _) => cost.params as f64,
+                (CostKind::Macs, _) => counted()?.macs as f64,
+                (CostKind::Params, _) => counted()?.params as f64,
                 (CostKind::Latency, Some(ms)) => activity
                     .runs
                     .iter()

@@ -8,7 +8,6 @@ use super::SanasConfig;
 use crate::data::dataset::Split;
 use crate::data::stream::{evaluate_stream, split_stream, RecognizeConfig, Stream, StreamConfig};
 use crate::gpu::Gpu;
-use crate::model::Cost;
 use crate::train::cli::window_scores;
 use crate::train::model_file::load_model;
 use crate::train::session::Data;
@@ -86,21 +85,7 @@ pub fn score_model(
     let (scores, macs_per_window) = if model.join(CONTROLLER_FILE).is_file() {
         adaptive_window_scores(gpu, &mut network, &info, model, &stream.samples, stride_ms)?
     } else {
-        let scores = window_scores(
-            gpu,
-            &mut network,
-            &info.features,
-            &stream.samples,
-            stride_ms,
-        )?;
-        let cost = Cost::of(
-            network.architecture(),
-            network.input_shape(),
-            info.classes.len(),
-            info.features.clip_ms,
-            None,
-        )?;
-        (scores, cost.macs as f64)
+        window_scores(gpu, &mut network, &info, &stream.samples, stride_ms)?
     };
     let config = RecognizeConfig {
         clip_stride_ms: stride_ms,
