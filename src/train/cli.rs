@@ -438,9 +438,21 @@ fn stream_eval(
     info: &ModelInfo,
     args: &StreamArgs,
 ) -> anyhow::Result<()> {
+    stream_eval_with(args, info, |samples| {
+        window_scores(gpu, network, info, samples, args.stride_ms)
+    })
+}
+
+/// Reads `--stream`, scores its windows with `score` (the softmax of each
+/// window and the mean MACs per window) and reports what it finds.
+pub fn stream_eval_with(
+    args: &StreamArgs,
+    info: &ModelInfo,
+    score: impl FnOnce(&[f32]) -> anyhow::Result<(Vec<Vec<f32>>, f64)>,
+) -> anyhow::Result<()> {
     let path = args.stream.as_deref().expect("called with --stream");
     let audio = read_stream(path, &info.features, args.stride_ms)?;
-    let (scores, macs) = window_scores(gpu, network, info, &audio.samples, args.stride_ms)?;
+    let (scores, macs) = score(&audio.samples)?;
     let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
     report_stream(path, args, &info.classes, &scores, macs, seconds)
 }
@@ -499,7 +511,7 @@ pub fn window_count(len: usize, clip: usize, stride: usize) -> anyhow::Result<us
 
 /// A long recording at the features' rate; one shorter than a window, or a
 /// stride that is not positive, is refused.
-pub fn read_stream(
+fn read_stream(
     path: &Path,
     features: &crate::data::features::FeatureConfig,
     stride_ms: i64,
@@ -523,7 +535,7 @@ pub fn read_stream(
 /// window, a window every `args.stride_ms`) and, against the ground truth,
 /// the paper's table: Match, Correct, Wrong, False alarms (percent of the
 /// truth words) and the mean MACs each window cost.
-pub fn report_stream(
+fn report_stream(
     path: &Path,
     args: &StreamArgs,
     classes: &[String],

@@ -27,9 +27,7 @@ use crate::gpu::{Gpu, Tensor};
 use crate::model::Network;
 use crate::nn::WEIGHTS;
 use crate::train::checkpoint::{load_checkpoint, save_checkpoint, NamedTensor};
-use crate::train::cli::{
-    read_stream, report_stream, softmax, window_count, window_stride, StreamArgs,
-};
+use crate::train::cli::{softmax, stream_eval_with, window_count, window_stride, StreamArgs};
 use crate::train::metrics::{truncate_after_epoch, EpochRecord, MetricsLog};
 use crate::train::model_file::{load_model, save_model, ModelInfo};
 use crate::train::progress::Progress;
@@ -712,18 +710,9 @@ fn load_controller(
 /// mean MACs of the windows as they ran.
 pub fn stream_eval(gpu: &Gpu, model: &std::path::Path, args: &StreamArgs) -> anyhow::Result<()> {
     let (mut network, info, _) = load_model(gpu, model, None)?;
-    let path = args.stream.as_deref().expect("called with --stream");
-    let audio = read_stream(path, &info.features, args.stride_ms)?;
-    let (scores, macs) = adaptive_window_scores(
-        gpu,
-        &mut network,
-        &info,
-        model,
-        &audio.samples,
-        args.stride_ms,
-    )?;
-    let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
-    report_stream(path, args, &info.classes, &scores, macs, seconds)
+    stream_eval_with(args, &info, |samples| {
+        adaptive_window_scores(gpu, &mut network, &info, model, samples, args.stride_ms)
+    })
 }
 
 /// The softmax scores of every window of `samples` (a window every
