@@ -16,6 +16,12 @@
 //! ForceDARTS's edge gates and multi-hot loss on a cell's tables, beside
 //! their CPU references.
 //!
+//! Complex conv2d (`ComplexConv2d`: planes, 2x2-block weights, one real
+//! conv2d) 16 -> 16 complex channels, 3x3 "same", over 16 x 49 x 20, and a
+//! complex depthwise 3x3, forward and forward+backward in GFLOP/s (real
+//! FLOPs: 8 per complex multiply-accumulate), beside the real conv2d of the
+//! same shape (16 -> 16 real channels).
+//!
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
 
@@ -25,7 +31,12 @@ use common::{bench_gpu, cpu_rows};
 
 use audionas::gpu::Gpu;
 use audionas::kernels::check::to_f64;
-use audionas::kernels::complex::{dense_backward_reference, dense_reference, ComplexDense};
+use audionas::kernels::complex::{
+    dense_backward_reference, dense_reference, ComplexConv2d, ComplexDense,
+};
+use audionas::kernels::conv2d::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2d,
+};
 use audionas::kernels::elementwise::{add, scale};
 use audionas::kernels::gemm::{gemm, Gemm};
 use audionas::kernels::mixed_edge::*;
@@ -197,7 +208,7 @@ fn bench_complex_dense(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(layer.flops(rows) as u64));
     bench_gpu(&mut group, "forward", 1, |rec| {
-        layer.forward(rec, &tx, &tw, &ty).unwrap();
+        layer.forward(rec, &tx, &tw, None, &ty).unwrap();
     });
     // A planar layout would run four real products of this shape.
     let real = Gemm::new(rows, outputs, inputs);
@@ -213,8 +224,10 @@ fn bench_complex_dense(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(3 * layer.flops(rows) as u64));
     bench_gpu(&mut group, "forward_backward", 1, |rec| {
-        layer.forward(rec, &tx, &tw, &ty).unwrap();
-        layer.backward(rec, &tx, &tdy, Some(&tdx), &tdw).unwrap();
+        layer.forward(rec, &tx, &tw, None, &ty).unwrap();
+        layer
+            .backward(rec, &tx, &tdy, Some(&tdx), &tdw, None)
+            .unwrap();
     });
     if !gpu_only() {
         group.throughput(Throughput::Elements(layer.flops(rows) as u64));
@@ -228,6 +241,64 @@ fn bench_complex_dense(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+fn bench_complex_conv2d(c: &mut Criterion) {
+    let gpu = Gpu::shared();
+    let full = Conv2d::new(16, 16, 16, [49, 20], [3, 3]).padding(1, 1);
+    for (name, spec) in [("conv3x3", full), ("depthwise3x3", full.groups(16))] {
+        let pair = |s: [usize; 4]| [s[0], s[1], s[2], s[3], 2];
+        let mut rng = Rng::new(3);
+        let upload = |rng: &mut Rng, shape: &[usize]| {
+            let n = shape.iter().product();
+            gpu.upload(shape, &rng.vec_uniform(n, -1.0, 1.0)).unwrap()
+        };
+        let (x, w, dy) = (
+            upload(&mut rng, &pair(spec.input_shape())),
+            upload(&mut rng, &pair(spec.weight_shape())),
+            upload(&mut rng, &pair(spec.output_shape())),
+        );
+        let (y, dx, dw) = (
+            gpu.zeros(&pair(spec.output_shape())).unwrap(),
+            gpu.zeros(&pair(spec.input_shape())).unwrap(),
+            gpu.zeros(&pair(spec.weight_shape())).unwrap(),
+        );
+        let layer = ComplexConv2d::new(gpu, spec).unwrap();
+        // One multiply-accumulate per output per input tap.
+        let macs = (spec.output_len() * spec.weight_len() / spec.out_channels) as u64;
+        let mut group = c.benchmark_group(format!("complex/{name}_16ch_b16_49x20"));
+        configure(&mut group);
+        group.throughput(Throughput::Elements(8 * macs));
+        bench_gpu(&mut group, "complex_forward", 1, |rec| {
+            layer.forward(rec, &x, &w, None, &y).unwrap();
+        });
+        group.throughput(Throughput::Elements(3 * 8 * macs));
+        bench_gpu(&mut group, "complex_forward_backward", 1, |rec| {
+            layer.forward(rec, &x, &w, None, &y).unwrap();
+            layer.backward(rec, &x, &dy, Some(&dx), &dw, None).unwrap();
+        });
+        let (rx, rw, rdy) = (
+            upload(&mut rng, &spec.input_shape()),
+            upload(&mut rng, &spec.weight_shape()),
+            upload(&mut rng, &spec.output_shape()),
+        );
+        let (ry, rdx, rdw) = (
+            gpu.zeros(&spec.output_shape()).unwrap(),
+            gpu.zeros(&spec.input_shape()).unwrap(),
+            gpu.zeros(&spec.weight_shape()).unwrap(),
+        );
+        group.throughput(Throughput::Elements(2 * macs));
+        bench_gpu(&mut group, "real_forward", 1, |rec| {
+            conv2d_forward(rec, &spec, &rx, &rw, None, &ry).unwrap();
+        });
+        group.throughput(Throughput::Elements(3 * 2 * macs));
+        bench_gpu(&mut group, "real_forward_backward", 1, |rec| {
+            conv2d_forward(rec, &spec, &rx, &rw, None, &ry).unwrap();
+            conv2d_backward_weight(rec, &spec, &rdy, &rx, &rdw, None).unwrap();
+            conv2d_backward_input(rec, &spec, &rdy, &rw, &rdx).unwrap();
+        });
+        group.finish();
+    }
 }
 
 fn bench_pairwise(c: &mut Criterion) {
@@ -301,6 +372,7 @@ criterion_group!(
     bench_mixed_edge,
     bench_terms_against_stacked,
     bench_complex_dense,
+    bench_complex_conv2d,
     bench_pairwise,
     bench_edge_gates
 );

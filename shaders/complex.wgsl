@@ -14,6 +14,8 @@
 //   mul_backward:        1 a, 2 b, 3 dout, 4 da, 5 db
 //   crelu:               1 x, 2 out
 //   crelu_backward:      1 x, 2 dout, 3 dx
+//   zrelu:               1 x, 2 out
+//   zrelu_backward:      1 x, 2 dout, 3 dx
 //   modrelu:             1 x, 2 bias (real, per channel), 3 out
 //   modrelu_backward:    1 x, 2 bias, 3 dout, 4 dx
 //   modrelu_bias_grad:   1 x, 2 bias, 3 dout, 4 dbias   (ceil(channels / 64) workgroups of 64)
@@ -104,6 +106,27 @@ fn crelu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let i = index(wid, nwg, lid);
     if (i < p.len) {
         out3[i] = select(vec2<f32>(0.0), dout2[i], x[i] > vec2<f32>(0.0));
+    }
+}
+
+// zReLU keeps z where arg z is in [0, pi/2] (both parts non-negative).
+fn first_quadrant(z: vec2<f32>) -> bool {
+    return z.x >= 0.0 && z.y >= 0.0;
+}
+
+@compute @workgroup_size(256)
+fn zrelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = index(wid, nwg, lid);
+    if (i < p.len) {
+        out2[i] = select(vec2<f32>(0.0), x[i], first_quadrant(x[i]));
+    }
+}
+
+@compute @workgroup_size(256)
+fn zrelu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = index(wid, nwg, lid);
+    if (i < p.len) {
+        out3[i] = select(vec2<f32>(0.0), dout2[i], first_quadrant(x[i]));
     }
 }
 

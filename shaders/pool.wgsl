@@ -10,6 +10,11 @@
 // the input (PyTorch's count_include_pad = false); its backward gathers the
 // same way.
 //
+// With COMPONENTS = 2 every element is a complex (re, im) pair, interleaved:
+// len counts real values, each invocation writes one component; max pooling
+// picks the element of largest magnitude (|z|^2 compared) and routes both
+// components of dy to it; average pooling averages each component.
+//
 // Bindings (0 is params):
 //   max_forward:      1 x, 2 y (rw), 3 argmax (u32, rw)
 //   max_backward:     1 dy, 2 argmax (u32), 3 dx (rw)
@@ -17,9 +22,9 @@
 //   avg_backward:     1 dy, 2 dx (rw)
 //   global_avg_forward:  1 x, 2 y (rw)    y is [batch, channels]
 //   global_avg_backward: 1 dy, 2 dx (rw)
-// Dispatch: grid_1d(ceil(len / 64)) with len the elements written (y for the
-// forward entries, dx for the backward ones; batch * channels for
-// global_avg_forward).
+// Dispatch: grid_1d(ceil(len / 64)) with len the values written (y for the
+// forward entries, dx for the backward ones; batch * channels * COMPONENTS
+// for global_avg_forward).
 
 struct Params {
     in_h: u32,
@@ -37,6 +42,7 @@ override KW: u32 = 1u;
 override SH: u32 = 1u;
 override SW: u32 = 1u;
 override EXCLUDE_PAD: bool = false;
+override COMPONENTS: u32 = 1u;
 const LANES: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,6 +58,16 @@ const LANES: u32 = 64u;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.x + wid.y * nwg.x) * LANES + lid.x;
+}
+
+// What max pooling compares: the value, or the squared magnitude of a pair.
+fn max_key(element: u32) -> f32 {
+    if (COMPONENTS == 1u) {
+        return x[element];
+    }
+    let re = x[2u * element];
+    let im = x[2u * element + 1u];
+    return re * re + im * im;
 }
 
 // First and one-past-last output index along one dimension whose window
@@ -87,9 +103,10 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.len) {
         return;
     }
+    let e = i / COMPONENTS;
     let out_plane = p.out_h * p.out_w;
-    let plane = i / out_plane;
-    let pos = i % out_plane;
+    let plane = e / out_plane;
+    let pos = e % out_plane;
     let y0 = i32((pos / p.out_w) * SH) - i32(p.pad_h);
     let x0 = i32((pos % p.out_w) * SW) - i32(p.pad_w);
     let base = plane * p.in_h * p.in_w;
@@ -107,7 +124,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 continue;
             }
             let at = u32(iy) * p.in_w + u32(ix);
-            let v = x[base + at];
+            let v = max_key(base + at);
             if (!found || v > best) {
                 best = v;
                 best_at = at;
@@ -115,8 +132,10 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    y[i] = best;
-    argmax_out[i] = best_at;
+    y[i] = x[(base + best_at) * COMPONENTS + i % COMPONENTS];
+    if (i % COMPONENTS == 0u) {
+        argmax_out[e] = best_at;
+    }
 }
 
 @compute @workgroup_size(LANES)
@@ -125,9 +144,11 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.len) {
         return;
     }
+    let e = i / COMPONENTS;
+    let component = i % COMPONENTS;
     let in_plane = p.in_h * p.in_w;
-    let plane = i / in_plane;
-    let at = i % in_plane;
+    let plane = e / in_plane;
+    let at = e % in_plane;
     let rows = covering(at / p.in_w + p.pad_h, KH, SH, p.out_h);
     let cols = covering(at % p.in_w + p.pad_w, KW, SW, p.out_w);
     let out_base = plane * p.out_h * p.out_w;
@@ -136,7 +157,7 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         for (var ox = cols.x; ox < cols.y; ox++) {
             let o = out_base + oy * p.out_w + ox;
             if (argmax_in[o] == at) {
-                s += dy[o];
+                s += dy[o * COMPONENTS + component];
             }
         }
     }
@@ -149,9 +170,11 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.len) {
         return;
     }
+    let e = i / COMPONENTS;
+    let component = i % COMPONENTS;
     let out_plane = p.out_h * p.out_w;
-    let plane = i / out_plane;
-    let pos = i % out_plane;
+    let plane = e / out_plane;
+    let pos = e % out_plane;
     let oy = pos / p.out_w;
     let ox = pos % p.out_w;
     let y0 = i32(oy * SH) - i32(p.pad_h);
@@ -166,7 +189,7 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var kx = 0u; kx < KW; kx++) {
             let ix = x0 + i32(kx);
             if (ix >= 0 && ix < i32(p.in_w)) {
-                s += x[base + u32(iy) * p.in_w + u32(ix)];
+                s += x[(base + u32(iy) * p.in_w + u32(ix)) * COMPONENTS + component];
             }
         }
     }
@@ -179,16 +202,18 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.len) {
         return;
     }
+    let e = i / COMPONENTS;
+    let component = i % COMPONENTS;
     let in_plane = p.in_h * p.in_w;
-    let plane = i / in_plane;
-    let at = i % in_plane;
+    let plane = e / in_plane;
+    let at = e % in_plane;
     let rows = covering(at / p.in_w + p.pad_h, KH, SH, p.out_h);
     let cols = covering(at % p.in_w + p.pad_w, KW, SW, p.out_w);
     let out_base = plane * p.out_h * p.out_w;
     var s = 0.0;
     for (var oy = rows.x; oy < rows.y; oy++) {
         for (var ox = cols.x; ox < cols.y; ox++) {
-            s += dy[out_base + oy * p.out_w + ox] / divisor(oy, ox);
+            s += dy[(out_base + oy * p.out_w + ox) * COMPONENTS + component] / divisor(oy, ox);
         }
     }
     dx_avg[i] = s;
@@ -198,17 +223,18 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // workgroup-memory tree costs more than it saves on planes this small).
 @compute @workgroup_size(LANES)
 fn global_avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let plane = linear_index(wid, nwg, lid);
-    if (plane >= p.planes) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.len) {
         return;
     }
+    let plane = i / COMPONENTS;
     let size = p.in_h * p.in_w;
     let base = plane * size;
     var s = 0.0;
-    for (var i = 0u; i < size; i++) {
-        s += x[base + i];
+    for (var k = 0u; k < size; k++) {
+        s += x[(base + k) * COMPONENTS + i % COMPONENTS];
     }
-    y[plane] = s / f32(size);
+    y[i] = s / f32(size);
 }
 
 @compute @workgroup_size(LANES)
@@ -218,5 +244,6 @@ fn global_avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         return;
     }
     let size = p.in_h * p.in_w;
-    dx_avg[i] = dy[i / size] / f32(size);
+    let e = i / COMPONENTS;
+    dx_avg[i] = dy[(e / size) * COMPONENTS + i % COMPONENTS] / f32(size);
 }

@@ -91,7 +91,7 @@ const MB: f64 = 1024.0 * 1024.0;
 /// bi-level (an architecture part, then a weights part, on two batches).
 struct Subject {
     arch: Architecture,
-    shape: [usize; 3],
+    shape: Vec<usize>,
     groups: Vec<GroupConfig>,
     bilevel: bool,
 }
@@ -140,13 +140,13 @@ fn subject(name: &str, args: &BenchArgs) -> anyhow::Result<Subject> {
 }
 
 /// A batch of normal noise with random labels.
-fn random_batch(rng: &mut Rng, batch: usize, shape: [usize; 3]) -> Batch {
+fn random_batch(rng: &mut Rng, batch: usize, shape: &[usize]) -> Batch {
     Batch {
         features: (0..batch * shape.iter().product::<usize>())
             .map(|_| rng.normal())
             .collect(),
         labels: (0..batch).map(|_| rng.below(CLASSES) as u32).collect(),
-        shape: [batch, shape[0], shape[1], shape[2]],
+        shape: crate::nn::batched(batch, shape),
     }
 }
 
@@ -169,8 +169,8 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
     };
     let mut session = Session::new(gpu, network, &groups, config)?;
     let mut rng = Rng::new(SEED + 1);
-    let host_batch = random_batch(&mut rng, batch, shape);
-    let second_batch = random_batch(&mut rng, batch, shape);
+    let host_batch = random_batch(&mut rng, batch, &shape);
+    let second_batch = random_batch(&mut rng, batch, &shape);
     let bilevel_parts = [
         StepPart::new(&second_batch, &[ARCH]).frozen_stats(),
         StepPart::new(&host_batch, &[WEIGHTS]),

@@ -89,11 +89,14 @@ fn complex_activations_match_reference() {
         let tbias = up(&[channels], &bias);
         let (tg, tg_real) = (up(&cs, &g), up(shape, &g_real));
         let (crelu_out, crelu_dx) = (nan(&cs), nan(&cs));
+        let (zrelu_out, zrelu_dx) = (nan(&cs), nan(&cs));
         let (mod_out, mod_dx, mod_db) = (nan(&cs), nan(&cs), nan(&[channels]));
         let (mag, mag_dx, ph, ph_dx) = (nan(shape), nan(&cs), nan(shape), nan(&cs));
         let mut rec = gpu.recorder();
         crelu(&mut rec, &tx, &crelu_out).unwrap();
         crelu_backward(&mut rec, &tx, &tg, &crelu_dx).unwrap();
+        zrelu(&mut rec, &tx, &zrelu_out).unwrap();
+        zrelu_backward(&mut rec, &tx, &tg, &zrelu_dx).unwrap();
         modrelu(&mut rec, &tx, &tbias, &mod_out).unwrap();
         modrelu_backward(&mut rec, &tx, &tbias, &tg, &mod_dx, &mod_db).unwrap();
         magnitude(&mut rec, &tx, &mag).unwrap();
@@ -112,6 +115,13 @@ fn complex_activations_match_reference() {
             &crelu_dx,
             &crelu_backward_reference(&x, &g),
             1e-7,
+        );
+        close("zrelu", &zrelu_out, &zrelu_reference(&x), 0.0);
+        close(
+            "zrelu dx",
+            &zrelu_dx,
+            &zrelu_backward_reference(&x, &g),
+            0.0,
         );
         close(
             "modrelu",
@@ -182,6 +192,16 @@ fn elementwise_backward_references_match_finite_differences() {
         atol,
         rtol,
     );
+    let dx = zrelu_backward_reference(&x, &g);
+    assert!(dx.contains(&0.0) && dx.iter().any(|&v| v != 0.0));
+    assert_gradient(
+        "zrelu",
+        &x,
+        &dx,
+        |v| dot(&zrelu_reference(v), &g),
+        atol,
+        rtol,
+    );
     // Shape [2, 3] complex: 3 channels, inner 1; biases leave some values cut off.
     let bias = vec![-0.5, 0.2, -1.5];
     let (dx, dbias) = modrelu_backward_reference(&x, &bias, 1, &g);
@@ -213,21 +233,48 @@ fn elementwise_backward_references_match_finite_differences() {
 /// and what the CPU references say they give.
 struct LayerCase {
     what: String,
-    /// `y`, `dx` and `dw` as the GPU writes them.
-    got: [Tensor; 3],
-    want: [Vec<f64>; 3],
+    /// `y`, `dx`, `dw` and `db` as the GPU writes them.
+    got: [Tensor; 4],
+    want: [Vec<f64>; 4],
     dw_atol: f32,
 }
 
 impl LayerCase {
     /// After the recording is submitted.
     fn assert_matches_reference(&self) {
-        for ((name, got), want) in ["y", "dx", "dw"].iter().zip(&self.got).zip(&self.want) {
-            let atol = if *name == "dw" { self.dw_atol } else { 1e-5 };
+        let names = ["y", "dx", "dw", "db"];
+        for ((name, got), want) in names.iter().zip(&self.got).zip(&self.want) {
+            let atol = if *name == "y" || *name == "dx" {
+                1e-5
+            } else {
+                self.dw_atol
+            };
             let what = format!("{} {name}", self.what);
             assert_close(&what, &down(got), &to_f32(want), atol, 1e-4);
         }
     }
+}
+
+/// `y + bias` over `[outer][channels][inner]` complex values.
+fn with_bias(mut y: Vec<f64>, bias: &[f64], inner: usize) -> Vec<f64> {
+    let channels = bias.len() / 2;
+    for i in 0..y.len() / 2 {
+        let c = (i / inner) % channels;
+        y[2 * i] += bias[2 * c];
+        y[2 * i + 1] += bias[2 * c + 1];
+    }
+    y
+}
+
+/// The bias gradient: `dy` summed per channel.
+fn bias_grad(dy: &[f64], channels: usize, inner: usize) -> Vec<f64> {
+    let mut db = vec![0.0; 2 * channels];
+    for i in 0..dy.len() / 2 {
+        let c = (i / inner) % channels;
+        db[2 * c] += dy[2 * i];
+        db[2 * c + 1] += dy[2 * i + 1];
+    }
+    db
 }
 
 fn dense_case(rec: &mut Recorder, layer: &ComplexDense, rows: usize, rng: &mut Rng) -> LayerCase {
@@ -238,20 +285,24 @@ fn dense_case(rec: &mut Recorder, layer: &ComplexDense, rows: usize, rng: &mut R
     let tx = up(&[rows, inputs, 2], &x);
     let tw = up(&[inputs, outputs, 2], &w);
     let tdy = up(&[rows, outputs, 2], &dy);
+    let bias = random(rng, 2 * outputs);
+    let tb = up(&[outputs, 2], &bias);
     let got = [
         nan(&[rows, outputs, 2]),
         nan(&[rows, inputs, 2]),
         nan(&[inputs, outputs, 2]),
+        nan(&[outputs, 2]),
     ];
-    layer.forward(rec, &tx, &tw, &got[0]).unwrap();
+    layer.forward(rec, &tx, &tw, Some(&tb), &got[0]).unwrap();
     layer
-        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2])
+        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2], Some(&got[3]))
         .unwrap();
     let (dx, dw) = dense_backward_reference(&x, &w, &dy, rows, inputs, outputs);
+    let y = with_bias(dense_reference(&x, &w, rows, inputs, outputs), &bias, 1);
     LayerCase {
         what: format!("dense {rows}x{inputs}->{outputs}"),
         got,
-        want: [dense_reference(&x, &w, rows, inputs, outputs), dx, dw],
+        want: [y, dx, dw, bias_grad(&dy, outputs, 1)],
         dw_atol: 1e-5,
     }
 }
@@ -265,20 +316,26 @@ fn conv_case(rec: &mut Recorder, layer: &ComplexConv2d, spec: Conv2d, rng: &mut 
     let tx = up(&pair(spec.input_shape()), &x);
     let tw = up(&pair(spec.weight_shape()), &w);
     let tdy = up(&pair(spec.output_shape()), &dy);
+    let channels = spec.out_channels;
+    let bias = random(rng, 2 * channels);
+    let tb = up(&[channels, 2], &bias);
     let got = [
         nan(&pair(spec.output_shape())),
         nan(&pair(spec.input_shape())),
         nan(&pair(spec.weight_shape())),
+        nan(&[channels, 2]),
     ];
-    layer.forward(rec, &tx, &tw, &got[0]).unwrap();
+    layer.forward(rec, &tx, &tw, Some(&tb), &got[0]).unwrap();
     layer
-        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2])
+        .backward(rec, &tx, &tdy, Some(&got[1]), &got[2], Some(&got[3]))
         .unwrap();
     let (dx, dw) = conv2d_backward_reference(&spec, &x, &w, &dy);
+    let inner = spec.out_h() * spec.out_w();
+    let y = with_bias(conv2d_reference(&spec, &x, &w), &bias, inner);
     LayerCase {
         what: format!("{spec:?}"),
         got,
-        want: [conv2d_reference(&spec, &x, &w), dx, dw],
+        want: [y, dx, dw, bias_grad(&dy, channels, inner)],
         dw_atol: 1e-4,
     }
 }
@@ -383,4 +440,36 @@ fn complex_rejects_tensors_without_pairs() {
     let bias = gpu.zeros(&[3]).unwrap();
     let err = modrelu(&mut gpu.recorder(), &x, &bias, &x).unwrap_err();
     assert!(err.to_string().contains("bias has shape [3]"), "{err}");
+}
+
+/// Splitting into real planes puts channel c's real parts in plane 2c and
+/// its imaginary parts in 2c + 1; joining undoes it exactly.
+#[test]
+fn complex_planes_split_and_join() {
+    let gpu = Gpu::shared();
+    let mut rng = Rng::new(8);
+    for shape in [&[1usize, 1][..], &[3, 2], &[2, 3, 5], &[2, 3, 4, 7]] {
+        let cs = with_pair(shape);
+        let count: usize = shape.iter().product();
+        let x = random(&mut rng, 2 * count);
+        let planes_shape = planes_shape(&cs).unwrap();
+        let (planes, back) = (nan(&planes_shape), nan(&cs));
+        let tx = up(&cs, &x);
+        let mut rec = gpu.recorder();
+        split_planes(&mut rec, &tx, &planes).unwrap();
+        join_planes(&mut rec, &planes, &back).unwrap();
+        rec.submit_and_wait().unwrap();
+        let inner: usize = shape[2..].iter().product();
+        let mut want = vec![0.0; 2 * count];
+        for i in 0..count {
+            let (outer, pos) = (i / inner, i % inner);
+            want[(2 * outer) * inner + pos] = x[2 * i];
+            want[(2 * outer + 1) * inner + pos] = x[2 * i + 1];
+        }
+        assert_eq!(planes_shape[1], 2 * shape[1]);
+        assert_close("planes", &down(&planes), &to_f32(&want), 0.0, 0.0);
+        assert_close("joined", &down(&back), &to_f32(&x), 0.0, 0.0);
+    }
+    let err = planes_shape(&[3, 4]).unwrap_err();
+    assert!(err.to_string().contains("..., 2]"), "{err}");
 }

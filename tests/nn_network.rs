@@ -665,3 +665,252 @@ fn to_sequence_puts_each_steps_channels_side_by_side() {
     // The backward of a permutation is its inverse.
     assert_eq!(gpu.download(dx[0].as_ref().unwrap()).unwrap(), xs);
 }
+
+/// Complex layers in a chain on complex features `[1, time, freq, 2]`:
+/// convolutions (strided, dilated, depthwise), complex batch norm, modReLU,
+/// average pooling,
+/// flatten, complex dense, and the parts into a real head. (The magnitude
+/// is checked against finite differences in the kernel tests: through a
+/// network its curvature near `|z| = 0` defeats a step of 1e-2.)
+#[test]
+fn complex_chain_gradients() {
+    check_gradients(
+        r#"
+        name = "complex_chain"
+        [[layers]]
+        op = "complex_conv2d"
+        channels = 3
+        kernel = [3, 2]
+        stride = [2, 1]
+        padding = "same"
+        [[layers]]
+        op = "complex_batch_norm"
+        [[layers]]
+        op = "modrelu"
+        [[layers]]
+        op = "complex_depthwise_conv2d"
+        kernel = 3
+        dilation = [2, 1]
+        padding = [2, 1]
+        [[layers]]
+        op = "avg_pool2d"
+        kernel = [2, 2]
+        [[layers]]
+        op = "flatten"
+        [[layers]]
+        op = "complex_dense"
+        units = 5
+        [[layers]]
+        op = "re_im"
+        [[layers]]
+        op = "tanh"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 9, 8, 2],
+        3,
+        3,
+        11,
+    );
+}
+
+/// Max pooling by magnitude jumps from one value to another where two
+/// magnitudes tie (unlike a real maximum, it is not continuous there), so
+/// its check takes a step small enough that no window changes its winner.
+#[test]
+fn complex_max_pool_gradients() {
+    check_gradients_with_step(
+        r#"
+        name = "complex_max"
+        [[layers]]
+        op = "complex_conv2d"
+        channels = 3
+        kernel = [3, 2]
+        [[layers]]
+        op = "max_pool2d"
+        kernel = [1, 2]
+        [[layers]]
+        op = "re_im"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 9, 8, 2],
+        3,
+        3,
+        11,
+        1e-3,
+    );
+}
+
+/// A complex DAG: the complex product of two branches plus a skip, a
+/// concatenation, global average pooling, and the parts as real values.
+#[test]
+fn complex_dag_gradients() {
+    check_gradients(
+        r#"
+        name = "complex_dag"
+        [[layers]]
+        name = "c1"
+        op = "complex_conv2d"
+        channels = 2
+        kernel = 3
+        padding = 1
+        [[layers]]
+        name = "a"
+        op = "complex_conv2d"
+        channels = 2
+        kernel = 1
+        [[layers]]
+        name = "b"
+        op = "complex_depthwise_conv2d"
+        inputs = ["c1"]
+        kernel = [1, 3]
+        padding = [0, 1]
+        [[layers]]
+        name = "ab"
+        op = "multiply"
+        inputs = ["a", "b"]
+        [[layers]]
+        name = "sum"
+        op = "add"
+        inputs = ["ab", "c1"]
+        [[layers]]
+        op = "concat"
+        inputs = ["sum", "a"]
+        [[layers]]
+        op = "complex_batch_norm"
+        affine = false
+        [[layers]]
+        op = "global_avg_pool"
+        [[layers]]
+        op = "re_im"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 6, 5, 2],
+        4,
+        2,
+        12,
+    );
+}
+
+/// CReLU and zReLU have kinks at zero parts; a small step keeps the
+/// random directions from crossing many of them.
+#[test]
+fn complex_rectifier_gradients() {
+    check_gradients_with_step(
+        r#"
+        name = "rectifiers"
+        [[layers]]
+        op = "complex_conv2d"
+        channels = 3
+        kernel = 2
+        [[layers]]
+        op = "crelu"
+        [[layers]]
+        op = "complex_conv2d"
+        channels = 2
+        kernel = 2
+        [[layers]]
+        op = "zrelu"
+        [[layers]]
+        op = "re_im"
+        [[layers]]
+        op = "dense"
+        "#,
+        &[1, 5, 4, 2],
+        3,
+        2,
+        13,
+        2e-3,
+    );
+}
+
+/// A complex op on real features, and a real op on complex ones, are
+/// refused when the network is built, naming the layer and the features.
+#[test]
+fn complex_and_real_ops_refuse_the_other_field() {
+    let gpu = Gpu::shared();
+    let complex_conv =
+        "[[layers]]\nname = \"cc\"\nop = \"complex_conv2d\"\nchannels = 2\nkernel = 1\n";
+    let real_conv = "[[layers]]\nname = \"rc\"\nop = \"conv2d\"\nchannels = 2\nkernel = 1\n";
+    let head = "[[layers]]\nop = \"magnitude\"\n[[layers]]\nop = \"dense\"\n";
+    let cases = [
+        // Complex on the real log-mel.
+        (format!("{complex_conv}{head}"), vec![1, 8, 6], "cc", "features are real"),
+        // Real on the complex STFT.
+        (format!("{real_conv}[[layers]]\nop = \"dense\"\n"), vec![1, 8, 6, 2], "rc", "features are complex"),
+        // Real after a complex layer, without turning it real first.
+        (format!("{complex_conv}{real_conv}{head}"), vec![1, 8, 6, 2], "rc", "input is complex"),
+        // Complex after the magnitude.
+        (format!("{complex_conv}[[layers]]\nop = \"magnitude\"\n[[layers]]\nname = \"m2\"\nop = \"crelu\"\n[[layers]]\nop = \"dense\"\n"), vec![1, 8, 6, 2], "m2", "input is real"),
+    ];
+    for (body, input, layer, want) in cases {
+        let a = arch(&format!("name = \"fields\"\n{body}"));
+        let err = Network::build(gpu, &a, &input, 3, 0)
+            .err()
+            .expect(&body)
+            .to_string();
+        assert!(
+            err.contains(layer) && err.contains(want) && err.contains("stft"),
+            "{err}"
+        );
+    }
+    let mixed = arch("name = \"mix\"\n[[layers]]\nname = \"c\"\nop = \"complex_conv2d\"\nchannels = 1\nkernel = 1\n[[layers]]\nname = \"m\"\nop = \"magnitude\"\n[[layers]]\nname = \"both\"\nop = \"add\"\ninputs = [\"m\", \"input\"]\n[[layers]]\nop = \"dense\"\n");
+    let err = Network::build(gpu, &mixed, &[1, 4, 3, 2], 2, 0)
+        .err()
+        .expect("adds real and complex")
+        .to_string();
+    assert!(
+        err.contains("both") && err.contains("mix real and complex"),
+        "{err}"
+    );
+}
+
+/// A complex multiply-accumulate counts as 4 real ones and a complex
+/// parameter as 2 real numbers; the built network has exactly the
+/// parameters the cost model counts.
+#[test]
+fn complex_costs_count_real_work() {
+    let gpu = Gpu::shared();
+    let complex = arch("name = \"c\"\n[[layers]]\nop = \"complex_conv2d\"\nchannels = 3\nkernel = [3, 2]\n[[layers]]\nop = \"modrelu\"\n[[layers]]\nop = \"flatten\"\n[[layers]]\nop = \"complex_dense\"\nunits = 4\n[[layers]]\nop = \"magnitude\"\n[[layers]]\nop = \"dense\"\n");
+    let real = arch("name = \"r\"\n[[layers]]\nop = \"conv2d\"\nchannels = 3\nkernel = [3, 2]\n[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"flatten\"\n[[layers]]\nop = \"dense\"\nunits = 4\n[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"dense\"\n");
+    let c = Cost::of(&complex, &[2, 6, 5, 2], 2, 1000.0, None).unwrap();
+    let r = Cost::of(&real, &[2, 6, 5], 2, 1000.0, None).unwrap();
+    for i in [0, 3] {
+        assert_eq!(c.layers[i].macs, 4 * r.layers[i].macs, "layer {i}");
+        assert_eq!(c.layers[i].params, 2 * r.layers[i].params, "layer {i}");
+    }
+    // modReLU: one real bias per channel.
+    assert_eq!(c.layers[1].params, 3);
+    assert_eq!(c.layers[0].output, vec![3, 4, 4, 2]);
+    assert_eq!(c.layers[4].output, vec![4]);
+    let net = Network::build(gpu, &complex, &[2, 6, 5, 2], 2, 0).unwrap();
+    assert_eq!(net.parameter_count(), c.params);
+}
+
+/// An all-zero complex input through complex batch norm and modReLU (where
+/// |z| = 0 leaves the direction undefined) gives finite outputs and
+/// gradients.
+#[test]
+fn complex_norm_and_modrelu_stay_finite_on_zeros() {
+    let gpu = Gpu::shared();
+    let a = arch("name = \"zeros\"\n[[layers]]\nop = \"complex_batch_norm\"\n[[layers]]\nop = \"modrelu\"\n[[layers]]\nop = \"complex_conv2d\"\nchannels = 2\nkernel = 1\n[[layers]]\nop = \"complex_batch_norm\"\n[[layers]]\nop = \"modrelu\"\n[[layers]]\nop = \"re_im\"\n[[layers]]\nop = \"dense\"\n");
+    let mut net = Network::build(gpu, &a, &[1, 4, 3, 2], 3, 0).unwrap();
+    let x = gpu.zeros(&[2, 1, 4, 3, 2]).unwrap();
+    let dlogits = gpu
+        .upload(&[2, 3], &[1.0, -1.0, 0.5, 0.2, 0.3, -0.4])
+        .unwrap();
+    for pass in [Pass::train(1), Pass::eval()] {
+        let mut rec = gpu.recorder();
+        let logits = net.forward(&mut rec, &x, pass).unwrap();
+        net.backward(&mut rec, &dlogits).unwrap();
+        rec.submit_and_wait().unwrap();
+        let y = gpu.download(&logits).unwrap();
+        assert!(y.iter().all(|v| v.is_finite()), "{pass:?}: {y:?}");
+        for (name, p) in net.named_params() {
+            let g = gpu.download(&p.grad).unwrap();
+            assert!(g.iter().all(|v| v.is_finite()), "{pass:?} {name}: {g:?}");
+        }
+    }
+}

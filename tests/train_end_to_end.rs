@@ -461,3 +461,92 @@ fn settings_outside_their_meaning_are_refused_naming_the_key() {
         assert!(message.contains(needle), "{needle}: {message}");
     }
 }
+
+/// A complex description trains like any other: on the complex STFT of the
+/// tone data, complex convolutions, complex batch norm, CReLU and the
+/// magnitude into a real
+/// head (pooled over time, dense over frequency) learn to tell the tones
+/// apart, and the saved model runs again.
+#[test]
+fn a_complex_network_learns_on_the_complex_stft() {
+    let gpu = Gpu::shared();
+    let ws = Workspace::new();
+    let features = "[features]\nkind = \"stft\"\nsample_rate = 16000\nclip_ms = 1000.0\nwindow_ms = 16.0\nhop_ms = 32.0\nn_fft = 256\nwindow = \"hann\"\n";
+    let model = r#"
+[model]
+name = "complex_tiny"
+
+[[model.layers]]
+op = "complex_conv2d"
+channels = 4
+kernel = [3, 5]
+stride = [2, 4]
+padding = "same"
+[[model.layers]]
+op = "complex_batch_norm"
+[[model.layers]]
+op = "crelu"
+[[model.layers]]
+op = "complex_conv2d"
+channels = 4
+kernel = 3
+padding = "same"
+[[model.layers]]
+op = "magnitude"
+[[model.layers]]
+op = "avg_pool2d"
+kernel = [16, 1]
+[[model.layers]]
+op = "flatten"
+[[model.layers]]
+op = "dense"
+"#;
+    let tiny = common::TINY_CONFIG;
+    let settings = &tiny[tiny.find("[train]").unwrap()..tiny.find("[model]").unwrap()];
+    let toml = format!("{features}\n{settings}\n{model}");
+    // The same model on the real MFCC of the tiny config is refused, naming
+    // the layer and where the features come from.
+    let real_features = &tiny[..tiny.find("[train]").unwrap()];
+    let err = Experiment::parse(
+        &format!("{real_features}\n{settings}\n{model}"),
+        Path::new("real.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("layer0")
+            && err.contains("features are real")
+            && err.contains("[features] of real.toml"),
+        "{err}"
+    );
+    let mut experiment = Experiment::parse(&toml, Path::new("complex.toml")).unwrap();
+    experiment.train.epochs = 6;
+    assert_eq!(experiment.features.clip_shape()[3], 2);
+    let run = ws.new_run("complex", &experiment);
+    let summary = train(gpu, &experiment, &run, &ws.options(false, None)).unwrap();
+    let records = read_epoch_records(&run.metrics()).unwrap();
+    let (first, last) = (&records[0], &records[records.len() - 1]);
+    assert!(
+        last.train_loss < first.train_loss,
+        "training loss did not fall: {records:?}"
+    );
+    let chance = 1.0 / common::CLASSES.len() as f64;
+    let test = summary.test.expect("a test speaker").accuracy;
+    assert!(
+        test > chance + 0.25,
+        "test accuracy {test} is not clearly above chance {chance}: {records:?}"
+    );
+    let clip = ws
+        .dir
+        .path()
+        .join("data/high")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (classes, logits) = logits_in_process(gpu, &run.root.join("model.safetensors"), &clip);
+    assert_eq!((classes.len(), logits.len()), (4, 4));
+    assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
+}

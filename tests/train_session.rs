@@ -72,7 +72,7 @@ fn batch(rng: &mut Rng) -> Batch {
     Batch {
         features: rng.vec_uniform(BATCH * INPUT.iter().product::<usize>(), -1.0, 1.0),
         labels: (0..BATCH).map(|_| rng.below(CLASSES) as u32).collect(),
-        shape: [BATCH, INPUT[0], INPUT[1], INPUT[2]],
+        shape: vec![BATCH, INPUT[0], INPUT[1], INPUT[2]],
     }
 }
 

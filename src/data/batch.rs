@@ -25,7 +25,7 @@ const PREFETCH: usize = 2;
 pub struct Batch {
     pub features: Vec<f32>,
     pub labels: Vec<u32>,
-    pub shape: [usize; 4],
+    pub shape: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -264,7 +264,9 @@ fn clip_audio(
 
 fn assemble(source: &Source, chunk: &[usize], augment: &AugmentConfig, rng: &mut Rng) -> Batch {
     let prepared = &source.prepared;
-    let [channels, frames, width] = prepared.clip_shape;
+    // Values per frame: the STFT's (re, im) pairs are `2 bins` floats.
+    let (channels, frames) = (prepared.clip_shape[0], prepared.clip_shape[1]);
+    let width = prepared.clip_shape[2..].iter().product::<usize>();
     let clip_len = prepared.clip_len();
     let mut features = vec![0.0; chunk.len() * clip_len];
     let mut labels = Vec::with_capacity(chunk.len());
@@ -282,7 +284,7 @@ fn assemble(source: &Source, chunk: &[usize], augment: &AugmentConfig, rng: &mut
     Batch {
         features,
         labels,
-        shape: [chunk.len(), channels, frames, width],
+        shape: crate::nn::batched(chunk.len(), &prepared.clip_shape),
     }
 }
 
@@ -330,7 +332,7 @@ impl GpuBatch {
     /// Writes `batch` into the buffers, or new ones if its shape differs
     /// (the last, smaller batch of an epoch).
     pub fn load(&mut self, gpu: &Gpu, batch: &Batch) -> GpuResult<()> {
-        if self.features.shape() != batch.shape {
+        if self.features.shape() != batch.shape.as_slice() {
             *self = GpuBatch::upload(gpu, batch)?;
             return Ok(());
         }

@@ -211,7 +211,7 @@ impl FeatureConfig {
                 self.n_mfcc, self.n_mels
             ),
         )?;
-        let [_, frames, width] = self.clip_shape();
+        let (frames, width) = (self.frames_for(self.clip_samples()), self.width());
         check(
             frames.saturating_mul(width) <= MAX_CLIP_VALUES,
             format!(
@@ -262,9 +262,15 @@ impl FeatureConfig {
         }
     }
 
-    /// `[channels, time, freq]` of one clip.
-    pub fn clip_shape(&self) -> [usize; 3] {
-        [1, self.frames_for(self.clip_samples()), self.width()]
+    /// `[channels, time, freq]` of one clip; the complex STFT's is `[1,
+    /// time, bins, 2]`, its (re, im) pairs as complex values (the same
+    /// floats, `width` of them per frame).
+    pub fn clip_shape(&self) -> Vec<usize> {
+        let frames = self.frames_for(self.clip_samples());
+        match self.kind {
+            FeatureKind::Stft => vec![1, frames, self.width() / 2, 2],
+            _ => vec![1, frames, self.width()],
+        }
     }
 
     /// A stable text naming every setting, for cache keys.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bump when the cache layout or the feature code changes meaning.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 const CACHE_MAGIC: &[u8; 8] = b"ANASFEAT";
 
 #[derive(Clone, Debug)]
@@ -67,8 +67,9 @@ pub struct PreparedClip {
 pub struct Prepared {
     pub classes: Vec<String>,
     pub clips: Vec<PreparedClip>,
-    /// `[channels, time, freq]` of one clip.
-    pub clip_shape: [usize; 3],
+    /// `[channels, time, freq]` of one clip (`[1, time, bins, 2]` for the
+    /// complex STFT).
+    pub clip_shape: Vec<usize>,
     pub features: Vec<f32>,
     pub skipped: Vec<Skipped>,
     pub cache_file: Option<PathBuf>,
@@ -97,7 +98,7 @@ impl Prepared {
 #[derive(Serialize, Deserialize)]
 struct CacheHeader {
     key: String,
-    clip_shape: [usize; 3],
+    clip_shape: Vec<usize>,
     clips: Vec<PreparedClip>,
     skipped: Vec<Skipped>,
 }
@@ -359,7 +360,7 @@ fn compute(
 fn write_cache(path: &Path, key: &str, prepared: &Prepared) -> DataResult<()> {
     let header = serde_json::to_vec(&CacheHeader {
         key: key.to_string(),
-        clip_shape: prepared.clip_shape,
+        clip_shape: prepared.clip_shape.clone(),
         clips: prepared.clips.clone(),
         skipped: prepared.skipped.clone(),
     })

@@ -20,6 +20,7 @@ use crate::kernels::check::same_shape;
 use crate::kernels::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, for_each_term, Conv2d,
 };
+use crate::kernels::elementwise::{bias_add, bias_backward, BiasLayout};
 use crate::kernels::gemm::{gemm, Gemm};
 
 static SHADER: Shader = crate::shader!("complex", trusted);
@@ -103,6 +104,20 @@ pub fn crelu_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor
     same_shape(KERNEL, "dout", dout, x.shape())?;
     same_shape(KERNEL, "dx", dx, x.shape())?;
     elementwise(rec, "crelu_backward", n, &[x, dout, dx])
+}
+
+/// zReLU: `z` where `arg z` is in `[0, pi/2]` (both parts non-negative), else 0.
+pub fn zrelu(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape(KERNEL, "out", out, x.shape())?;
+    elementwise(rec, "zrelu", n, &[x, out])
+}
+
+pub fn zrelu_backward(rec: &mut Recorder, x: &Tensor, dout: &Tensor, dx: &Tensor) -> GpuResult<()> {
+    let n = complex_len("x", x)?;
+    same_shape(KERNEL, "dout", dout, x.shape())?;
+    same_shape(KERNEL, "dx", dx, x.shape())?;
+    elementwise(rec, "zrelu_backward", n, &[x, dout, dx])
 }
 
 /// modReLU's layout: one real bias per channel, the channel being axis 1 of
@@ -260,6 +275,34 @@ fn relayout(
     rec.dispatch(&SHADER, entry, &[], &params, &[from, to], groups(len))
 }
 
+/// The real shape `[batch, 2 channels, positions...]` of the planes of a
+/// complex `[batch, channels, positions..., 2]`.
+pub fn planes_shape(complex_shape: &[usize]) -> GpuResult<Vec<usize>> {
+    let n = complex_shape.len();
+    ensure(n >= 3 && complex_shape[n - 1] == 2, || {
+        format!("complex planes: need [batch, channels, ..., 2], got {complex_shape:?}")
+    })?;
+    let mut shape = complex_shape[..n - 1].to_vec();
+    shape[1] *= 2;
+    Ok(shape)
+}
+
+/// Complex `[batch, channels, positions..., 2]` into real planes `[batch,
+/// 2 channels, positions...]`: channel 2c holds the real parts of channel
+/// c, 2c + 1 its imaginary parts. A permutation; `join_planes` undoes it.
+pub fn split_planes(rec: &mut Recorder, x: &Tensor, planes: &Tensor) -> GpuResult<()> {
+    same_shape(KERNEL, "planes", planes, &planes_shape(x.shape())?)?;
+    let inner = real_shape(x)[2..].iter().product();
+    relayout(rec, "planar", x, planes, inner)
+}
+
+/// The inverse of `split_planes` (and its backward).
+pub fn join_planes(rec: &mut Recorder, planes: &Tensor, x: &Tensor) -> GpuResult<()> {
+    same_shape(KERNEL, "planes", planes, &planes_shape(x.shape())?)?;
+    let inner = real_shape(x)[2..].iter().product();
+    relayout(rec, "interleave", planes, x, inner)
+}
+
 /// Complex dense `y [rows, out] = x [rows, in] w [in, out]` for any number
 /// of rows, and what its backward needs (the expanded real weights). Make
 /// one per layer and keep it.
@@ -292,16 +335,36 @@ impl ComplexDense {
         Ok(rows)
     }
 
-    pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
+    /// `y = x w + bias`, the bias complex `[outputs, 2]`.
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+    ) -> GpuResult<()> {
         let (r, i, o) = (self.rows(x)?, self.inputs, self.outputs);
         same_shape(KERNEL, "w", w, &[i, o, 2])?;
         same_shape(KERNEL, "y", y, &[r, o, 2])?;
         expand(rec, w, &self.w_real, [i, o, 1], false)?;
-        gemm(rec, &Gemm::new(r, 2 * o, 2 * i), x, &self.w_real, y)
+        gemm(rec, &Gemm::new(r, 2 * o, 2 * i), x, &self.w_real, y)?;
+        if let Some(b) = bias {
+            same_shape(KERNEL, "bias", b, &[o, 2])?;
+            // Interleaved pairs are 2 o real columns with a real bias each.
+            let layout = BiasLayout::rows(r, 2 * o);
+            bias_add(
+                rec,
+                &layout,
+                &y.reshaped(&[r, 2 * o])?,
+                &b.reshaped(&[2 * o])?,
+            )?;
+        }
+        Ok(())
     }
 
-    /// `dx = dy w^H` (when asked) and `dw = x^H dy`, after `forward` on the
-    /// same weights.
+    /// `dx = dy w^H` (when asked), `dw = x^H dy` and the bias gradient
+    /// (when given), after `forward` on the same weights.
     pub fn backward(
         &self,
         rec: &mut Recorder,
@@ -309,10 +372,21 @@ impl ComplexDense {
         dy: &Tensor,
         dx: Option<&Tensor>,
         dw: &Tensor,
+        db: Option<&Tensor>,
     ) -> GpuResult<()> {
         let (r, i, o) = (self.rows(x)?, self.inputs, self.outputs);
         same_shape(KERNEL, "dy", dy, &[r, o, 2])?;
         same_shape(KERNEL, "dw", dw, &[i, o, 2])?;
+        if let Some(b) = db {
+            same_shape(KERNEL, "db", b, &[o, 2])?;
+            let layout = BiasLayout::rows(r, 2 * o);
+            bias_backward(
+                rec,
+                &layout,
+                &dy.reshaped(&[r, 2 * o])?,
+                &b.reshaped(&[2 * o])?,
+            )?;
+        }
         if let Some(dx) = dx {
             same_shape(KERNEL, "dx", dx, x.shape())?;
             gemm(
@@ -391,21 +465,45 @@ impl ComplexConv2d {
         Ok(planes)
     }
 
-    pub fn forward(&self, rec: &mut Recorder, x: &Tensor, w: &Tensor, y: &Tensor) -> GpuResult<()> {
+    /// `y = conv(x, w) + bias`; the bias is complex `[out, 2]`, whose
+    /// memory is the real bias of the planes (re of channel c at 2c, im at
+    /// 2c + 1).
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+    ) -> GpuResult<()> {
         let s = self.spec_of(x)?;
         same_shape(KERNEL, "w", w, &Self::with_pair(s.weight_shape()))?;
         same_shape(KERNEL, "y", y, &Self::with_pair(s.output_shape()))?;
         let real = Self::real(s);
+        let bias = match bias {
+            Some(b) => {
+                same_shape(KERNEL, "bias", b, &[s.out_channels, 2])?;
+                Some(b.reshaped(&[real.out_channels])?)
+            }
+            None => None,
+        };
         let x_planes = self.planes_of(rec, &s, x)?;
         expand(rec, w, &self.w_real, self.weight_dims(), true)?;
         let y_planes = rec.empty(&real.output_shape())?;
-        conv2d_forward(rec, &real, &x_planes, &self.w_real, None, &y_planes)?;
+        conv2d_forward(
+            rec,
+            &real,
+            &x_planes,
+            &self.w_real,
+            bias.as_ref(),
+            &y_planes,
+        )?;
         relayout(rec, "interleave", &y_planes, y, s.out_h() * s.out_w())
     }
 
-    /// `dx` (when asked) and `dw` after `forward` on the same weights; `x`
-    /// is the forward's input, split into planes again rather than kept
-    /// between the calls.
+    /// `dx` (when asked), `dw` and `db` (when given) after `forward` on the
+    /// same weights; `x` is the forward's input, split into planes again
+    /// rather than kept between the calls.
     pub fn backward(
         &self,
         rec: &mut Recorder,
@@ -413,11 +511,19 @@ impl ComplexConv2d {
         dy: &Tensor,
         dx: Option<&Tensor>,
         dw: &Tensor,
+        db: Option<&Tensor>,
     ) -> GpuResult<()> {
         let s = self.spec_of(x)?;
         same_shape(KERNEL, "dy", dy, &Self::with_pair(s.output_shape()))?;
         same_shape(KERNEL, "dw", dw, &Self::with_pair(s.weight_shape()))?;
         let real = Self::real(s);
+        let db = match db {
+            Some(b) => {
+                same_shape(KERNEL, "db", b, &[s.out_channels, 2])?;
+                Some(b.reshaped(&[real.out_channels])?)
+            }
+            None => None,
+        };
         let dy_planes = rec.empty(&real.output_shape())?;
         relayout(rec, "planar", dy, &dy_planes, s.out_h() * s.out_w())?;
         if let Some(dx) = dx {
@@ -427,7 +533,14 @@ impl ComplexConv2d {
             relayout(rec, "interleave", &dx_planes, dx, s.in_h * s.in_w)?;
         }
         let x_planes = self.planes_of(rec, &s, x)?;
-        conv2d_backward_weight(rec, &real, &dy_planes, &x_planes, &self.dw_real, None)?;
+        conv2d_backward_weight(
+            rec,
+            &real,
+            &dy_planes,
+            &x_planes,
+            &self.dw_real,
+            db.as_ref(),
+        )?;
         fold(rec, &self.dw_real, dw, self.weight_dims(), true)
     }
 }
@@ -482,6 +595,26 @@ pub fn crelu_backward_reference(x: &[f64], dout: &[f64]) -> Vec<f64> {
         .zip(dout)
         .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
         .collect()
+}
+
+fn first_quadrant(x: &[f64], i: usize) -> bool {
+    x[2 * i] >= 0.0 && x[2 * i + 1] >= 0.0
+}
+
+pub fn zrelu_reference(x: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for i in (0..x.len() / 2).filter(|&i| first_quadrant(x, i)) {
+        put(&mut out, i, at(x, i));
+    }
+    out
+}
+
+pub fn zrelu_backward_reference(x: &[f64], dout: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    for i in (0..x.len() / 2).filter(|&i| first_quadrant(x, i)) {
+        put(&mut dx, i, at(dout, i));
+    }
+    dx
 }
 
 /// modReLU over `[outer][channels][inner]` complex values.

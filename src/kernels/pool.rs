@@ -2,7 +2,10 @@
 //! with any window, stride and zero padding, and global average pooling;
 //! forward and backward. Max pooling saves the arg-max of every output (its
 //! index `iy * in_w + ix` within the input plane) as a u32 tensor for its
-//! backward. Shader: `shaders/pool.wgsl`.
+//! backward. A complex pooling (`Pool2d::complex`) runs on interleaved
+//! `(re, im)` pairs, `[batch, channels, height, width, 2]`: max pooling by
+//! magnitude (both parts of the largest `|z|`), average pooling of each part.
+//! Shader: `shaders/pool.wgsl`.
 
 use crate::gpu::{ensure, ensure_len, grid_1d, GpuResult, Recorder, Shader, Tensor};
 
@@ -27,6 +30,8 @@ pub struct Pool2d {
     /// Average pooling divides by the whole window (true, PyTorch's default)
     /// or by its cells inside the input (false, as DARTS uses).
     pub count_include_pad: bool,
+    /// Elements are complex `(re, im)` pairs.
+    pub complex: bool,
 }
 
 #[repr(C)]
@@ -57,7 +62,20 @@ impl Pool2d {
             pad_h: 0,
             pad_w: 0,
             count_include_pad: true,
+            complex: false,
         }
+    }
+
+    pub fn complex(self, yes: bool) -> Self {
+        Pool2d {
+            complex: yes,
+            ..self
+        }
+    }
+
+    /// Floats per element: 2 for complex pairs.
+    pub fn components(&self) -> usize {
+        1 + self.complex as usize
     }
 
     pub fn stride(self, h: usize, w: usize) -> Self {
@@ -147,7 +165,7 @@ impl Pool2d {
         }
     }
 
-    fn constants(&self) -> [(&'static str, f64); 5] {
+    fn constants(&self) -> [(&'static str, f64); 6] {
         let f = |v: usize| v as f64;
         [
             ("KH", f(self.kernel_h)),
@@ -155,6 +173,7 @@ impl Pool2d {
             ("SH", f(self.stride_h)),
             ("SW", f(self.stride_w)),
             ("EXCLUDE_PAD", (!self.count_include_pad) as u8 as f64),
+            ("COMPONENTS", f(self.components())),
         ]
     }
 
@@ -203,10 +222,17 @@ pub fn max_pool2d_forward(
     argmax: &Tensor,
 ) -> GpuResult<()> {
     spec.validate()?;
-    check_len("x", spec, x, spec.input_len())?;
-    check_len("y", spec, y, spec.output_len())?;
+    let k = spec.components();
+    check_len("x", spec, x, spec.input_len() * k)?;
+    check_len("y", spec, y, spec.output_len() * k)?;
     check_len("argmax", spec, argmax, spec.output_len())?;
-    dispatch_1d(rec, spec, "max_forward", spec.output_len(), &[x, y, argmax])
+    dispatch_1d(
+        rec,
+        spec,
+        "max_forward",
+        spec.output_len() * k,
+        &[x, y, argmax],
+    )
 }
 
 /// Routes dy to the arg-max of every window (overwrites dx).
@@ -218,14 +244,15 @@ pub fn max_pool2d_backward(
     dx: &Tensor,
 ) -> GpuResult<()> {
     spec.validate()?;
-    check_len("dy", spec, dy, spec.output_len())?;
+    let k = spec.components();
+    check_len("dy", spec, dy, spec.output_len() * k)?;
     check_len("argmax", spec, argmax, spec.output_len())?;
-    check_len("dx", spec, dx, spec.input_len())?;
+    check_len("dx", spec, dx, spec.input_len() * k)?;
     dispatch_1d(
         rec,
         spec,
         "max_backward",
-        spec.input_len(),
+        spec.input_len() * k,
         &[dy, argmax, dx],
     )
 }
@@ -237,9 +264,10 @@ pub fn avg_pool2d_forward(
     y: &Tensor,
 ) -> GpuResult<()> {
     spec.validate()?;
-    check_len("x", spec, x, spec.input_len())?;
-    check_len("y", spec, y, spec.output_len())?;
-    dispatch_1d(rec, spec, "avg_forward", spec.output_len(), &[x, y])
+    let k = spec.components();
+    check_len("x", spec, x, spec.input_len() * k)?;
+    check_len("y", spec, y, spec.output_len() * k)?;
+    dispatch_1d(rec, spec, "avg_forward", spec.output_len() * k, &[x, y])
 }
 
 /// Spreads dy evenly over every window (overwrites dx).
@@ -250,51 +278,74 @@ pub fn avg_pool2d_backward(
     dx: &Tensor,
 ) -> GpuResult<()> {
     spec.validate()?;
-    check_len("dy", spec, dy, spec.output_len())?;
-    check_len("dx", spec, dx, spec.input_len())?;
-    dispatch_1d(rec, spec, "avg_backward", spec.input_len(), &[dy, dx])
+    let k = spec.components();
+    check_len("dy", spec, dy, spec.output_len() * k)?;
+    check_len("dx", spec, dx, spec.input_len() * k)?;
+    dispatch_1d(rec, spec, "avg_backward", spec.input_len() * k, &[dy, dx])
 }
 
-/// The pooling over a whole plane that global average pooling is.
-fn global_spec(x_shape: &[usize]) -> GpuResult<Pool2d> {
-    ensure(x_shape.len() >= 2, || {
+/// The pooling over a whole plane that global average pooling is; a
+/// complex `x` has a last axis of 2 that is not a position.
+fn global_spec(x_shape: &[usize], complex: bool) -> GpuResult<Pool2d> {
+    let positions = if complex {
+        ensure(x_shape.last() == Some(&2), || {
+            format!(
+                "complex global average pooling needs [batch, channels, ..., 2], got {x_shape:?}"
+            )
+        })?;
+        &x_shape[..x_shape.len() - 1]
+    } else {
+        x_shape
+    };
+    ensure(positions.len() >= 2, || {
         format!("global average pooling needs [batch, channels, ...], got {x_shape:?}")
     })?;
-    let size: usize = x_shape[2..].iter().product();
-    Ok(Pool2d::new(x_shape[0], x_shape[1], [1, size], [1, size]))
+    let size: usize = positions[2..].iter().product();
+    Ok(Pool2d::new(positions[0], positions[1], [1, size], [1, size]).complex(complex))
 }
 
 /// `y[n, c] = mean of x[n, c, ...]`; x `[batch, channels, spatial...]`, y `[batch, channels]`.
 pub fn global_avg_pool_forward(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> GpuResult<()> {
-    let spec = global_spec(x.shape())?;
-    check_len(
-        "y",
-        &"global average pooling",
-        y,
-        spec.batch * spec.channels,
-    )?;
-    if spec.in_w == 0 {
-        rec.clear(y);
-        return Ok(());
-    }
-    dispatch_1d(
-        rec,
-        &spec,
-        "global_avg_forward",
-        spec.batch * spec.channels,
-        &[x, y],
-    )
+    global_forward(rec, x, y, false)
 }
 
 /// `dx[n, c, ...] = dy[n, c] / plane size` (overwrites dx).
 pub fn global_avg_pool_backward(rec: &mut Recorder, dy: &Tensor, dx: &Tensor) -> GpuResult<()> {
-    let spec = global_spec(dx.shape())?;
-    check_len(
-        "dy",
-        &"global average pooling",
-        dy,
-        spec.batch * spec.channels,
-    )?;
+    global_backward(rec, dy, dx, false)
+}
+
+/// The complex mean: x `[batch, channels, spatial..., 2]`, y `[batch, channels, 2]`.
+pub fn complex_global_avg_pool_forward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    y: &Tensor,
+) -> GpuResult<()> {
+    global_forward(rec, x, y, true)
+}
+
+pub fn complex_global_avg_pool_backward(
+    rec: &mut Recorder,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> GpuResult<()> {
+    global_backward(rec, dy, dx, true)
+}
+
+fn global_forward(rec: &mut Recorder, x: &Tensor, y: &Tensor, complex: bool) -> GpuResult<()> {
+    let spec = global_spec(x.shape(), complex)?;
+    let len = spec.batch * spec.channels * spec.components();
+    check_len("y", &"global average pooling", y, len)?;
+    if spec.in_w == 0 {
+        rec.clear(y);
+        return Ok(());
+    }
+    dispatch_1d(rec, &spec, "global_avg_forward", len, &[x, y])
+}
+
+fn global_backward(rec: &mut Recorder, dy: &Tensor, dx: &Tensor, complex: bool) -> GpuResult<()> {
+    let spec = global_spec(dx.shape(), complex)?;
+    let len = spec.batch * spec.channels * spec.components();
+    check_len("dy", &"global average pooling", dy, len)?;
     dispatch_1d(rec, &spec, "global_avg_backward", dx.len(), &[dy, dx])
 }
 
@@ -337,6 +388,33 @@ pub fn max_pool2d_reference(spec: &Pool2d, x: &[f64]) -> (Vec<f64>, Vec<u32>) {
             argmax[o] = at as u32;
         }
     });
+    (y, argmax)
+}
+
+/// CPU reference of complex max pooling on interleaved pairs: the pair of
+/// largest magnitude in each window (the first in window order), and its
+/// arg-max within the input plane. Its backward is the real one applied to
+/// each part with the same arg-max.
+pub fn max_pool2d_magnitude_reference(spec: &Pool2d, x: &[f64]) -> (Vec<f64>, Vec<u32>) {
+    let mut best = vec![f64::NEG_INFINITY; spec.output_len()];
+    let mut argmax = vec![0u32; spec.output_len()];
+    let plane_len = spec.in_h * spec.in_w;
+    for_each_cell(spec, |o, plane, iy, ix| {
+        let at = iy * spec.in_w + ix;
+        let e = plane * plane_len + at;
+        let key = x[2 * e] * x[2 * e] + x[2 * e + 1] * x[2 * e + 1];
+        if key > best[o] {
+            best[o] = key;
+            argmax[o] = at as u32;
+        }
+    });
+    let out_plane = spec.out_h() * spec.out_w();
+    let mut y = vec![0.0; 2 * spec.output_len()];
+    for (o, &at) in argmax.iter().enumerate() {
+        let e = (o / out_plane) * plane_len + at as usize;
+        y[2 * o] = x[2 * e];
+        y[2 * o + 1] = x[2 * e + 1];
+    }
     (y, argmax)
 }
 

@@ -178,6 +178,65 @@ pub enum Op {
     Crop {
         start: Pair,
     },
+    /// Complex convolution on complex values (`[channels, time, freq, 2]`,
+    /// from `kind = "stft"` features): complex weights and bias, settings
+    /// as `conv2d`'s, channels counted in complex values.
+    ComplexConv2d {
+        channels: usize,
+        kernel: Pair,
+        #[serde(default = "Pair::one")]
+        stride: Pair,
+        #[serde(default)]
+        padding: Padding,
+        #[serde(default = "Pair::one")]
+        dilation: Pair,
+        #[serde(default = "one")]
+        groups: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// One complex filter per complex input channel.
+    ComplexDepthwiseConv2d {
+        kernel: Pair,
+        #[serde(default = "Pair::one")]
+        stride: Pair,
+        #[serde(default)]
+        padding: Padding,
+        #[serde(default = "Pair::one")]
+        dilation: Pair,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// Complex fully connected layer over the flattened complex sample to
+    /// `units` complex outputs (one per class without `units`).
+    ComplexDense {
+        #[serde(default)]
+        units: Option<usize>,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// Complex batch normalisation (Trabelsi et al.): centre, whiten by the
+    /// inverse square root of the 2x2 covariance of (re, im), then the
+    /// affine `gamma` (2x2 symmetric) and `beta` (complex).
+    ComplexBatchNorm {
+        #[serde(default = "yes")]
+        affine: bool,
+        #[serde(default = "default_eps")]
+        eps: f32,
+        #[serde(default = "default_momentum")]
+        momentum: f32,
+    },
+    /// ReLU on the real and the imaginary part.
+    Crelu,
+    /// `relu(|z| + b) z / |z|`, a trained real `b` per channel.
+    Modrelu,
+    /// `z` where `arg z` is in `[0, pi/2]`, else 0.
+    Zrelu,
+    /// `|z|`: complex values to real ones of the same logical shape.
+    Magnitude,
+    /// The real and imaginary parts as real channels: `[c, ..., 2]` to
+    /// `[2c, ...]`.
+    ReIm,
     /// The architecture weights of a supernet: a trained table `alpha` of
     /// `rows` x `candidates` (parameter group `arch`), handed to the `mixed`
     /// layers as `softmax` or `sigmoid` of each row. It reads `input` only

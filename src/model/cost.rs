@@ -1,7 +1,9 @@
 //! The cost model of an architecture, from its description alone (no GPU):
 //! per layer its output shape, trained parameters, multiply-accumulates and
 //! other element operations, and their totals per clip and per second of
-//! audio; and latency measured on the adapter, for `--measure`.
+//! audio; and latency measured on the adapter, for `--measure`. Complex
+//! layers count real work: a complex multiply-accumulate is 4 real ones and
+//! a complex parameter 2 real numbers (see `field_work`).
 //!
 //! Multiply-accumulates are counted as the reference scripts count them:
 //! a convolution `output elements x (in_channels / groups) x kernel area`,
@@ -53,8 +55,10 @@ pub struct LayerCost {
     pub op: String,
     /// Whether the layer runs; one that does not counts zero.
     pub runs: bool,
-    /// Output shape of one sample.
+    /// Output shape of one sample (a complex one ends in its pair axis).
     pub output: Vec<usize>,
+    /// Whether the output is real or complex.
+    pub field: Field,
     pub params: u64,
     pub macs: u64,
     pub other: OtherOps,
@@ -119,27 +123,33 @@ impl Cost {
         }
         let mut layers: Vec<LayerCost> = Vec::with_capacity(sources.len());
         let mut read = vec![false; sources.len()];
+        let input_field = Field::of_features(input_shape);
         for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
             let name = arch.layer_name(i);
-            let in_shapes: Vec<Vec<usize>> = inputs
+            let (in_shapes, in_fields): (Vec<Vec<usize>>, Vec<Field>) = inputs
                 .iter()
                 .map(|s| match s {
-                    Source::Input => input_shape.to_vec(),
+                    Source::Input => (input_shape.to_vec(), input_field),
                     Source::Layer(j) => {
                         read[*j] = true;
-                        layers[*j].output.clone()
+                        (layers[*j].output.clone(), layers[*j].field)
                     }
                 })
-                .collect();
+                .unzip();
             let runs = activity.runs[i];
             let inputs_read = activity.reads[i].iter().filter(|&&r| r).count();
-            let (output, work) =
-                layer_work(&spec.op, &in_shapes, inputs_read, classes).map_err(|reason| {
-                    arch.build_error(
-                        &name,
-                        &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
-                    )
-                })?;
+            let field = data_field(&spec.op, inputs, &in_fields).map_err(|reason| {
+                arch.build_error(&name, &format!("{}: {reason}", spec.op.name()))
+            })?;
+            let (output, field, work) =
+                field_work(&spec.op, &in_shapes, field, inputs_read, classes).map_err(
+                    |reason| {
+                        arch.build_error(
+                            &name,
+                            &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
+                        )
+                    },
+                )?;
             match saturating_product(&output) {
                 0 => {
                     return Err(arch.build_error(&name, &format!("its output {output:?} is empty")))
@@ -158,6 +168,7 @@ impl Cost {
                 op: spec.op.name(),
                 runs,
                 output,
+                field,
                 params: work.params,
                 macs: work.macs,
                 other: work.other,
@@ -209,6 +220,272 @@ impl AddAssign for Work {
         self.params = self.params.saturating_add(w.params);
         self.macs = self.macs.saturating_add(w.macs);
         self.other += w.other;
+    }
+}
+
+/// Whether values are real or complex `(re, im)` pairs. A complex
+/// per-sample shape ends in its pair axis: the complex STFT features are
+/// `[channels, time, freq, 2]`, every other feature `[channels, time, freq]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    #[default]
+    Real,
+    Complex,
+}
+
+impl Field {
+    /// The field of features of per-sample `shape`.
+    pub fn of_features(shape: &[usize]) -> Field {
+        match shape {
+            [_, _, _, 2] => Field::Complex,
+            _ => Field::Real,
+        }
+    }
+}
+
+/// Which values an op takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    Real,
+    /// Complex, giving complex.
+    Complex,
+    /// Complex, giving real (`magnitude`, `re_im`).
+    ComplexToReal,
+    /// Either, giving the same (pooling, flatten, merges).
+    Either,
+    /// Reads its input only to have a place in the graph (`arch_weights`).
+    Nothing,
+}
+
+fn takes(op: &Op) -> Takes {
+    match op {
+        Op::ComplexConv2d { .. }
+        | Op::ComplexDepthwiseConv2d { .. }
+        | Op::ComplexDense { .. }
+        | Op::ComplexBatchNorm { .. }
+        | Op::Crelu
+        | Op::Modrelu
+        | Op::Zrelu => Takes::Complex,
+        Op::Magnitude | Op::ReIm => Takes::ComplexToReal,
+        Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::GlobalAvgPool
+        | Op::Flatten
+        | Op::Add
+        | Op::Multiply
+        | Op::WeightedSum { .. }
+        | Op::Concat
+        | Op::Crop { .. }
+        | Op::Mixed { .. } => Takes::Either,
+        Op::ArchWeights { .. } => Takes::Nothing,
+        _ => Takes::Real,
+    }
+}
+
+/// The field of the values a layer computes on (its data inputs, past any
+/// parameter inputs), refusing inputs of both fields and an op fed the
+/// field it does not take.
+fn data_field(op: &Op, sources: &[Source], fields: &[Field]) -> Result<Field, String> {
+    let skip = op.parameter_inputs().min(fields.len());
+    let data = &fields[skip..];
+    let field = data.first().copied().unwrap_or(Field::Real);
+    if data.iter().any(|&f| f != field) {
+        return Err("its inputs mix real and complex values".into());
+    }
+    let whence = |field: &str| match sources.get(skip) {
+        Some(Source::Input) => format!("the features are {field}"),
+        _ => format!("its input is {field}"),
+    };
+    match (takes(op), field) {
+        (Takes::Real, Field::Complex) => Err(format!(
+            "is a real op but {} (the complex STFT of a `kind = \"stft\"` feature config); use its complex form, or turn the values real first with `magnitude` or `re_im`",
+            whence("complex")
+        )),
+        (Takes::Complex | Takes::ComplexToReal, Field::Real) => Err(format!(
+            "is a complex op but {}; complex layers need the complex STFT (a feature config with `kind = \"stft\"`)",
+            whence("real")
+        )),
+        _ => Ok(field),
+    }
+}
+
+/// The field of what an op gives on values of `field`.
+fn output_field(op: &Op, field: Field) -> Field {
+    match takes(op) {
+        Takes::Complex | Takes::Either => field,
+        _ => Field::Real,
+    }
+}
+
+/// Checks that every layer of `arch` takes the field its inputs give when
+/// the features are of `input` (before any shape is known), naming the
+/// first layer that does not.
+pub fn check_fields(arch: &Architecture, input: Field) -> Result<(), ModelError> {
+    let sources = arch.sources()?;
+    let mut fields: Vec<Field> = Vec::with_capacity(sources.len());
+    for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
+        let in_fields: Vec<Field> = inputs
+            .iter()
+            .map(|s| match s {
+                Source::Input => input,
+                Source::Layer(j) => fields[*j],
+            })
+            .collect();
+        let field = data_field(&spec.op, inputs, &in_fields).map_err(|reason| {
+            arch.build_error(
+                &arch.layer_name(i),
+                &format!("{}: {reason}", spec.op.name()),
+            )
+        })?;
+        fields.push(output_field(&spec.op, field));
+    }
+    Ok(())
+}
+
+/// The real op whose shapes and work a complex one has.
+fn real_twin(op: &Op) -> Op {
+    match *op {
+        Op::ComplexConv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => Op::Conv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        },
+        Op::ComplexDepthwiseConv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => Op::DepthwiseConv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        },
+        Op::ComplexDense { units, bias } => Op::Dense { units, bias },
+        Op::ComplexBatchNorm {
+            affine,
+            eps,
+            momentum,
+        } => Op::BatchNorm {
+            affine,
+            eps,
+            momentum,
+        },
+        _ => Op::Relu,
+    }
+}
+
+/// A per-sample complex shape without its pair axis.
+pub(crate) fn logical(shape: &[usize]) -> Vec<usize> {
+    shape[..shape.len().saturating_sub(1)].to_vec()
+}
+
+fn with_pair(mut shape: Vec<usize>) -> Vec<usize> {
+    shape.push(2);
+    shape
+}
+
+impl OtherOps {
+    fn times(self, k: u64) -> OtherOps {
+        OtherOps {
+            pooling: self.pooling.saturating_mul(k),
+            batch_norm: self.batch_norm.saturating_mul(k),
+            activation: self.activation.saturating_mul(k),
+            addition: self.addition.saturating_mul(k),
+            product: self.product.saturating_mul(k),
+        }
+    }
+}
+
+/// `layer_work` in either field. A complex op has the shapes of its real
+/// twin on the logical shape; it counts a complex multiply-accumulate as 4
+/// real ones, parameters as real numbers, and other ops per real value. An
+/// op that takes either field counts its other ops per real value too (a
+/// complex product as 4 products and 2 additions).
+fn field_work(
+    op: &Op,
+    in_shapes: &[Vec<usize>],
+    field: Field,
+    inputs_read: usize,
+    classes: usize,
+) -> Result<(Vec<usize>, Field, Work), String> {
+    if field == Field::Real || takes(op) == Takes::Nothing {
+        let (output, work) = layer_work(op, in_shapes, inputs_read, classes)?;
+        return Ok((output, Field::Real, work));
+    }
+    let skip = op.parameter_inputs().min(in_shapes.len());
+    let logical_in: Vec<Vec<usize>> = in_shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if i < skip { s.clone() } else { logical(s) })
+        .collect();
+    if logical_in[skip..].iter().any(|s| s.is_empty()) {
+        return Err("a complex input needs a pair axis".into());
+    }
+    let channels = logical_in[skip][0] as u64;
+    let elements = saturating_product(&logical_in[skip]) as u64;
+    match takes(op) {
+        Takes::ComplexToReal => {
+            let mut output = logical_in[0].clone();
+            let work = match op {
+                Op::ReIm => {
+                    output[0] *= 2;
+                    Work::default()
+                }
+                _ => Work {
+                    other: OtherOps {
+                        activation: elements,
+                        ..OtherOps::default()
+                    },
+                    ..Work::default()
+                },
+            };
+            Ok((output, Field::Real, work))
+        }
+        Takes::Complex => {
+            let (output, real) = layer_work(&real_twin(op), &logical_in, inputs_read, classes)?;
+            let params = match *op {
+                Op::ComplexBatchNorm { affine: true, .. } => 5 * channels,
+                Op::ComplexBatchNorm { affine: false, .. } => 0,
+                Op::Modrelu => channels,
+                _ => real.params.saturating_mul(2),
+            };
+            let work = Work {
+                params,
+                macs: real.macs.saturating_mul(4),
+                other: real.other.times(2),
+            };
+            Ok((with_pair(output), Field::Complex, work))
+        }
+        _ => {
+            let (output, real) = layer_work(op, &logical_in, inputs_read, classes)?;
+            let mut other = real.other.times(2);
+            if let Op::Multiply = op {
+                other.product = real.other.product.saturating_mul(4);
+                other.addition = real.other.product.saturating_mul(2);
+            }
+            let work = Work {
+                params: real.params,
+                macs: real.macs.saturating_mul(2),
+                other,
+            };
+            Ok((with_pair(output), Field::Complex, work))
+        }
     }
 }
 
@@ -515,6 +792,15 @@ fn layer_work(
             };
             (vec![rows, candidates], work)
         }
+        Op::ComplexConv2d { .. }
+        | Op::ComplexDepthwiseConv2d { .. }
+        | Op::ComplexDense { .. }
+        | Op::ComplexBatchNorm { .. }
+        | Op::Crelu
+        | Op::Modrelu
+        | Op::Zrelu
+        | Op::Magnitude
+        | Op::ReIm => return Err("takes complex values (see `field_work`)".into()),
         Op::Mixed { row, ref columns } => {
             let (weights, terms) = in_shapes
                 .split_first()

@@ -10,7 +10,9 @@ pub mod network;
 mod shapes;
 
 pub use arch::{Architecture, LayerSpec, Op};
-pub use cost::{measure_latency, measure_layer_latency, Cost, LayerCost, OtherOps};
+pub use cost::{
+    check_fields, measure_latency, measure_layer_latency, Cost, Field, LayerCost, OtherOps,
+};
 pub use error::ModelError;
 pub use mask::{Activity, Mask, Source};
 pub use network::{Inheritance, Network, Reshaped};

@@ -3,7 +3,7 @@
 //! gradients of an output that several layers read.
 
 use super::arch::{Architecture, LstmReturns, Op, RegulariserKind, Weighting};
-use super::cost::Cost;
+use super::cost::{logical, Cost, Field};
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
 use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
@@ -11,9 +11,11 @@ use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, scale_samples, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
-    batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer, Concat,
-    Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm, LstmReturn,
-    Mixed, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d, ToSequence, WeightedSum,
+    batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer,
+    ComplexActivation, ComplexActivationLayer, ComplexBatchNormLayer, ComplexConv2dLayer,
+    ComplexDenseLayer, Concat, Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init,
+    Layer, Lstm, LstmReturn, Magnitude, Mixed, ModRelu, Multiply, Param, Pass, Pool, PoolKind,
+    ReIm, SeparableConv2d, ToSequence, WeightedSum,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -78,7 +80,9 @@ impl Network {
         // before anything is allocated.
         let cost = Cost::of(arch, input_shape, classes, 1000.0, None)?;
         super::fits::check_fits(arch, &cost, gpu.limits().max_storage_buffer_binding_size)?;
+        let fields: Vec<Field> = cost.layers.iter().map(|l| l.field).collect();
         let shapes: Vec<Vec<usize>> = cost.layers.into_iter().map(|l| l.output).collect();
+        let input_field = Field::of_features(input_shape);
         let sources = arch.sources()?;
         let mut rng = Rng::new(seed);
         let mut nodes: Vec<Node> = Vec::new();
@@ -92,8 +96,15 @@ impl Network {
                 })
                 .collect();
             let salt = i as u64;
+            // The field of the data inputs, which the cost model checked
+            // (architecture weights read theirs only to have a place).
+            let complex = !matches!(spec.op, Op::ArchWeights { .. })
+                && inputs.get(spec.op.parameter_inputs()).map(|s| match s {
+                    Source::Input => input_field,
+                    Source::Layer(j) => fields[*j],
+                }) == Some(Field::Complex);
             let layer = build_layer(
-                gpu, &spec.op, &in_shapes, classes, arch.init, &mut rng, salt,
+                gpu, &spec.op, &in_shapes, complex, classes, arch.init, &mut rng, salt,
             )
             .map_err(|reason| {
                 arch.build_error(
@@ -802,16 +813,22 @@ impl Inheritance {
     }
 }
 
+/// The layer of `op` on inputs of `in_shapes`, complex pairs when `complex`.
+#[allow(clippy::too_many_arguments)]
 fn build_layer(
     gpu: &Gpu,
     op: &Op,
     in_shapes: &[Vec<usize>],
+    complex: bool,
     classes: usize,
     init: Init,
     rng: &mut Rng,
     salt: u64,
 ) -> Result<Box<dyn Layer>, String> {
     let gpu_err = |e: crate::gpu::GpuError| e.to_string();
+    if complex {
+        return build_complex_layer(gpu, op, in_shapes, classes, init, rng);
+    }
     Ok(match *op {
         Op::Conv2d {
             channels,
@@ -934,5 +951,115 @@ fn build_layer(
             Box::new(layer)
         }
         Op::Mixed { row, ref columns } => Box::new(Mixed::new(row, columns.clone(), &in_shapes[1])),
+        Op::ComplexConv2d { .. }
+        | Op::ComplexDepthwiseConv2d { .. }
+        | Op::ComplexDense { .. }
+        | Op::ComplexBatchNorm { .. }
+        | Op::Crelu
+        | Op::Modrelu
+        | Op::Zrelu
+        | Op::Magnitude
+        | Op::ReIm => return Err("takes complex values".into()),
+    })
+}
+
+/// The layer of an op on complex inputs (shapes ending in the pair axis).
+fn build_complex_layer(
+    gpu: &Gpu,
+    op: &Op,
+    in_shapes: &[Vec<usize>],
+    classes: usize,
+    init: Init,
+    rng: &mut Rng,
+) -> Result<Box<dyn Layer>, String> {
+    let gpu_err = |e: crate::gpu::GpuError| e.to_string();
+    let input = || single(in_shapes);
+    let planes = || -> Result<[usize; 3], String> { spatial(&logical(input()?)) };
+    Ok(match *op {
+        Op::ComplexConv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => {
+            let g = conv_geometry(
+                planes()?,
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+            );
+            Box::new(ComplexConv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
+        }
+        Op::ComplexDepthwiseConv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => {
+            let p = planes()?;
+            let g = conv_geometry(p, p[0], kernel, stride, padding, dilation, p[0]);
+            Box::new(ComplexConv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
+        }
+        Op::ComplexDense { units, bias } => {
+            let inputs = logical(input()?).iter().product();
+            let units = units.unwrap_or(classes);
+            let layer = ComplexDenseLayer::new(gpu, inputs, units, bias, init, rng);
+            Box::new(layer.map_err(gpu_err)?)
+        }
+        Op::ComplexBatchNorm {
+            affine,
+            eps,
+            momentum,
+        } => {
+            let layer = ComplexBatchNormLayer::new(gpu, input()?, eps, momentum, affine);
+            Box::new(layer.map_err(gpu_err)?)
+        }
+        Op::Crelu => Box::new(ComplexActivationLayer::new(
+            ComplexActivation::Crelu,
+            input()?,
+        )),
+        Op::Zrelu => Box::new(ComplexActivationLayer::new(
+            ComplexActivation::Zrelu,
+            input()?,
+        )),
+        Op::Modrelu => Box::new(ModRelu::new(gpu, input()?).map_err(gpu_err)?),
+        Op::Magnitude => Box::new(Magnitude::new(input()?)),
+        Op::ReIm => Box::new(ReIm::new(input()?)),
+        Op::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        } => {
+            let stride = pair_stride(stride, kernel);
+            let pool = Pool::new(PoolKind::Max, planes()?, kernel.0, stride, padding.0);
+            Box::new(pool.map_err(gpu_err)?.complex(true))
+        }
+        Op::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            count_include_pad,
+        } => {
+            let stride = pair_stride(stride, kernel);
+            let kind = PoolKind::Avg { count_include_pad };
+            let pool = Pool::new(kind, planes()?, kernel.0, stride, padding.0);
+            Box::new(pool.map_err(gpu_err)?.complex(true))
+        }
+        Op::GlobalAvgPool => Box::new(GlobalAvgPool::complex(input()?)),
+        Op::Flatten => Box::new(Flatten::complex(input()?)),
+        Op::Multiply => Box::new(Multiply::complex(&in_shapes[0])),
+        Op::Crop { start } => Box::new(Crop::complex(planes()?, start.0)),
+        // Elementwise on the floats, so the same in either field.
+        Op::Add | Op::WeightedSum { .. } | Op::Concat | Op::Mixed { .. } => {
+            return build_layer(gpu, op, in_shapes, false, classes, init, rng, 0)
+        }
+        _ => return Err("takes real values".into()),
     })
 }

@@ -119,24 +119,31 @@ impl Layer for Dropout {
 
 /// `[batch, ...]` viewed as `[batch, features]`; no copy.
 pub struct Flatten {
-    features: usize,
+    output: Vec<usize>,
 }
 
 impl Flatten {
     pub fn new(input: &[usize]) -> Self {
         Flatten {
-            features: input.iter().product(),
+            output: vec![input.iter().product()],
+        }
+    }
+
+    /// Complex `[..., 2]` to `[values, 2]`, the pairs kept.
+    pub fn complex(input: &[usize]) -> Self {
+        Flatten {
+            output: vec![input[..input.len() - 1].iter().product(), 2],
         }
     }
 }
 
 impl Layer for Flatten {
     fn output_shape(&self) -> Vec<usize> {
-        vec![self.features]
+        self.output.clone()
     }
 
     fn forward(&mut self, _: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        inputs[0].reshaped(&[batch_of(inputs[0]), self.features])
+        inputs[0].reshaped(&super::batched(batch_of(inputs[0]), &self.output))
     }
 
     fn backward(

@@ -1,25 +1,51 @@
 //! Cropping the start of the time and frequency axes: `[c, t, f]` to
-//! `[c, t - dt, f - df]` (the shifted half of a factorized reduction).
+//! `[c, t - dt, f - df]` (the shifted half of a factorized reduction), of
+//! real values or of complex pairs (`[c, t, f, 2]`).
 
 use super::{batch_of, batched, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
 
 pub struct Crop {
+    /// The logical `[c, t, f]`.
     input: [usize; 3],
     start: [usize; 2],
+    /// Floats per position: 2 for complex pairs.
+    components: usize,
 }
 
 impl Crop {
     pub fn new(input: [usize; 3], start: [usize; 2]) -> Self {
-        Crop { input, start }
+        Crop {
+            input,
+            start,
+            components: 1,
+        }
+    }
+
+    /// On complex pairs; `input` is the logical `[c, t, f]`.
+    pub fn complex(input: [usize; 3], start: [usize; 2]) -> Self {
+        Crop {
+            components: 2,
+            ..Crop::new(input, start)
+        }
+    }
+
+    /// `shape`, with the pair axis when complex.
+    fn with_components(&self, mut shape: Vec<usize>) -> Vec<usize> {
+        if self.components == 2 {
+            shape.push(2);
+        }
+        shape
     }
 
     /// The two column copies that crop a batch: the first `df` of every
     /// row of `f`, then the first `dt` rows of every `[t, f - df]` plane.
     fn copies(&self, batch: usize) -> [ColumnCopy; 2] {
         let [c, t, f] = self.input;
-        let [dt, df] = self.start;
+        let k = self.components;
+        let (f, df) = (f * k, self.start[1] * k);
+        let dt = self.start[0];
         let width = f - df;
         let drop = |rows: usize, cols: usize, offset: usize| ColumnCopy {
             rows,
@@ -40,8 +66,8 @@ impl Crop {
         let [c, t, f] = self.input;
         let [dt, df] = self.start;
         [
-            batched(batch, &[c, t, f - df]),
-            batched(batch, &[c, t - dt, f - df]),
+            batched(batch, &self.with_components(vec![c, t, f - df])),
+            batched(batch, &self.with_components(vec![c, t - dt, f - df])),
         ]
     }
 }
@@ -49,7 +75,7 @@ impl Crop {
 impl Layer for Crop {
     fn output_shape(&self) -> Vec<usize> {
         let [c, t, f] = self.input;
-        vec![c, t - self.start[0], f - self.start[1]]
+        self.with_components(vec![c, t - self.start[0], f - self.start[1]])
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {

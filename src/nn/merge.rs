@@ -4,6 +4,7 @@
 
 use super::{batch_of, BackwardReads, Layer, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
+use crate::kernels::complex::{complex_mul, complex_mul_backward};
 use crate::kernels::elementwise::{add, add_assign, axpy, scale};
 use crate::kernels::layout::{copy_columns, ColumnCopy};
 use crate::kernels::pairwise::{product, product_backward};
@@ -118,12 +119,22 @@ impl Layer for WeightedSum {
 /// The elementwise product `a * b` of two inputs of one shape.
 pub struct Multiply {
     shape: Vec<usize>,
+    complex: bool,
 }
 
 impl Multiply {
     pub fn new(shape: &[usize]) -> Self {
         Multiply {
             shape: shape.to_vec(),
+            complex: false,
+        }
+    }
+
+    /// The complex product of interleaved pairs (`shape` ends in 2).
+    pub fn complex(shape: &[usize]) -> Self {
+        Multiply {
+            shape: shape.to_vec(),
+            complex: true,
         }
     }
 }
@@ -135,11 +146,15 @@ impl Layer for Multiply {
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let y = rec.empty(inputs[0].shape())?;
-        product(rec, inputs[0], inputs[1], &y)?;
+        match self.complex {
+            true => complex_mul(rec, inputs[0], inputs[1], &y)?,
+            false => product(rec, inputs[0], inputs[1], &y)?,
+        }
         Ok(y)
     }
 
-    /// `da = dout * b`, `db = dout * a`, each only when asked for.
+    /// `da = dout * b`, `db = dout * a` (complex: times the conjugates),
+    /// each only when asked for.
     fn backward(
         &mut self,
         rec: &mut Recorder,
@@ -149,6 +164,15 @@ impl Layer for Multiply {
         need_input: &[bool],
     ) -> GpuResult<Vec<Option<Tensor>>> {
         let (a, b) = (inputs[0], inputs[1]);
+        if self.complex {
+            // One pass writes both; a gradient not asked for is dropped.
+            let (da, db) = (rec.empty(a.shape())?, rec.empty(b.shape())?);
+            complex_mul_backward(rec, a, b, dout, &da, &db)?;
+            return Ok(vec![
+                need_input[0].then_some(da),
+                need_input[1].then_some(db),
+            ]);
+        }
         Ok(match need_input {
             [true, true] => {
                 let (da, db) = (rec.empty(a.shape())?, rec.empty(b.shape())?);

@@ -7,6 +7,8 @@
 //! Tensors are `[batch, ...per-sample shape]`, row-major, f32.
 
 mod activation;
+mod complex;
+mod complex_norm;
 mod conv;
 mod crop;
 mod dense;
@@ -20,6 +22,11 @@ mod sequence;
 mod supernet;
 
 pub use activation::{ActivationLayer, Dropout, Flatten};
+pub use complex::{
+    with_pair, ComplexActivation, ComplexActivationLayer, ComplexConv2dLayer, ComplexDenseLayer,
+    Magnitude, ModRelu, ReIm,
+};
+pub use complex_norm::ComplexBatchNormLayer;
 pub use conv::{same_padding, Conv2dLayer, ConvGeometry, SeparableConv2d};
 pub use crop::Crop;
 pub use dense::Dense;

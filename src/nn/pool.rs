@@ -1,10 +1,13 @@
 //! Max and average pooling over `[batch, channels, time, freq]`, and global
-//! average pooling to `[batch, channels]`.
+//! average pooling to `[batch, channels]`; each also on complex pairs
+//! (`[..., 2]`), max pooling then by magnitude.
 
+use super::complex::with_pair;
 use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{GpuResult, Recorder, Tensor};
 use crate::kernels::pool::{
-    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+    avg_pool2d_backward, avg_pool2d_forward, complex_global_avg_pool_backward,
+    complex_global_avg_pool_forward, global_avg_pool_backward, global_avg_pool_forward,
     max_pool2d_backward, max_pool2d_forward, Pool2d,
 };
 
@@ -23,6 +26,7 @@ pub struct Pool {
     kernel: [usize; 2],
     stride: [usize; 2],
     padding: [usize; 2],
+    complex: bool,
     argmax: Option<Tensor>,
 }
 
@@ -40,17 +44,35 @@ impl Pool {
             kernel,
             stride,
             padding,
+            complex: false,
             argmax: None,
         };
         pool.spec(1).validate()?;
         Ok(pool)
     }
 
+    /// On complex pairs: `input` is then the logical `[channels, time, freq]`.
+    pub fn complex(self, yes: bool) -> Self {
+        Pool {
+            complex: yes,
+            ..self
+        }
+    }
+
+    /// The batch output shape (with the pair axis when complex).
+    fn output_of(&self, spec: &Pool2d) -> Vec<usize> {
+        match self.complex {
+            true => with_pair(&spec.output_shape()),
+            false => spec.output_shape().to_vec(),
+        }
+    }
+
     fn spec(&self, batch: usize) -> Pool2d {
         let [c, h, w] = self.input;
         let spec = Pool2d::new(batch, c, [h, w], self.kernel)
             .stride(self.stride[0], self.stride[1])
-            .padding(self.padding[0], self.padding[1]);
+            .padding(self.padding[0], self.padding[1])
+            .complex(self.complex);
         match self.kind {
             PoolKind::Max => spec,
             PoolKind::Avg { count_include_pad } => spec.count_include_pad(count_include_pad),
@@ -60,12 +82,12 @@ impl Pool {
 
 impl Layer for Pool {
     fn output_shape(&self) -> Vec<usize> {
-        self.spec(1).output_shape()[1..].to_vec()
+        self.output_of(&self.spec(1))[1..].to_vec()
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
         let spec = self.spec(batch_of(inputs[0]));
-        let y = rec.empty(&spec.output_shape())?;
+        let y = rec.empty(&self.output_of(&spec))?;
         match self.kind {
             PoolKind::Max => {
                 let argmax = rec.empty(&spec.output_shape())?;
@@ -111,20 +133,36 @@ impl Layer for Pool {
 }
 
 /// The mean over every position of each channel: `[batch, channels, ...]`
-/// to `[batch, channels]`.
+/// to `[batch, channels]` (complex: `[batch, channels, ..., 2]` to
+/// `[batch, channels, 2]`).
 pub struct GlobalAvgPool {
     channels: usize,
+    complex: bool,
 }
 
 impl GlobalAvgPool {
     pub fn new(input: &[usize]) -> Self {
-        GlobalAvgPool { channels: input[0] }
+        GlobalAvgPool {
+            channels: input[0],
+            complex: false,
+        }
+    }
+
+    /// `input` is the per-sample complex shape, with its pair axis.
+    pub fn complex(input: &[usize]) -> Self {
+        GlobalAvgPool {
+            channels: input[0],
+            complex: true,
+        }
     }
 }
 
 impl Layer for GlobalAvgPool {
     fn output_shape(&self) -> Vec<usize> {
-        vec![self.channels]
+        match self.complex {
+            true => vec![self.channels, 2],
+            false => vec![self.channels],
+        }
     }
 
     fn params(&self) -> Vec<&Param> {
@@ -132,8 +170,11 @@ impl Layer for GlobalAvgPool {
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.empty(&[batch_of(inputs[0]), self.channels])?;
-        global_avg_pool_forward(rec, inputs[0], &y)?;
+        let y = rec.empty(&super::batched(batch_of(inputs[0]), &self.output_shape()))?;
+        match self.complex {
+            true => complex_global_avg_pool_forward(rec, inputs[0], &y)?,
+            false => global_avg_pool_forward(rec, inputs[0], &y)?,
+        }
         Ok(y)
     }
 
@@ -149,7 +190,10 @@ impl Layer for GlobalAvgPool {
             return Ok(vec![None]);
         }
         let dx = rec.empty(inputs[0].shape())?;
-        global_avg_pool_backward(rec, dout, &dx)?;
+        match self.complex {
+            true => complex_global_avg_pool_backward(rec, dout, &dx)?,
+            false => global_avg_pool_backward(rec, dout, &dx)?,
+        }
         Ok(vec![Some(dx)])
     }
 

@@ -99,7 +99,7 @@ pub fn search(
     }
     let val_loader = data.loader(&experiment, Split::Validation, cfg.batch_size)?;
     let classes = data.classes().to_vec();
-    let shape = data.prepared.clip_shape;
+    let shape = data.prepared.clip_shape.clone();
     let network = Network::build(gpu, &experiment.model, &shape, classes.len(), cfg.seed)?;
     let mut session = Session::new(
         gpu,

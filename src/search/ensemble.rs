@@ -301,7 +301,7 @@ pub fn make_ensemble(
     let weights_f32: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
     let arch = ensemble_architecture(&experiment.model, &weights_f32);
     let classes = data.classes().to_vec();
-    let shape = data.prepared.clip_shape;
+    let shape = data.prepared.clip_shape.clone();
     let mut network = Network::build(gpu, &arch, &shape, classes.len(), 0)?;
     for i in 0..p {
         let path = run.root.join(REPLICAS_DIR).join(i.to_string());

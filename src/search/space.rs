@@ -39,11 +39,22 @@
 //! order of the name's kernel sizes) `b{i}.relu`, `b{i}.dw`, `b{i}.pw`,
 //! `b{i}.bn`, `b{i}.tanh`; the products `prod` (of `poly3`'s three: `prod01`
 //! of the first two, then `prod`); `skip.*` at stride 2; `sum`.
+//!
+//! `field = "complex"` builds the same space in the complex field, for the
+//! complex STFT: every convolution complex (`complex_conv2d`,
+//! `complex_depthwise_conv2d`), ReLU as CReLU, batch norm as complex batch
+//! norm, pools by magnitude (max) or of each part (average), the crop of a
+//! factorized reduction on pairs, and a polynomial's factors multiplied as
+//! complex numbers. A complex factor is bounded by its normalisation
+//! rather than by tanh (which has poles in the complex plane): each is the
+//! output of its branch's complex batch norm, whitened to `E|z|^2 = 1` in the
+//! supernet, so there is no `b{i}.tanh`. The head takes the magnitude
+//! (`head.mag`) before its pooling.
 
 use crate::model::arch::{
     EdgeGates, LayerSpec, Op, Padding, Pair, Regularisation, Weighting, INPUT,
 };
-use crate::model::Architecture;
+use crate::model::{Architecture, Field};
 use crate::nn::Init;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +115,9 @@ pub struct SpaceConfig {
     pub double_channels: bool,
     /// Candidate operations of every edge, by name (see `OPERATIONS`).
     pub ops: Vec<String>,
+    /// `complex`: complex layers throughout, for the complex STFT.
+    #[serde(default)]
+    pub field: Field,
 }
 
 fn one_pair() -> Pair {
@@ -184,7 +198,7 @@ impl SpaceConfig {
     /// The supernet: every edge a mixed edge over all `ops`, weighted by the
     /// table of its cell type (`alphas_normal`, `alphas_reduce`).
     pub fn supernet(&self, name: &str, tables: &Tables) -> Architecture {
-        let mut b = Builder::new(false);
+        let mut b = Builder::new(false, self.field);
         let rows = self.edges().len();
         let candidates = self.ops.len();
         let has_reductions = !self.reductions.is_empty();
@@ -260,7 +274,7 @@ impl SpaceConfig {
         name: &str,
         choose: impl Fn(bool, &Edge) -> Option<usize>,
     ) -> Result<Architecture, String> {
-        let mut b = Builder::new(true);
+        let mut b = Builder::new(true, self.field);
         self.network(&mut b, |b, cell, edge, from, channels, stride| {
             let op = &self.ops[choose(self.is_reduction(cell), edge)?];
             let prefix = edge_name(cell, edge);
@@ -277,19 +291,16 @@ impl SpaceConfig {
         mut edge_layer: impl FnMut(&mut Builder, usize, &Edge, &str, usize, usize) -> Option<String>,
     ) -> Result<(), String> {
         let stem = &self.stem;
-        b.layer(
-            "stem.conv",
-            &[INPUT],
-            Op::Conv2d {
-                channels: stem.channels,
-                kernel: stem.kernel,
-                stride: stem.stride,
-                padding: Padding::Same,
-                dilation: Pair([1, 1]),
-                groups: 1,
-                bias: false,
-            },
-        );
+        let conv = b.in_field(Op::Conv2d {
+            channels: stem.channels,
+            kernel: stem.kernel,
+            stride: stem.stride,
+            padding: Padding::Same,
+            dilation: Pair([1, 1]),
+            groups: 1,
+            bias: false,
+        });
+        b.layer("stem.conv", &[INPUT], conv);
         let stem_out = b.batch_norm("stem.bn", "stem.conv", true);
         // The two previous outputs and whether the older one is at twice the
         // resolution of the newer (after a reduction cell).
@@ -330,6 +341,9 @@ impl SpaceConfig {
             prev_prev = std::mem::replace(&mut prev, out);
             prev_reduced = reduction;
         }
+        if b.complex {
+            prev = b.layer("head.mag", &[&prev], Op::Magnitude);
+        }
         b.layer("head.pool", &[&prev], Op::GlobalAvgPool);
         b.layer(
             "head.dense",
@@ -369,13 +383,67 @@ struct Builder {
     layers: Vec<LayerSpec>,
     /// Batch norm with affine parameters (a derived network) or without (a supernet).
     affine: bool,
+    /// Complex layers throughout.
+    complex: bool,
 }
 
 impl Builder {
-    fn new(affine: bool) -> Builder {
+    fn new(affine: bool, field: Field) -> Builder {
         Builder {
             layers: Vec::new(),
             affine,
+            complex: field == Field::Complex,
+        }
+    }
+
+    /// `op` in the builder's field: a convolution, batch norm or ReLU
+    /// becomes its complex form in a complex space.
+    fn in_field(&self, op: Op) -> Op {
+        if !self.complex {
+            return op;
+        }
+        match op {
+            Op::Conv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => Op::ComplexConv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            },
+            Op::DepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            } => Op::ComplexDepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            },
+            Op::BatchNorm {
+                affine,
+                eps,
+                momentum,
+            } => Op::ComplexBatchNorm {
+                affine,
+                eps,
+                momentum,
+            },
+            Op::Relu => Op::Crelu,
+            other => other,
         }
     }
 
@@ -398,19 +466,17 @@ impl Builder {
     }
 
     fn batch_norm(&mut self, name: &str, input: &str, affine: bool) -> String {
-        self.layer(
-            name,
-            &[input],
-            Op::BatchNorm {
-                affine,
-                eps: 1e-5,
-                momentum: 0.1,
-            },
-        )
+        let op = self.in_field(Op::BatchNorm {
+            affine,
+            eps: 1e-5,
+            momentum: 0.1,
+        });
+        self.layer(name, &[input], op)
     }
 
     fn relu(&mut self, name: &str, input: &str) -> String {
-        self.layer(name, &[input], Op::Relu)
+        let op = self.in_field(Op::Relu);
+        self.layer(name, &[input], op)
     }
 
     /// A 1x1 convolution without bias, of stride `stride`, padded after by `pad_after`.
@@ -422,7 +488,7 @@ impl Builder {
         stride: usize,
         pad_after: usize,
     ) -> String {
-        let op = Op::Conv2d {
+        let op = self.in_field(Op::Conv2d {
             channels,
             kernel: Pair([1, 1]),
             stride: Pair([stride, stride]),
@@ -430,7 +496,7 @@ impl Builder {
             dilation: Pair([1, 1]),
             groups: 1,
             bias: false,
-        };
+        });
         self.layer(name, &[input], op)
     }
 
@@ -537,6 +603,9 @@ impl Builder {
             .map(|(i, &k)| {
                 let branch = format!("{prefix}.b{i}");
                 let bn = self.dw_pw(&branch, input, channels, k, stride, 1);
+                if self.complex {
+                    return bn;
+                }
                 self.layer(&format!("{branch}.tanh"), &[&bn], Op::Tanh)
             })
             .collect();
@@ -569,13 +638,13 @@ impl Builder {
     ) -> String {
         let r = self.relu(&format!("{prefix}.relu"), input);
         let p = dilation * (k - 1) / 2;
-        let depthwise = Op::DepthwiseConv2d {
+        let depthwise = self.in_field(Op::DepthwiseConv2d {
             kernel: Pair([k, k]),
             stride: Pair([stride, stride]),
             padding: Padding::Explicit([[p, p], [p, p]]),
             dilation: Pair([dilation, dilation]),
             bias: false,
-        };
+        });
         let d = self.layer(&format!("{prefix}.dw"), &[&r], depthwise);
         let c = self.pointwise(&format!("{prefix}.pw"), &d, channels, 1, 0);
         let affine = self.affine;

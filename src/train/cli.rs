@@ -588,7 +588,7 @@ fn report_stream(
 }
 
 /// The architecture and input shape of an experiment config, for `bench`.
-pub fn load_architecture(path: &Path) -> anyhow::Result<(Architecture, [usize; 3], f64)> {
+pub fn load_architecture(path: &Path) -> anyhow::Result<(Architecture, Vec<usize>, f64)> {
     let e = Experiment::load(path)?;
     Ok((e.model, e.features.clip_shape(), e.features.clip_ms))
 }

@@ -8,6 +8,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
 use crate::model::Architecture;
+use crate::model::{check_fields, Field};
 use crate::nn::optim::OptimizerKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -128,6 +129,10 @@ impl Experiment {
         };
         let file: ExperimentFile = toml::from_str(text).map_err(|e| fail(path, e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let features_source = match &file.features {
+            toml::Value::String(p) => base.join(p).display().to_string(),
+            _ => format!("the [features] of {}", path.display()),
+        };
         let features = resolve_features(file.features, path)?;
         let model = match file.model {
             toml::Value::String(p) => {
@@ -138,6 +143,10 @@ impl Experiment {
                 .try_into::<Architecture>()
                 .map_err(|e| fail(path, format!("[model]: {e}")))?,
         };
+        // Real and complex layers against the features, naming both.
+        let field = Field::of_features(&features.clip_shape());
+        check_fields(&model, field)
+            .map_err(|e| fail(path, format!("{e} (features: {features_source})")))?;
         let experiment = Experiment {
             features,
             train: file.train,

@@ -113,7 +113,7 @@ pub fn train_on(
         );
     }
     let val_loader = data.loader(experiment, Split::Validation, cfg.batch_size)?;
-    let shape = data.prepared.clip_shape;
+    let shape = data.prepared.clip_shape.clone();
     let network = Network::build(gpu, &experiment.model, &shape, classes.len(), cfg.seed)?;
     let info = ModelInfo {
         architecture: experiment.model.clone(),

@@ -119,7 +119,7 @@ impl StreamSource {
             .map(|_| Batch {
                 features: Vec::with_capacity(batch * clip_frames * width),
                 labels: Vec::with_capacity(batch),
-                shape: [batch, 1, clip_frames, width],
+                shape: vec![batch, 1, clip_frames, width],
             })
             .collect();
         for _ in 0..batch {
@@ -195,12 +195,12 @@ fn gather_windows(
     runs: &[Vec<Vec<bool>>],
     picks: &[(usize, usize)],
 ) -> (Batch, Vec<Vec<bool>>) {
-    let shape = streams.windows[0].shape;
+    let shape = streams.windows[0].shape.clone();
     let len: usize = shape[1..].iter().product();
     let mut batch = Batch {
         features: Vec::with_capacity(picks.len() * len),
         labels: Vec::with_capacity(picks.len()),
-        shape: [picks.len(), shape[1], shape[2], shape[3]],
+        shape: crate::nn::batched(picks.len(), &shape[1..]),
     };
     let mut picked_runs = Vec::with_capacity(picks.len());
     for &(t, b) in picks {
@@ -243,7 +243,7 @@ pub(super) fn search_point(
     let test_source = StreamSource::open(data, config, Split::Test).ok();
     let extractor = FeatureExtractor::new(&experiment.features);
     let classes = data.classes().to_vec();
-    let shape = data.prepared.clip_shape;
+    let shape = data.prepared.clip_shape.clone();
     let batches_per_epoch = (s.streams_per_epoch / batch) as u64;
     let windows = s.stream_windows;
     let network = Network::build(gpu, arch, &shape, classes.len(), cfg.seed)?;

@@ -333,7 +333,7 @@ fn read_point(path: &Path) -> anyhow::Result<PointSummary> {
 /// The activity of one draw of the gates and its cost, kept per draw.
 pub(super) struct DrawCosts<'a> {
     arch: &'a Architecture,
-    shape: [usize; 3],
+    shape: Vec<usize>,
     classes: usize,
     clip_ms: f64,
     kind: CostKind,
@@ -345,7 +345,7 @@ pub(super) struct DrawCosts<'a> {
 impl<'a> DrawCosts<'a> {
     pub(super) fn new(
         arch: &'a Architecture,
-        shape: [usize; 3],
+        shape: Vec<usize>,
         classes: usize,
         clip_ms: f64,
         kind: CostKind,
@@ -422,7 +422,7 @@ fn search_point(
     let val_loader = data.loader(experiment, Split::Validation, cfg.batch_size)?;
     let test_loader = data.loader(experiment, Split::Test, cfg.batch_size)?;
     let classes = data.classes().to_vec();
-    let shape = data.prepared.clip_shape;
+    let shape = data.prepared.clip_shape.clone();
     let clip_ms = experiment.features.clip_ms;
     let network = Network::build(gpu, arch, &shape, classes.len(), cfg.seed)?;
     let mut session = Session::new(
@@ -441,7 +441,14 @@ fn search_point(
         .into_iter()
         .map(|i| arch.layer_name(i))
         .collect();
-    let mut costs = DrawCosts::new(arch, shape, classes.len(), clip_ms, settings.cost, layer_ms);
+    let mut costs = DrawCosts::new(
+        arch,
+        shape.clone(),
+        classes.len(),
+        clip_ms,
+        settings.cost,
+        layer_ms,
+    );
     if settings.adaptive {
         return super::adaptive::search_point(
             gpu, config, data, lambda, run, options, costs, gate_names,
