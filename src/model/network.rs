@@ -12,10 +12,10 @@ use crate::kernels::elementwise::{add, scale_samples, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
 use crate::nn::{
     batch_of, batched, ActivationLayer, Add, ArchWeights, BackwardReads, BatchNormLayer,
-    ComplexActivation, ComplexActivationLayer, ComplexBatchNormLayer, ComplexConv2dLayer,
-    ComplexDenseLayer, Concat, Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init,
-    Layer, Lstm, LstmReturn, Magnitude, Mixed, ModRelu, Multiply, Param, Pass, Pool, PoolKind,
-    ReIm, SeparableConv2d, ToSequence, WeightedSum,
+    ComplexBatchNormLayer, ComplexConv2dLayer, ComplexDenseLayer, ComplexUnary, ComplexUnaryLayer,
+    Concat, Conv2dLayer, Crop, Dense, Dropout, Flatten, GlobalAvgPool, Init, Layer, Lstm,
+    LstmReturn, Mixed, ModRelu, Multiply, Param, Pass, Pool, PoolKind, SeparableConv2d, ToSequence,
+    WeightedSum,
 };
 use crate::util::rng::Rng;
 use serde::Serialize;
@@ -975,6 +975,9 @@ fn build_complex_layer(
     let gpu_err = |e: crate::gpu::GpuError| e.to_string();
     let input = || single(in_shapes);
     let planes = || -> Result<[usize; 3], String> { spatial(&logical(input()?)) };
+    let unary = |kind| -> Result<Box<dyn Layer>, String> {
+        Ok(Box::new(ComplexUnaryLayer::new(kind, input()?)))
+    };
     Ok(match *op {
         Op::ComplexConv2d {
             channels,
@@ -1021,17 +1024,11 @@ fn build_complex_layer(
             let layer = ComplexBatchNormLayer::new(gpu, input()?, eps, momentum, affine);
             Box::new(layer.map_err(gpu_err)?)
         }
-        Op::Crelu => Box::new(ComplexActivationLayer::new(
-            ComplexActivation::Crelu,
-            input()?,
-        )),
-        Op::Zrelu => Box::new(ComplexActivationLayer::new(
-            ComplexActivation::Zrelu,
-            input()?,
-        )),
+        Op::Crelu => unary(ComplexUnary::Crelu)?,
+        Op::Zrelu => unary(ComplexUnary::Zrelu)?,
+        Op::Magnitude => unary(ComplexUnary::Magnitude)?,
+        Op::ReIm => unary(ComplexUnary::ReIm)?,
         Op::Modrelu => Box::new(ModRelu::new(gpu, input()?).map_err(gpu_err)?),
-        Op::Magnitude => Box::new(Magnitude::new(input()?)),
-        Op::ReIm => Box::new(ReIm::new(input()?)),
         Op::MaxPool2d {
             kernel,
             stride,

@@ -12,7 +12,7 @@ use super::{batch_of, BackwardReads, Layer, Param, Pass};
 use crate::gpu::{Gpu, GpuResult, Recorder, Tensor};
 use crate::kernels::complex::{
     crelu, crelu_backward, join_planes, magnitude, magnitude_backward, modrelu, modrelu_backward,
-    planes_shape, split_planes, zrelu, zrelu_backward, ComplexConv2d, ComplexDense,
+    split_planes, zrelu, zrelu_backward, ComplexConv2d, ComplexDense,
 };
 use crate::util::rng::Rng;
 
@@ -215,40 +215,56 @@ impl Layer for ComplexDenseLayer {
     }
 }
 
-/// The parameter-free complex activations.
+/// The parameter-free maps of complex values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ComplexActivation {
+pub enum ComplexUnary {
     /// ReLU on each part.
     Crelu,
     /// `z` where `arg z` is in `[0, pi/2]`, else 0.
     Zrelu,
+    /// `|z|`: complex `S + [2]` to real `S`.
+    Magnitude,
+    /// The real and imaginary parts as real channels: complex `[c, ..., 2]`
+    /// to real `[2c, ...]`, channel 2k the real parts of channel k and
+    /// 2k + 1 its imaginary parts (`[n, 2]` to `[2n]`, re and im alternating).
+    ReIm,
 }
 
-pub struct ComplexActivationLayer {
-    kind: ComplexActivation,
-    shape: Vec<usize>,
+pub struct ComplexUnaryLayer {
+    kind: ComplexUnary,
+    output: Vec<usize>,
 }
 
-impl ComplexActivationLayer {
+impl ComplexUnaryLayer {
     /// `shape` is the per-sample complex shape (with its pair axis).
-    pub fn new(kind: ComplexActivation, shape: &[usize]) -> Self {
-        ComplexActivationLayer {
-            kind,
-            shape: shape.to_vec(),
-        }
+    pub fn new(kind: ComplexUnary, shape: &[usize]) -> Self {
+        let logical = &shape[..shape.len() - 1];
+        let output = match kind {
+            ComplexUnary::Crelu | ComplexUnary::Zrelu => shape.to_vec(),
+            ComplexUnary::Magnitude => logical.to_vec(),
+            ComplexUnary::ReIm => {
+                let mut out = logical.to_vec();
+                out[0] *= 2;
+                out
+            }
+        };
+        ComplexUnaryLayer { kind, output }
     }
 }
 
-impl Layer for ComplexActivationLayer {
+impl Layer for ComplexUnaryLayer {
     fn output_shape(&self) -> Vec<usize> {
-        self.shape.clone()
+        self.output.clone()
     }
 
     fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.empty(inputs[0].shape())?;
+        let x = inputs[0];
+        let y = rec.empty(&super::batched(batch_of(x), &self.output))?;
         match self.kind {
-            ComplexActivation::Crelu => crelu(rec, inputs[0], &y)?,
-            ComplexActivation::Zrelu => zrelu(rec, inputs[0], &y)?,
+            ComplexUnary::Crelu => crelu(rec, x, &y)?,
+            ComplexUnary::Zrelu => zrelu(rec, x, &y)?,
+            ComplexUnary::Magnitude => magnitude(rec, x, &y)?,
+            ComplexUnary::ReIm => split_planes(rec, x, &y)?,
         }
         Ok(y)
     }
@@ -264,16 +280,23 @@ impl Layer for ComplexActivationLayer {
         if !need_input[0] {
             return Ok(vec![None]);
         }
-        let dx = rec.empty(inputs[0].shape())?;
+        let x = inputs[0];
+        let dx = rec.empty(x.shape())?;
         match self.kind {
-            ComplexActivation::Crelu => crelu_backward(rec, inputs[0], dout, &dx)?,
-            ComplexActivation::Zrelu => zrelu_backward(rec, inputs[0], dout, &dx)?,
+            ComplexUnary::Crelu => crelu_backward(rec, x, dout, &dx)?,
+            ComplexUnary::Zrelu => zrelu_backward(rec, x, dout, &dx)?,
+            ComplexUnary::Magnitude => magnitude_backward(rec, x, dout, &dx)?,
+            ComplexUnary::ReIm => join_planes(rec, dout, &dx)?,
         }
         Ok(vec![Some(dx)])
     }
 
+    /// Splitting into parts is a permutation: shapes only.
     fn backward_reads(&self) -> BackwardReads {
-        BackwardReads::INPUTS
+        match self.kind {
+            ComplexUnary::ReIm => BackwardReads::NOTHING,
+            _ => BackwardReads::INPUTS,
+        }
     }
 }
 
@@ -330,100 +353,5 @@ impl Layer for ModRelu {
 
     fn backward_reads(&self) -> BackwardReads {
         BackwardReads::INPUTS
-    }
-}
-
-/// `|z|`: complex `S + [2]` to real `S`.
-pub struct Magnitude {
-    shape: Vec<usize>,
-}
-
-impl Magnitude {
-    /// `shape` is the per-sample complex shape.
-    pub fn new(shape: &[usize]) -> Self {
-        Magnitude {
-            shape: shape[..shape.len() - 1].to_vec(),
-        }
-    }
-}
-
-impl Layer for Magnitude {
-    fn output_shape(&self) -> Vec<usize> {
-        self.shape.clone()
-    }
-
-    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let x = inputs[0];
-        let y = rec.empty(&x.shape()[..x.shape().len() - 1])?;
-        magnitude(rec, x, &y)?;
-        Ok(y)
-    }
-
-    fn backward(
-        &mut self,
-        rec: &mut Recorder,
-        inputs: &[&Tensor],
-        _output: &Tensor,
-        dout: &Tensor,
-        need_input: &[bool],
-    ) -> GpuResult<Vec<Option<Tensor>>> {
-        if !need_input[0] {
-            return Ok(vec![None]);
-        }
-        let dx = rec.empty(inputs[0].shape())?;
-        magnitude_backward(rec, inputs[0], dout, &dx)?;
-        Ok(vec![Some(dx)])
-    }
-
-    fn backward_reads(&self) -> BackwardReads {
-        BackwardReads::INPUTS
-    }
-}
-
-/// The real and imaginary parts as real channels: complex `[c, ..., 2]` to
-/// real `[2c, ...]`, channel 2k the real parts of channel k and 2k + 1 its
-/// imaginary parts (`[n, 2]` to `[2n]`, re and im alternating).
-pub struct ReIm {
-    shape: Vec<usize>,
-}
-
-impl ReIm {
-    /// `shape` is the per-sample complex shape.
-    pub fn new(shape: &[usize]) -> Self {
-        let mut out = shape[..shape.len() - 1].to_vec();
-        out[0] *= 2;
-        ReIm { shape: out }
-    }
-}
-
-impl Layer for ReIm {
-    fn output_shape(&self) -> Vec<usize> {
-        self.shape.clone()
-    }
-
-    fn forward(&mut self, rec: &mut Recorder, inputs: &[&Tensor], _: Pass) -> GpuResult<Tensor> {
-        let y = rec.empty(&planes_shape(inputs[0].shape())?)?;
-        split_planes(rec, inputs[0], &y)?;
-        Ok(y)
-    }
-
-    fn backward(
-        &mut self,
-        rec: &mut Recorder,
-        inputs: &[&Tensor],
-        _output: &Tensor,
-        dout: &Tensor,
-        need_input: &[bool],
-    ) -> GpuResult<Vec<Option<Tensor>>> {
-        if !need_input[0] {
-            return Ok(vec![None]);
-        }
-        let dx = rec.empty(inputs[0].shape())?;
-        join_planes(rec, dout, &dx)?;
-        Ok(vec![Some(dx)])
-    }
-
-    fn backward_reads(&self) -> BackwardReads {
-        BackwardReads::NOTHING
     }
 }

@@ -23,8 +23,7 @@ mod supernet;
 
 pub use activation::{ActivationLayer, Dropout, Flatten};
 pub use complex::{
-    with_pair, ComplexActivation, ComplexActivationLayer, ComplexConv2dLayer, ComplexDenseLayer,
-    Magnitude, ModRelu, ReIm,
+    with_pair, ComplexConv2dLayer, ComplexDenseLayer, ComplexUnary, ComplexUnaryLayer, ModRelu,
 };
 pub use complex_norm::ComplexBatchNormLayer;
 pub use conv::{same_padding, Conv2dLayer, ConvGeometry, SeparableConv2d};
