@@ -293,18 +293,21 @@ fn data_field(op: &Op, sources: &[Source], fields: &[Field]) -> Result<Field, St
     if data.iter().any(|&f| f != field) {
         return Err("its inputs mix real and complex values".into());
     }
-    let whence = |field: &str| match sources.get(skip) {
-        Some(Source::Input) => format!("the features are {field}"),
-        _ => format!("its input is {field}"),
-    };
+    let from_features = matches!(sources.get(skip), Some(Source::Input));
     match (takes(op), field) {
         (Takes::Real, Field::Complex) => Err(format!(
-            "is a real op but {} (the complex STFT of a `kind = \"stft\"` feature config); use its complex form, or turn the values real first with `magnitude` or `re_im`",
-            whence("complex")
+            "is a real op but {}; use its complex form, or turn the values real first with `magnitude` or `re_im`",
+            match from_features {
+                true => "the features are complex (the STFT of a `kind = \"stft\"` feature config)",
+                false => "its input is complex",
+            }
         )),
         (Takes::Complex | Takes::ComplexToReal, Field::Real) => Err(format!(
             "is a complex op but {}; complex layers need the complex STFT (a feature config with `kind = \"stft\"`)",
-            whence("real")
+            match from_features {
+                true => "the features are real",
+                false => "its input is real",
+            }
         )),
         _ => Ok(field),
     }
