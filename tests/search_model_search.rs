@@ -729,6 +729,15 @@ fn bad_model_search_configs_are_refused_naming_the_key() {
         let error = parse(&format!("{}\n{extra}\n", base.join("\n"))).unwrap_err();
         assert!(error.contains(expected), "{extra}: {error}");
     }
+    // The complex STFT, which real blocks cannot take.
+    let full = tiny_search(3, "");
+    let features = common::TINY_CONFIG.split("[train]").next().unwrap();
+    let stft = "[features]\nkind = \"stft\"\nsample_rate = 16000\nclip_ms = 1000.0\nwindow_ms = 16.0\nhop_ms = 32.0\nn_fft = 256\nwindow = \"hann\"\n";
+    let error = parse(&full.replacen(features, stft, 1)).unwrap_err();
+    assert!(
+        error.contains("[features]") && error.contains("stft"),
+        "{error}"
+    );
     // A budget no tower fits is refused before any trial, naming the key.
     let config = parse(&tiny_search(3, "max_params = 5")).unwrap();
     let error = config.check_budget(4).unwrap_err();

@@ -20,7 +20,7 @@ use super::proposal::ProposalRules;
 use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
-use crate::model::Cost;
+use crate::model::{Cost, Field};
 use crate::nn::optim::OptimizerKind;
 use crate::train::config::{
     read_config_text, resolve_features, ConfigError, Experiment, TrainConfig,
@@ -202,6 +202,9 @@ impl ModelSearchConfig {
                 "[search] strategy = {:?}: this config has Model Search keys; set strategy = \"{STRATEGY}\"",
                 s.strategy
             ));
+        }
+        if Field::of_features(&self.features.clip_shape()) == Field::Complex {
+            return Err("[features]: Model Search grows towers of real blocks; the complex STFT (kind = \"stft\") needs complex layers, which its blocks do not have: use log-mel or MFCC features".into());
         }
         if s.blocks.is_empty() {
             return Err("[search] blocks is empty; name at least one block".into());
