@@ -135,15 +135,19 @@ pub fn augment_audio(
     out
 }
 
-/// SpecAugment masks on one clip's `[frames, width]` features; masked values
-/// become the clip's mean, so a mask carries no energy cue.
+/// SpecAugment masks on one clip's `[frames, bins, values_per_bin]`
+/// features (2 values per bin for the complex STFT's (re, im) pairs, which
+/// a frequency mask covers whole); masked values become the clip's mean, so
+/// a mask carries no energy cue.
 pub fn spec_augment(
     features: &mut [f32],
     frames: usize,
-    width: usize,
+    bins: usize,
+    values_per_bin: usize,
     config: &AugmentConfig,
     rng: &mut Rng,
 ) {
+    let width = bins * values_per_bin;
     if features.is_empty() || (config.time_masks == 0 && config.freq_masks == 0) {
         return;
     }
@@ -159,9 +163,10 @@ pub fn spec_augment(
         }
     }
     for _ in 0..config.freq_masks {
-        let bins = mask_span(width, config.freq_mask_bins, rng);
+        let masked = mask_span(bins, config.freq_mask_bins, rng);
+        let values = masked.start * values_per_bin..masked.end * values_per_bin;
         for row in features.chunks_exact_mut(width) {
-            row[bins.clone()].fill(mean);
+            row[values.clone()].fill(mean);
         }
     }
 }
@@ -220,9 +225,36 @@ mod tests {
             freq_mask_bins: 2,
             ..AugmentConfig::none()
         };
-        spec_augment(&mut features, frames, width, &config, &mut Rng::new(3));
+        spec_augment(&mut features, frames, width, 1, &config, &mut Rng::new(3));
         let masked = features.iter().filter(|&&v| v == mean).count();
         // At most 3 whole frames and 2 whole bins.
         assert!(masked <= 3 * width + 2 * frames);
+    }
+
+    #[test]
+    fn spec_augment_masks_whole_complex_pairs() {
+        let (frames, bins) = (6, 9);
+        let config = AugmentConfig {
+            freq_masks: 3,
+            freq_mask_bins: 4,
+            ..AugmentConfig::none()
+        };
+        let mut any = false;
+        for seed in 0..20 {
+            // Every value distinct and far from the mean, so a masked one shows.
+            let mut features: Vec<f32> =
+                (0..frames * bins * 2).map(|i| 1000.0 + i as f32).collect();
+            let mean = features.iter().sum::<f32>() / features.len() as f32;
+            spec_augment(&mut features, frames, bins, 2, &config, &mut Rng::new(seed));
+            for pair in features.chunks_exact(2) {
+                assert_eq!(
+                    pair[0] == mean,
+                    pair[1] == mean,
+                    "seed {seed}: half a pair masked"
+                );
+                any |= pair[0] == mean;
+            }
+        }
+        assert!(any, "no mask drawn in 20 seeds");
     }
 }

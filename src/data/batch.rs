@@ -264,9 +264,13 @@ fn clip_audio(
 
 fn assemble(source: &Source, chunk: &[usize], augment: &AugmentConfig, rng: &mut Rng) -> Batch {
     let prepared = &source.prepared;
-    // Values per frame: the STFT's (re, im) pairs are `2 bins` floats.
-    let (channels, frames) = (prepared.clip_shape[0], prepared.clip_shape[1]);
-    let width = prepared.clip_shape[2..].iter().product::<usize>();
+    let (channels, frames, bins) = (
+        prepared.clip_shape[0],
+        prepared.clip_shape[1],
+        prepared.clip_shape[2],
+    );
+    // 2 for the complex STFT's (re, im) pairs.
+    let values_per_bin = prepared.clip_shape[3..].iter().product::<usize>();
     let clip_len = prepared.clip_len();
     let mut features = vec![0.0; chunk.len() * clip_len];
     let mut labels = Vec::with_capacity(chunk.len());
@@ -278,7 +282,7 @@ fn assemble(source: &Source, chunk: &[usize], augment: &AugmentConfig, rng: &mut
             let audio = augment_audio(&source.audio[i], sample_rate, augment, &source.noise, rng);
             source.extractor.compute_into(&audio, out);
         }
-        spec_augment(out, channels * frames, width, augment, rng);
+        spec_augment(out, channels * frames, bins, values_per_bin, augment, rng);
         labels.push(prepared.clips[i].label as u32);
     }
     Batch {

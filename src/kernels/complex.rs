@@ -303,6 +303,16 @@ pub fn join_planes(rec: &mut Recorder, planes: &Tensor, x: &Tensor) -> GpuResult
     relayout(rec, "interleave", planes, x, inner)
 }
 
+/// A complex bias `[outputs, 2]` (when given) as the real `[2 outputs]` it
+/// is in memory: the real bias of interleaved columns, or of the planes.
+fn real_bias(what: &str, bias: Option<&Tensor>, outputs: usize) -> GpuResult<Option<Tensor>> {
+    bias.map(|b| {
+        same_shape(KERNEL, what, b, &[outputs, 2])?;
+        b.reshaped(&[2 * outputs])
+    })
+    .transpose()
+}
+
 /// Complex dense `y [rows, out] = x [rows, in] w [in, out]` for any number
 /// of rows, and what its backward needs (the expanded real weights). Make
 /// one per layer and keep it.
@@ -349,16 +359,10 @@ impl ComplexDense {
         same_shape(KERNEL, "y", y, &[r, o, 2])?;
         expand(rec, w, &self.w_real, [i, o, 1], false)?;
         gemm(rec, &Gemm::new(r, 2 * o, 2 * i), x, &self.w_real, y)?;
-        if let Some(b) = bias {
-            same_shape(KERNEL, "bias", b, &[o, 2])?;
+        if let Some(b) = real_bias("bias", bias, o)? {
             // Interleaved pairs are 2 o real columns with a real bias each.
             let layout = BiasLayout::rows(r, 2 * o);
-            bias_add(
-                rec,
-                &layout,
-                &y.reshaped(&[r, 2 * o])?,
-                &b.reshaped(&[2 * o])?,
-            )?;
+            bias_add(rec, &layout, &y.reshaped(&[r, 2 * o])?, &b)?;
         }
         Ok(())
     }
@@ -377,15 +381,9 @@ impl ComplexDense {
         let (r, i, o) = (self.rows(x)?, self.inputs, self.outputs);
         same_shape(KERNEL, "dy", dy, &[r, o, 2])?;
         same_shape(KERNEL, "dw", dw, &[i, o, 2])?;
-        if let Some(b) = db {
-            same_shape(KERNEL, "db", b, &[o, 2])?;
+        if let Some(b) = real_bias("db", db, o)? {
             let layout = BiasLayout::rows(r, 2 * o);
-            bias_backward(
-                rec,
-                &layout,
-                &dy.reshaped(&[r, 2 * o])?,
-                &b.reshaped(&[2 * o])?,
-            )?;
+            bias_backward(rec, &layout, &dy.reshaped(&[r, 2 * o])?, &b)?;
         }
         if let Some(dx) = dx {
             same_shape(KERNEL, "dx", dx, x.shape())?;
@@ -480,13 +478,7 @@ impl ComplexConv2d {
         same_shape(KERNEL, "w", w, &Self::with_pair(s.weight_shape()))?;
         same_shape(KERNEL, "y", y, &Self::with_pair(s.output_shape()))?;
         let real = Self::real(s);
-        let bias = match bias {
-            Some(b) => {
-                same_shape(KERNEL, "bias", b, &[s.out_channels, 2])?;
-                Some(b.reshaped(&[real.out_channels])?)
-            }
-            None => None,
-        };
+        let bias = real_bias("bias", bias, s.out_channels)?;
         let x_planes = self.planes_of(rec, &s, x)?;
         expand(rec, w, &self.w_real, self.weight_dims(), true)?;
         let y_planes = rec.empty(&real.output_shape())?;
@@ -517,13 +509,7 @@ impl ComplexConv2d {
         same_shape(KERNEL, "dy", dy, &Self::with_pair(s.output_shape()))?;
         same_shape(KERNEL, "dw", dw, &Self::with_pair(s.weight_shape()))?;
         let real = Self::real(s);
-        let db = match db {
-            Some(b) => {
-                same_shape(KERNEL, "db", b, &[s.out_channels, 2])?;
-                Some(b.reshaped(&[real.out_channels])?)
-            }
-            None => None,
-        };
+        let db = real_bias("db", db, s.out_channels)?;
         let dy_planes = rec.empty(&real.output_shape())?;
         relayout(rec, "planar", dy, &dy_planes, s.out_h() * s.out_w())?;
         if let Some(dx) = dx {

@@ -358,6 +358,103 @@ impl Op {
         }
     }
 
+    /// The complex form of a convolution, batch norm or ReLU (the op
+    /// itself for any other): what a complex search space builds.
+    pub fn complex_twin(&self) -> Op {
+        match *self {
+            Op::Conv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => Op::ComplexConv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            },
+            Op::DepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            } => Op::ComplexDepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            },
+            Op::BatchNorm {
+                affine,
+                eps,
+                momentum,
+            } => Op::ComplexBatchNorm {
+                affine,
+                eps,
+                momentum,
+            },
+            Op::Relu => Op::Crelu,
+            ref other => other.clone(),
+        }
+    }
+
+    /// The real op whose shapes and settings a complex one has (the
+    /// inverse of `complex_twin`; ReLU for the complex activations).
+    pub fn real_twin(&self) -> Op {
+        match *self {
+            Op::ComplexConv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => Op::Conv2d {
+                channels,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            },
+            Op::ComplexDepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            } => Op::DepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            },
+            Op::ComplexDense { units, bias } => Op::Dense { units, bias },
+            Op::ComplexBatchNorm {
+                affine,
+                eps,
+                momentum,
+            } => Op::BatchNorm {
+                affine,
+                eps,
+                momentum,
+            },
+            Op::Crelu | Op::Modrelu | Op::Zrelu => Op::Relu,
+            ref other => other.clone(),
+        }
+    }
+
     /// The `op` name as written in a description.
     pub fn name(&self) -> String {
         match serde_json::to_value(self) {

@@ -57,7 +57,7 @@ pub struct LayerCost {
     pub runs: bool,
     /// Output shape of one sample (a complex one ends in its pair axis).
     pub output: Vec<usize>,
-    /// Whether the output is real or complex.
+    /// Whether it computes on real or complex values (its data inputs').
     pub field: Field,
     pub params: u64,
     pub macs: u64,
@@ -123,33 +123,30 @@ impl Cost {
         }
         let mut layers: Vec<LayerCost> = Vec::with_capacity(sources.len());
         let mut read = vec![false; sources.len()];
-        let input_field = Field::of_features(input_shape);
-        for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
+        let fields = layer_fields(arch, Field::of_features(input_shape))?;
+        for (i, ((spec, inputs), &field)) in
+            arch.layers.iter().zip(&sources).zip(&fields).enumerate()
+        {
             let name = arch.layer_name(i);
-            let (in_shapes, in_fields): (Vec<Vec<usize>>, Vec<Field>) = inputs
+            let in_shapes: Vec<Vec<usize>> = inputs
                 .iter()
                 .map(|s| match s {
-                    Source::Input => (input_shape.to_vec(), input_field),
+                    Source::Input => input_shape.to_vec(),
                     Source::Layer(j) => {
                         read[*j] = true;
-                        (layers[*j].output.clone(), layers[*j].field)
+                        layers[*j].output.clone()
                     }
                 })
-                .unzip();
+                .collect();
             let runs = activity.runs[i];
             let inputs_read = activity.reads[i].iter().filter(|&&r| r).count();
-            let field = data_field(&spec.op, inputs, &in_fields).map_err(|reason| {
-                arch.build_error(&name, &format!("{}: {reason}", spec.op.name()))
-            })?;
-            let (output, field, work) =
-                field_work(&spec.op, &in_shapes, field, inputs_read, classes).map_err(
-                    |reason| {
-                        arch.build_error(
-                            &name,
-                            &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
-                        )
-                    },
-                )?;
+            let (output, work) = field_work(&spec.op, &in_shapes, field, inputs_read, classes)
+                .map_err(|reason| {
+                    arch.build_error(
+                        &name,
+                        &format!("{} on input {in_shapes:?}: {reason}", spec.op.name()),
+                    )
+                })?;
             match saturating_product(&output) {
                 0 => {
                     return Err(arch.build_error(&name, &format!("its output {output:?} is empty")))
@@ -287,6 +284,9 @@ fn takes(op: &Op) -> Takes {
 /// parameter inputs), refusing inputs of both fields and an op fed the
 /// field it does not take.
 fn data_field(op: &Op, sources: &[Source], fields: &[Field]) -> Result<Field, String> {
+    if takes(op) == Takes::Nothing {
+        return Ok(Field::Real);
+    }
     let skip = op.parameter_inputs().min(fields.len());
     let data = &fields[skip..];
     let field = data.first().copied().unwrap_or(Field::Real);
@@ -321,18 +321,19 @@ fn output_field(op: &Op, field: Field) -> Field {
     }
 }
 
-/// Checks that every layer of `arch` takes the field its inputs give when
-/// the features are of `input` (before any shape is known), naming the
-/// first layer that does not.
-pub fn check_fields(arch: &Architecture, input: Field) -> Result<(), ModelError> {
+/// The field each layer of `arch` computes on when the features are of
+/// `input` (known before any shape is), refusing the first layer fed a
+/// field it does not take, by name.
+pub fn layer_fields(arch: &Architecture, input: Field) -> Result<Vec<Field>, ModelError> {
     let sources = arch.sources()?;
-    let mut fields: Vec<Field> = Vec::with_capacity(sources.len());
+    let mut computes_on: Vec<Field> = Vec::with_capacity(sources.len());
+    let mut outputs: Vec<Field> = Vec::with_capacity(sources.len());
     for (i, (spec, inputs)) in arch.layers.iter().zip(&sources).enumerate() {
         let in_fields: Vec<Field> = inputs
             .iter()
             .map(|s| match s {
                 Source::Input => input,
-                Source::Layer(j) => fields[*j],
+                Source::Layer(j) => outputs[*j],
             })
             .collect();
         let field = data_field(&spec.op, inputs, &in_fields).map_err(|reason| {
@@ -341,56 +342,10 @@ pub fn check_fields(arch: &Architecture, input: Field) -> Result<(), ModelError>
                 &format!("{}: {reason}", spec.op.name()),
             )
         })?;
-        fields.push(output_field(&spec.op, field));
+        computes_on.push(field);
+        outputs.push(output_field(&spec.op, field));
     }
-    Ok(())
-}
-
-/// The real op whose shapes and work a complex one has.
-fn real_twin(op: &Op) -> Op {
-    match *op {
-        Op::ComplexConv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => Op::Conv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        },
-        Op::ComplexDepthwiseConv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => Op::DepthwiseConv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        },
-        Op::ComplexDense { units, bias } => Op::Dense { units, bias },
-        Op::ComplexBatchNorm {
-            affine,
-            eps,
-            momentum,
-        } => Op::BatchNorm {
-            affine,
-            eps,
-            momentum,
-        },
-        _ => Op::Relu,
-    }
+    Ok(computes_on)
 }
 
 /// A per-sample complex shape without its pair axis.
@@ -415,7 +370,7 @@ impl OtherOps {
     }
 }
 
-/// `layer_work` in either field. A complex op has the shapes of its real
+/// `layer_work` in the field the layer computes on. A complex op has the shapes of its real
 /// twin on the logical shape; it counts a complex multiply-accumulate as 4
 /// real ones, parameters as real numbers, and other ops per real value. An
 /// op that takes either field counts its other ops per real value too (a
@@ -426,10 +381,9 @@ fn field_work(
     field: Field,
     inputs_read: usize,
     classes: usize,
-) -> Result<(Vec<usize>, Field, Work), String> {
-    if field == Field::Real || takes(op) == Takes::Nothing {
-        let (output, work) = layer_work(op, in_shapes, inputs_read, classes)?;
-        return Ok((output, Field::Real, work));
+) -> Result<(Vec<usize>, Work), String> {
+    if field == Field::Real {
+        return layer_work(op, in_shapes, inputs_read, classes);
     }
     let skip = op.parameter_inputs().min(in_shapes.len());
     let logical_in: Vec<Vec<usize>> = in_shapes
@@ -458,10 +412,10 @@ fn field_work(
                     ..Work::default()
                 },
             };
-            Ok((output, Field::Real, work))
+            Ok((output, work))
         }
         Takes::Complex => {
-            let (output, real) = layer_work(&real_twin(op), &logical_in, inputs_read, classes)?;
+            let (output, real) = layer_work(&op.real_twin(), &logical_in, inputs_read, classes)?;
             let params = match *op {
                 Op::ComplexBatchNorm { affine: true, .. } => 5 * channels,
                 Op::ComplexBatchNorm { affine: false, .. } => 0,
@@ -473,7 +427,7 @@ fn field_work(
                 macs: real.macs.saturating_mul(4),
                 other: real.other.times(2),
             };
-            Ok((with_pair(output), Field::Complex, work))
+            Ok((with_pair(output), work))
         }
         _ => {
             let (output, real) = layer_work(op, &logical_in, inputs_read, classes)?;
@@ -487,7 +441,7 @@ fn field_work(
                 macs: real.macs.saturating_mul(2),
                 other,
             };
-            Ok((with_pair(output), Field::Complex, work))
+            Ok((with_pair(output), work))
         }
     }
 }

@@ -11,7 +11,7 @@ mod shapes;
 
 pub use arch::{Architecture, LayerSpec, Op};
 pub use cost::{
-    check_fields, measure_latency, measure_layer_latency, Cost, Field, LayerCost, OtherOps,
+    layer_fields, measure_latency, measure_layer_latency, Cost, Field, LayerCost, OtherOps,
 };
 pub use error::ModelError;
 pub use mask::{Activity, Mask, Source};

@@ -82,7 +82,6 @@ impl Network {
         super::fits::check_fits(arch, &cost, gpu.limits().max_storage_buffer_binding_size)?;
         let fields: Vec<Field> = cost.layers.iter().map(|l| l.field).collect();
         let shapes: Vec<Vec<usize>> = cost.layers.into_iter().map(|l| l.output).collect();
-        let input_field = Field::of_features(input_shape);
         let sources = arch.sources()?;
         let mut rng = Rng::new(seed);
         let mut nodes: Vec<Node> = Vec::new();
@@ -96,13 +95,7 @@ impl Network {
                 })
                 .collect();
             let salt = i as u64;
-            // The field of the data inputs, which the cost model checked
-            // (architecture weights read theirs only to have a place).
-            let complex = !matches!(spec.op, Op::ArchWeights { .. })
-                && inputs.get(spec.op.parameter_inputs()).map(|s| match s {
-                    Source::Input => input_field,
-                    Source::Layer(j) => fields[*j],
-                }) == Some(Field::Complex);
+            let complex = fields[i] == Field::Complex;
             let layer = build_layer(
                 gpu, &spec.op, &in_shapes, complex, classes, arch.init, &mut rng, salt,
             )

@@ -39,11 +39,22 @@ fn complex_weights(
     w
 }
 
-fn complex_bias(gpu: &Gpu, rng: &mut Rng, outputs: usize, fan_in: usize) -> GpuResult<Param> {
+/// A complex bias `[outputs, 2]` when `bias`, drawn as `complex_weights`
+/// draws weights from the real default bias.
+fn complex_bias(
+    gpu: &Gpu,
+    bias: bool,
+    rng: &mut Rng,
+    outputs: usize,
+    fan_in: usize,
+) -> GpuResult<Option<Param>> {
+    if !bias {
+        return Ok(None);
+    }
     let scale = std::f32::consts::FRAC_1_SQRT_2;
     let mut b = default_bias(rng, 2 * outputs, fan_in);
     b.iter_mut().for_each(|v| *v *= scale);
-    Ok(Param::new(gpu, "bias", &[outputs, 2], &b)?.no_decay())
+    Ok(Some(Param::new(gpu, "bias", &[outputs, 2], &b)?.no_decay()))
 }
 
 /// Complex conv2d over `[batch, channels, time, freq, 2]` with weights
@@ -71,10 +82,7 @@ impl ComplexConv2dLayer {
         let fan_out = shape[0] / geometry.groups.max(1) * shape[2] * shape[3];
         let w = complex_weights(init, rng, spec.weight_len(), fan_in, fan_out);
         let weight = Param::new(gpu, "weight", &with_pair(&shape), &w)?;
-        let bias = match bias {
-            true => Some(complex_bias(gpu, rng, geometry.out_channels, fan_in)?),
-            false => None,
-        };
+        let bias = complex_bias(gpu, bias, rng, geometry.out_channels, fan_in)?;
         Ok(ComplexConv2dLayer {
             geometry,
             kernel,
@@ -150,10 +158,7 @@ impl ComplexDenseLayer {
     ) -> GpuResult<Self> {
         let w = complex_weights(init, rng, inputs * outputs, inputs, outputs);
         let weight = Param::new(gpu, "weight", &[inputs, outputs, 2], &w)?;
-        let bias = match bias {
-            true => Some(complex_bias(gpu, rng, outputs, inputs)?),
-            false => None,
-        };
+        let bias = complex_bias(gpu, bias, rng, outputs, inputs)?;
         Ok(ComplexDenseLayer {
             kernel: ComplexDense::new(gpu, inputs, outputs)?,
             weight,
@@ -205,9 +210,9 @@ impl Layer for ComplexDenseLayer {
         let db = self.bias.as_ref().map(|b| &b.grad);
         self.kernel
             .backward(rec, &x, dout, dx.as_ref(), &self.weight.grad, db)?;
-        dx.map(|d| d.reshaped(inputs[0].shape()))
-            .transpose()
-            .map(|d| vec![d])
+        Ok(vec![dx
+            .map(|d| d.reshaped(inputs[0].shape()))
+            .transpose()?])
     }
 
     fn backward_reads(&self) -> BackwardReads {

@@ -399,51 +399,9 @@ impl Builder {
     /// `op` in the builder's field: a convolution, batch norm or ReLU
     /// becomes its complex form in a complex space.
     fn in_field(&self, op: Op) -> Op {
-        if !self.complex {
-            return op;
-        }
-        match op {
-            Op::Conv2d {
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            } => Op::ComplexConv2d {
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            },
-            Op::DepthwiseConv2d {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                bias,
-            } => Op::ComplexDepthwiseConv2d {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                bias,
-            },
-            Op::BatchNorm {
-                affine,
-                eps,
-                momentum,
-            } => Op::ComplexBatchNorm {
-                affine,
-                eps,
-                momentum,
-            },
-            Op::Relu => Op::Crelu,
-            other => other,
+        match self.complex {
+            true => op.complex_twin(),
+            false => op,
         }
     }
 

@@ -8,7 +8,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::dataset::DataSetConfig;
 use crate::data::features::FeatureConfig;
 use crate::model::Architecture;
-use crate::model::{check_fields, Field};
+use crate::model::{layer_fields, Field};
 use crate::nn::optim::OptimizerKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ impl Experiment {
         };
         // Real and complex layers against the features, naming both.
         let field = Field::of_features(&features.clip_shape());
-        check_fields(&model, field)
+        layer_fields(&model, field)
             .map_err(|e| fail(path, format!("{e} (features: {features_source})")))?;
         let experiment = Experiment {
             features,
