@@ -2,11 +2,12 @@
 # Installs what audionas needs on a fresh Debian/Ubuntu machine and is safe to
 # run again: Mesa's software Vulkan driver (so wgpu has an adapter on machines
 # without a GPU), the text-to-speech engines that make the embedded keyword
-# data set, a font for the text of the training plots, and PostgreSQL
-# (the shared Model Search archive, tested against a real server).
+# data set, a font for the text of the training plots, PostgreSQL (the
+# shared Model Search archive, tested against a real server) and Python's
+# venv (onnxruntime checks exported models).
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql)
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -8,4 +8,7 @@ export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}" NODEVICE_SELECT=1
 # The Model Search archive tests run against a real PostgreSQL server too.
 AUDIONAS_TEST_POSTGRES="${AUDIONAS_TEST_POSTGRES:-$(bash scripts/postgres.sh)}"
 export AUDIONAS_TEST_POSTGRES
+# Exported ONNX models are run with onnxruntime.
+AUDIONAS_ONNX_PYTHON="${AUDIONAS_ONNX_PYTHON:-$(bash scripts/onnxruntime.sh)}"
+export AUDIONAS_ONNX_PYTHON
 cargo test

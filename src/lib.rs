@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod export;
 pub mod gpu;
 pub mod kernels;
 pub mod model;

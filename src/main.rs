@@ -68,6 +68,9 @@ enum Command {
     SearchStatus(audionas::search::model_search::cli::SearchStatusArgs),
     /// Training and inference speed of model configs, one JSON line per model.
     Bench(bench::BenchArgs),
+    /// Write a trained model as an ONNX graph (features shape and class
+    /// names in its metadata), to run it with any ONNX runtime.
+    Export(audionas::export::cli::ExportArgs),
 }
 
 fn list_devices(options: &AdapterOptions) -> anyhow::Result<()> {
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ensemble(args) => audionas::search::cli::run_ensemble(&open_gpu(&cli.gpu)?, args),
         Command::SearchStatus(args) => audionas::search::model_search::cli::run_search_status(args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
+        Command::Export(args) => audionas::export::cli::run_export(args),
     }
 }
 

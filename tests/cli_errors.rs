@@ -258,6 +258,13 @@ fn model_file_and_wav_mistakes_are_named() {
     std::fs::create_dir(ws.path("no_model")).unwrap();
     let output = ws.run(&["eval", "--model", "no_model", "--data", "data"]);
     assert_user_error(&output, &["no_model/model.safetensors"]);
+    // Export writes the best model; a folder without one is named, and
+    // nothing is written.
+    assert_ok(&ws.run(&["export", "--model", "runs/base", "--out", "out/base.onnx"]));
+    assert!(ws.path("out/base.onnx").is_file());
+    let output = ws.run(&["export", "--model", "no_model", "--out", "x.onnx"]);
+    assert_user_error(&output, &["no_model/model.safetensors"]);
+    assert!(!ws.path("x.onnx").exists());
 
     // Training into the same run name again is refused, and nothing changes.
     let before = snapshot(&ws.path("runs"));

@@ -376,7 +376,7 @@ fn cells(spec: &ComplexBatchNorm, c: usize) -> impl Iterator<Item = usize> + '_ 
 }
 
 /// `W = V^{-1/2}` of `V = [[a, b], [b, c]]` in closed form, as `(Wrr, Wri, Wii)`.
-fn whitening_reference(v: [f64; 3]) -> [f64; 3] {
+pub fn whitening_reference(v: [f64; 3]) -> [f64; 3] {
     let [a, b, c] = v;
     let s = (a * c - b * b).sqrt();
     let t = (a + c + 2.0 * s).sqrt();

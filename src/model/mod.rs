@@ -7,7 +7,7 @@ pub mod error;
 mod fits;
 pub mod mask;
 pub mod network;
-mod shapes;
+pub(crate) mod shapes;
 
 pub use arch::{Architecture, LayerSpec, Op};
 pub use cost::{
