@@ -3,11 +3,12 @@
 # run again: Mesa's software Vulkan driver (so wgpu has an adapter on machines
 # without a GPU), the text-to-speech engines that make the embedded keyword
 # data set, a font for the text of the training plots, PostgreSQL (the
-# shared Model Search archive, tested against a real server) and Python's
-# venv (onnxruntime checks exported models).
+# shared Model Search archive, tested against a real server), Python's
+# venv (onnxruntime checks exported models) and Chromium (the tests render
+# the comparison page headless).
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql python3-venv)
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

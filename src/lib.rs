@@ -2,6 +2,7 @@
 //! trained with hand-written WGSL kernels through wgpu.
 
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod export;
 pub mod gpu;

@@ -71,6 +71,9 @@ enum Command {
     /// Write a trained model as an ONNX graph (features shape and class
     /// names in its metadata), to run it with any ONNX runtime.
     Export(audionas::export::cli::ExportArgs),
+    /// Runs side by side (training, searches of any strategy, ensembles):
+    /// a table, Pareto plots and compare.html, and a report.html per run.
+    Compare(audionas::compare::CompareArgs),
 }
 
 fn list_devices(options: &AdapterOptions) -> anyhow::Result<()> {
@@ -158,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SearchStatus(args) => audionas::search::model_search::cli::run_search_status(args),
         Command::Bench(args) => bench::run_bench(&open_gpu(&cli.gpu)?, args),
         Command::Export(args) => audionas::export::cli::run_export(args),
+        Command::Compare(args) => audionas::compare::run_compare(args, || open_gpu(&cli.gpu)),
     }
 }
 

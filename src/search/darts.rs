@@ -85,6 +85,7 @@ pub fn search(
     let experiment = config.experiment();
     let cfg = &experiment.train;
     let data = Data::open(&options.data_dir, &experiment, &options.prepare)?;
+    data.write_record(&run.root)?;
     let [search_train, search_val] = data
         .loader(&experiment, Split::Train, cfg.batch_size)?
         .halves();

@@ -244,6 +244,7 @@ pub fn make_ensemble(
         bail!("--replicas must be at least 2, given {}", options.replicas);
     }
     let data = Data::open(&options.data_dir, experiment, &options.prepare)?;
+    data.write_record(&run.root)?;
     let mut replicas = Vec::with_capacity(options.replicas);
     let mut val = Vec::with_capacity(options.replicas);
     let mut test = Vec::with_capacity(options.replicas);

@@ -28,10 +28,29 @@ use crate::model::Network;
 use crate::nn::optim::{Optimizer, OptimizerKind};
 use crate::nn::{Pass, WEIGHTS};
 use anyhow::{anyhow, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The file in a run folder that says which data the run used.
+pub const DATA_RECORD_FILE: &str = "data.json";
+
+/// Which data a run used: where it was, its classes and how many clips
+/// each split had; `id` is a digest of the folder, the classes and every
+/// clip's source, label and split, so that two runs compare only when
+/// they used the same clips in the same splits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    pub root: PathBuf,
+    pub id: String,
+    pub classes: Vec<String>,
+    pub train: usize,
+    pub validation: usize,
+    pub test: usize,
+    /// How the clips were split, in words.
+    pub split: String,
+}
 
 /// A data set opened and its features prepared, checked for training; open
 /// it once and train any number of networks on it.
@@ -71,6 +90,34 @@ impl Data {
 
     pub fn classes(&self) -> &[String] {
         &self.prepared.classes
+    }
+
+    /// What identifies this data, for a run's `data.json`.
+    pub fn record(&self) -> DataRecord {
+        let count = |split: Split| self.set.clips.iter().filter(|c| c.split == split).count();
+        let root = self
+            .set
+            .root
+            .canonicalize()
+            .unwrap_or(self.set.root.clone());
+        let listing = serde_json::to_string(&(&root, &self.set.classes, &self.set.clips))
+            .expect("clips serialise");
+        DataRecord {
+            root,
+            id: crate::data::dataset::sha1_hex(&listing)[..16].to_string(),
+            classes: self.set.classes.clone(),
+            train: count(Split::Train),
+            validation: count(Split::Validation),
+            test: count(Split::Test),
+            split: self.set.split_note.clone(),
+        }
+    }
+
+    /// Writes `data.json` into the run folder `dir` (atomically).
+    pub fn write_record(&self, dir: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.record())?;
+        super::atomic::write_durably(&dir.join(DATA_RECORD_FILE), text.as_bytes())?;
+        Ok(())
     }
 
     /// A loader of `split`: the training split shuffled, augmented and

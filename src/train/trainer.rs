@@ -100,6 +100,7 @@ pub fn train_on(
     options: &TrainOptions,
 ) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
+    data.write_record(&run.root)?;
     let cfg = &experiment.train;
     let classes = data.classes().to_vec();
     let train_loader = data.loader(experiment, Split::Train, cfg.batch_size)?;

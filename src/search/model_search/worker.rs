@@ -97,6 +97,7 @@ pub fn run_worker(
     };
     let probe = config.trial_experiment(&s.blocks[..1], &Hparams::of(&config.train));
     let data = Data::open(&options.data_dir, &probe, &options.prepare)?;
+    data.write_record(root)?;
     let classes = data.classes().len();
     config
         .check_budget(classes)

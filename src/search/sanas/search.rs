@@ -133,6 +133,7 @@ pub fn search(
 ) -> anyhow::Result<SanasSummary> {
     let started = Instant::now();
     let data = Data::open(&options.data_dir, &config.experiment, &options.prepare)?;
+    data.write_record(&run.root)?;
     let layer_ms = match config.search.cost {
         CostKind::Latency => Some(latency_table(gpu, config, &data, run, options.verbose)?.ms),
         _ => None,
