@@ -18,9 +18,12 @@
 //!
 //! Complex conv2d (`ComplexConv2d`: planes, 2x2-block weights, one real
 //! conv2d) 16 -> 16 complex channels, 3x3 "same", over 16 x 49 x 20, and a
-//! complex depthwise 3x3, forward and forward+backward in GFLOP/s (real
-//! FLOPs: 8 per complex multiply-accumulate), beside the real conv2d of the
-//! same shape (16 -> 16 real channels).
+//! complex depthwise 3x3 (the direct kernels of
+//! `shaders/complex_depthwise.wgsl`, as the layers run it, and beside it the
+//! same convolution through `ComplexConv2d` as a grouped real conv2d),
+//! forward and forward+backward in GFLOP/s (real FLOPs: 8 per complex
+//! multiply-accumulate), beside the real conv2d of the same shape (16 -> 16
+//! real channels, or the real depthwise).
 //!
 //! `cargo bench --bench mixed_complex -- --noplot`; `AUDIONAS_BENCH_GPU_ONLY=1`
 //! skips the CPU rows.
@@ -33,6 +36,9 @@ use audionas::gpu::Gpu;
 use audionas::kernels::check::to_f64;
 use audionas::kernels::complex::{
     dense_backward_reference, dense_reference, ComplexConv2d, ComplexDense,
+};
+use audionas::kernels::complex_depthwise::{
+    complex_depthwise_backward_input, complex_depthwise_backward_weight, complex_depthwise_forward,
 };
 use audionas::kernels::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2d,
@@ -268,15 +274,46 @@ fn bench_complex_conv2d(c: &mut Criterion) {
         let macs = (spec.output_len() * spec.weight_len() / spec.out_channels) as u64;
         let mut group = c.benchmark_group(format!("complex/{name}_16ch_b16_49x20"));
         configure(&mut group);
+        // The depthwise rows named complex_* run the direct kernels, as the
+        // layers do; complex_grouped_* run the general path on the same data.
+        let general = if spec.is_depthwise() {
+            "complex_grouped"
+        } else {
+            "complex"
+        };
         group.throughput(Throughput::Elements(8 * macs));
-        bench_gpu(&mut group, "complex_forward", 1, |rec| {
+        bench_gpu(&mut group, &format!("{general}_forward"), 1, |rec| {
             layer.forward(rec, &x, &w, None, &y).unwrap();
         });
         group.throughput(Throughput::Elements(3 * 8 * macs));
-        bench_gpu(&mut group, "complex_forward_backward", 1, |rec| {
-            layer.forward(rec, &x, &w, None, &y).unwrap();
-            layer.backward(rec, &x, &dy, Some(&dx), &dw, None).unwrap();
-        });
+        bench_gpu(
+            &mut group,
+            &format!("{general}_forward_backward"),
+            1,
+            |rec| {
+                layer.forward(rec, &x, &w, None, &y).unwrap();
+                layer.backward(rec, &x, &dy, Some(&dx), &dw, None).unwrap();
+            },
+        );
+        if spec.is_depthwise() {
+            group.throughput(Throughput::Elements(8 * macs));
+            bench_gpu(&mut group, "complex_forward", 1, |rec| {
+                complex_depthwise_forward(rec, &spec, &x, &w, None, &y).unwrap();
+            });
+            group.throughput(Throughput::Elements(3 * 8 * macs));
+            bench_gpu(&mut group, "complex_forward_backward", 1, |rec| {
+                complex_depthwise_forward(rec, &spec, &x, &w, None, &y).unwrap();
+                complex_depthwise_backward_weight(rec, &spec, &dy, &x, &dw, None).unwrap();
+                complex_depthwise_backward_input(rec, &spec, &dy, &w, &dx).unwrap();
+            });
+            group.throughput(Throughput::Elements(8 * macs));
+            bench_gpu(&mut group, "complex_backward_input", 1, |rec| {
+                complex_depthwise_backward_input(rec, &spec, &dy, &w, &dx).unwrap();
+            });
+            bench_gpu(&mut group, "complex_backward_weight", 1, |rec| {
+                complex_depthwise_backward_weight(rec, &spec, &dy, &x, &dw, None).unwrap();
+            });
+        }
         let (rx, rw, rdy) = (
             upload(&mut rng, &spec.input_shape()),
             upload(&mut rng, &spec.weight_shape()),
@@ -297,6 +334,15 @@ fn bench_complex_conv2d(c: &mut Criterion) {
             conv2d_backward_weight(rec, &spec, &rdy, &rx, &rdw, None).unwrap();
             conv2d_backward_input(rec, &spec, &rdy, &rw, &rdx).unwrap();
         });
+        if spec.is_depthwise() {
+            group.throughput(Throughput::Elements(2 * macs));
+            bench_gpu(&mut group, "real_backward_input", 1, |rec| {
+                conv2d_backward_input(rec, &spec, &rdy, &rw, &rdx).unwrap();
+            });
+            bench_gpu(&mut group, "real_backward_weight", 1, |rec| {
+                conv2d_backward_weight(rec, &spec, &rdy, &rx, &rdw, None).unwrap();
+            });
+        }
         group.finish();
     }
 }

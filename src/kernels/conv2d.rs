@@ -326,7 +326,7 @@ fn check_len(spec: &Conv2d, name: &str, t: &Tensor, want: usize) -> GpuResult<()
 /// Elements per invocation along a row of width `width` in the depthwise
 /// forward and backward_input (the shader's RUN, at most its MAX_RUN of 8):
 /// the fewest runs per row, then the shortest run giving that many.
-fn depthwise_run(width: usize) -> usize {
+pub(crate) fn depthwise_run(width: usize) -> usize {
     let runs = width.div_ceil(8);
     width.div_ceil(runs)
 }

@@ -4,6 +4,7 @@
 pub mod batchnorm;
 pub mod check;
 pub mod complex;
+pub mod complex_depthwise;
 pub mod complex_norm;
 pub mod conv2d;
 pub mod dropout;

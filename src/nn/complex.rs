@@ -14,6 +14,9 @@ use crate::kernels::complex::{
     crelu, crelu_backward, join_planes, magnitude, magnitude_backward, modrelu, modrelu_backward,
     split_planes, zrelu, zrelu_backward, ComplexConv2d, ComplexDense,
 };
+use crate::kernels::complex_depthwise::{
+    complex_depthwise_backward_input, complex_depthwise_backward_weight, complex_depthwise_forward,
+};
 use crate::util::rng::Rng;
 
 /// `shape + [2]`.
@@ -61,9 +64,17 @@ fn complex_bias(
 /// `[out, in / groups, kh, kw, 2]` and an optional bias `[out, 2]`.
 pub struct ComplexConv2dLayer {
     geometry: ConvGeometry,
-    kernel: ComplexConv2d,
+    kernel: ComplexConvKernel,
     weight: Param,
     bias: Option<Param>,
+}
+
+/// How the layer convolves: depthwise layers (one input and one output
+/// channel per group) have a direct kernel on the interleaved values; the
+/// others run as a real conv2d on planes. Both take the same weights.
+enum ComplexConvKernel {
+    Depthwise,
+    General(ComplexConv2d),
 }
 
 impl ComplexConv2dLayer {
@@ -76,7 +87,12 @@ impl ComplexConv2dLayer {
         rng: &mut Rng,
     ) -> GpuResult<Self> {
         let spec = geometry.spec(1);
-        let kernel = ComplexConv2d::new(gpu, spec)?;
+        let kernel = if spec.is_depthwise() {
+            spec.validate()?;
+            ComplexConvKernel::Depthwise
+        } else {
+            ComplexConvKernel::General(ComplexConv2d::new(gpu, spec)?)
+        };
         let shape = spec.weight_shape();
         let fan_in = shape[1] * shape[2] * shape[3];
         let fan_out = shape[0] / geometry.groups.max(1) * shape[2] * shape[3];
@@ -111,8 +127,11 @@ impl Layer for ComplexConv2dLayer {
         let spec = self.geometry.spec(batch_of(inputs[0]));
         let y = rec.empty(&with_pair(&spec.output_shape()))?;
         let bias = self.bias.as_ref().map(|b| &b.value);
-        self.kernel
-            .forward(rec, inputs[0], &self.weight.value, bias, &y)?;
+        let (x, w) = (inputs[0], &self.weight.value);
+        match &self.kernel {
+            ComplexConvKernel::Depthwise => complex_depthwise_forward(rec, &spec, x, w, bias, &y)?,
+            ComplexConvKernel::General(kernel) => kernel.forward(rec, x, w, bias, &y)?,
+        }
         Ok(y)
     }
 
@@ -129,8 +148,19 @@ impl Layer for ComplexConv2dLayer {
             false => None,
         };
         let db = self.bias.as_ref().map(|b| &b.grad);
-        self.kernel
-            .backward(rec, inputs[0], dout, dx.as_ref(), &self.weight.grad, db)?;
+        let (x, w) = (inputs[0], &self.weight);
+        match &self.kernel {
+            ComplexConvKernel::Depthwise => {
+                let spec = self.geometry.spec(batch_of(x));
+                if let Some(dx) = &dx {
+                    complex_depthwise_backward_input(rec, &spec, dout, &w.value, dx)?;
+                }
+                complex_depthwise_backward_weight(rec, &spec, dout, x, &w.grad, db)?;
+            }
+            ComplexConvKernel::General(kernel) => {
+                kernel.backward(rec, x, dout, dx.as_ref(), &w.grad, db)?
+            }
+        }
         Ok(vec![dx])
     }
 
