@@ -273,9 +273,10 @@ fn read_sanas(dir: &Path, results: &Value, record: &mut RunRecord) {
         f64_at(point, "/stream/matched"),
         f64_at(point, "/stream/false_alarms"),
     ) {
+        // Written as percents of the stream's words.
         (Some(matched), Some(false_alarms)) => Some(StreamScore {
-            matched,
-            false_alarms,
+            matched: matched / 100.0,
+            false_alarms: false_alarms / 100.0,
         }),
         _ => None,
     };

@@ -249,7 +249,10 @@ mod tests {
         let t = linear_ticks(0.0, 1.0);
         let want = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
         assert_eq!(t.len(), want.len(), "{t:?}");
-        assert!(t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{t:?}");
+        assert!(
+            t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{t:?}"
+        );
         let t = linear_ticks(0.37, 0.91);
         assert!(t.iter().all(|v| (0.37..=0.91).contains(v)), "{t:?}");
         assert!(t.len() >= 3, "{t:?}");
