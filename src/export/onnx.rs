@@ -20,7 +20,7 @@ use super::proto::{
 use crate::kernels::complex_norm::whitening_reference;
 use crate::model::arch::{LstmReturns, Op, Pair};
 use crate::model::cost::{Cost, Field};
-use crate::model::shapes::{conv_geometry, lstm_steps, pair_stride, separable_geometries, spatial};
+use crate::model::shapes::{conv_of, lstm_steps, pair_stride, separable_geometries, spatial};
 use crate::model::{ModelError, Source};
 use crate::nn::ConvGeometry;
 use crate::train::checkpoint::NamedTensor;
@@ -265,48 +265,12 @@ impl Layer<'_> {
         let x = self.input().name.as_str();
         let shape = &self.input().shape;
         Ok(match *self.op {
-            Op::Conv2d {
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            } => {
-                let geometry = conv_geometry(
-                    spatial(shape)?,
-                    channels,
-                    kernel,
-                    stride,
-                    padding,
-                    dilation,
-                    groups,
-                );
+            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } => {
+                let (geometry, bias) = conv_of(self.op, spatial(shape)?).expect("a convolution");
                 self.conv(g, x, geometry, "weight", bias.then_some("bias"))?
             }
-            Op::DepthwiseConv2d {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                bias,
-            } => {
-                let input = spatial(shape)?;
-                let geometry =
-                    conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]);
-                self.conv(g, x, geometry, "weight", bias.then_some("bias"))?
-            }
-            Op::SeparableConv2d {
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                bias,
-            } => {
-                let geometry =
-                    conv_geometry(spatial(shape)?, channels, kernel, stride, padding, dilation, 1);
+            Op::SeparableConv2d { .. } => {
+                let (geometry, bias) = conv_of(self.op, spatial(shape)?).expect("a convolution");
                 let [depthwise, pointwise] = separable_geometries(geometry);
                 let middle = self.conv(g, x, depthwise, "depthwise_weight", None)?;
                 self.conv(
@@ -517,36 +481,8 @@ impl Layer<'_> {
         let shape = &self.input().shape;
         let logical = &shape[..shape.len() - 1];
         Ok(match *self.op {
-            Op::ComplexConv2d {
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-                bias,
-            } => {
-                let geometry = conv_geometry(
-                    spatial(logical)?,
-                    channels,
-                    kernel,
-                    stride,
-                    padding,
-                    dilation,
-                    groups,
-                );
-                self.complex_conv(g, x, geometry, bias)?
-            }
-            Op::ComplexDepthwiseConv2d {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                bias,
-            } => {
-                let input = spatial(logical)?;
-                let geometry =
-                    conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]);
+            Op::ComplexConv2d { .. } | Op::ComplexDepthwiseConv2d { .. } => {
+                let (geometry, bias) = conv_of(self.op, spatial(logical)?).expect("a convolution");
                 self.complex_conv(g, x, geometry, bias)?
             }
             Op::ComplexDense { units, bias } => {

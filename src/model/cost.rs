@@ -16,7 +16,7 @@ use super::error::ModelError;
 use super::mask::{Activity, Source};
 use super::network::Network;
 use super::shapes::{
-    conv_geometry, lstm_steps, pair_stride, pool_spec, separable_geometries, single, spatial,
+    conv_of, lstm_steps, pair_stride, pool_spec, separable_geometries, single, spatial,
 };
 use crate::gpu::{Gpu, GpuResult};
 use crate::nn::{ConvGeometry, Pass};
@@ -473,42 +473,14 @@ fn layer_work(
         ))
     };
     Ok(match *op {
-        Op::Conv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => {
-            positive("channels", channels)?;
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, groups);
+        Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } => {
+            let (g, bias) = conv_of(op, spatial(single(in_shapes)?)?).expect("a convolution");
+            positive("channels", g.out_channels)?;
             (g.output().to_vec(), conv_work(&g, bias)?)
         }
-        Op::DepthwiseConv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => {
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]);
-            (g.output().to_vec(), conv_work(&g, bias)?)
-        }
-        Op::SeparableConv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => {
-            positive("channels", channels)?;
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, 1);
+        Op::SeparableConv2d { .. } => {
+            let (g, bias) = conv_of(op, spatial(single(in_shapes)?)?).expect("a convolution");
+            positive("channels", g.out_channels)?;
             let [depthwise, pointwise] = separable_geometries(g);
             let mut work = conv_work(&depthwise, false)?;
             work += conv_work(&pointwise, bias)?;

@@ -6,7 +6,7 @@ use super::arch::{Architecture, LstmReturns, Op, RegulariserKind, Weighting};
 use super::cost::{logical, Cost, Field};
 use super::error::ModelError;
 use super::mask::{Activity, Mask, Source};
-use super::shapes::{conv_geometry, lstm_steps, pair_stride, single, spatial};
+use super::shapes::{conv_of, lstm_steps, pair_stride, single, spatial};
 use crate::gpu::{ensure, Gpu, GpuError, GpuResult, Recorder, Tensor};
 use crate::kernels::elementwise::{add, scale_samples, Activation};
 use crate::kernels::mixed_edge::{EdgeWeighting, Regulariser};
@@ -823,40 +823,12 @@ fn build_layer(
         return build_complex_layer(gpu, op, in_shapes, classes, init, rng);
     }
     Ok(match *op {
-        Op::Conv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => {
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, groups);
+        Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } => {
+            let (g, bias) = conv_of(op, spatial(single(in_shapes)?)?).expect("a convolution");
             Box::new(Conv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
         }
-        Op::DepthwiseConv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => {
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]);
-            Box::new(Conv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
-        }
-        Op::SeparableConv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => {
-            let input = spatial(single(in_shapes)?)?;
-            let g = conv_geometry(input, channels, kernel, stride, padding, dilation, 1);
+        Op::SeparableConv2d { .. } => {
+            let (g, bias) = conv_of(op, spatial(single(in_shapes)?)?).expect("a convolution");
             Box::new(SeparableConv2d::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
         }
         Op::Dense { units, bias } => {
@@ -972,35 +944,8 @@ fn build_complex_layer(
         Ok(Box::new(ComplexUnaryLayer::new(kind, input()?)))
     };
     Ok(match *op {
-        Op::ComplexConv2d {
-            channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => {
-            let g = conv_geometry(
-                planes()?,
-                channels,
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-            );
-            Box::new(ComplexConv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
-        }
-        Op::ComplexDepthwiseConv2d {
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-        } => {
-            let p = planes()?;
-            let g = conv_geometry(p, p[0], kernel, stride, padding, dilation, p[0]);
+        Op::ComplexConv2d { .. } | Op::ComplexDepthwiseConv2d { .. } => {
+            let (g, bias) = conv_of(op, planes()?).expect("a convolution");
             Box::new(ComplexConv2dLayer::new(gpu, g, bias, init, rng).map_err(gpu_err)?)
         }
         Op::ComplexDense { units, bias } => {

@@ -2,7 +2,7 @@
 //! for an input shape, and the checks on input shapes, shared by building a
 //! network and costing a description.
 
-use super::arch::{Padding, Pair};
+use super::arch::{Op, Padding, Pair};
 use crate::kernels::pool::Pool2d;
 use crate::nn::{same_padding, ConvGeometry};
 
@@ -26,7 +26,7 @@ pub(crate) fn single(in_shapes: &[Vec<usize>]) -> Result<&Vec<usize>, String> {
     }
 }
 
-pub(crate) fn conv_geometry(
+fn conv_geometry(
     input: [usize; 3],
     out_channels: usize,
     kernel: Pair,
@@ -52,6 +52,50 @@ pub(crate) fn conv_geometry(
         dilation: dilation.0,
         groups,
     }
+}
+
+/// The geometry of a convolution op on `input` (`[channels, time, freq]`;
+/// a complex op's on its planes, in complex channels) and whether it has a
+/// bias: `conv2d`, `depthwise_conv2d`, `separable_conv2d` (as a whole: the
+/// pointwise channels, the depthwise settings) and their complex twins;
+/// `None` for any other op.
+pub(crate) fn conv_of(op: &Op, input: [usize; 3]) -> Option<(ConvGeometry, bool)> {
+    Some(match op.real_twin() {
+        Op::Conv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => (
+            conv_geometry(input, channels, kernel, stride, padding, dilation, groups),
+            bias,
+        ),
+        Op::DepthwiseConv2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => (
+            conv_geometry(input, input[0], kernel, stride, padding, dilation, input[0]),
+            bias,
+        ),
+        Op::SeparableConv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => (
+            conv_geometry(input, channels, kernel, stride, padding, dilation, 1),
+            bias,
+        ),
+        _ => return None,
+    })
 }
 
 /// The depthwise and the pointwise convolution of a separable one whose

@@ -161,14 +161,15 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes what a new run wrote before it kept any model (its config.toml
-/// and an empty metrics.jsonl), so that the corrected command can use the
+/// Removes what a new run wrote before it kept any model (its config.toml,
+/// data.json and an empty metrics.jsonl), so that the corrected command can use the
 /// same run name; a run that kept a checkpoint or a model stays for --resume.
 pub(crate) fn remove_unstarted_run(run: &RunDir) {
     if run.last_checkpoint().exists() || run.best_model().exists() {
         return;
     }
     let _ = std::fs::remove_file(run.config());
+    let _ = std::fs::remove_file(run.root.join(super::session::DATA_RECORD_FILE));
     if std::fs::metadata(run.metrics()).is_ok_and(|m| m.len() == 0) {
         let _ = std::fs::remove_file(run.metrics());
     }
