@@ -6,7 +6,7 @@
 # (the shared Model Search archive, tested against a real server).
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql)
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite wamerican wdutch wfrench wngerman witalian wportuguese wspanish fonts-dejavu-core postgresql)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
