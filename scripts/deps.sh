@@ -8,7 +8,7 @@
 # the comparison page headless).
 set -euo pipefail
 
-packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite fonts-dejavu-core postgresql python3-venv chromium)
+packages=(mesa-vulkan-drivers libvulkan1 espeak-ng flite wamerican wdutch wfrench wngerman witalian wportuguese wspanish fonts-dejavu-core postgresql python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -3,6 +3,7 @@
 use super::dataset::{DataSet, DataSetConfig, Layout, Split, SplitRule, Task};
 use super::error::write_atomically;
 use super::features::FeatureConfig;
+use super::lid::{language, synthesize_lid, Language, LidSynthConfig, LANGUAGES};
 use super::prepare::{cache_file_for, default_cache_dir, prepare, PrepareOptions};
 use super::stats::stats;
 use super::stream::{split_stream, truth_to_text, StreamConfig};
@@ -16,12 +17,17 @@ use std::time::Instant;
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Make a Speech Commands-style keyword data set with the text-to-speech
-    /// engines on this machine (espeak-ng, espeak, flite, festival).
+    /// engines on this machine (espeak-ng, espeak, flite, festival), or with
+    /// `--task lid` a spoken-language data set (espeak-ng and word lists).
     Synth {
-        /// Output folder.
-        #[arg(long, default_value = "data/kws-synth")]
-        out: PathBuf,
-        /// Clips per keyword (each unknown word gets a quarter).
+        /// Output folder [default: data/kws-synth, data/lid-synth with --task lid].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// kws: keywords (Speech Commands layout); lid: languages (a folder
+        /// per language, 2 to 4 s sentences of random words).
+        #[arg(long, default_value = "kws", value_parser = parse_synth_task)]
+        task: SynthTask,
+        /// Clips per keyword (each unknown word gets a quarter), or per language.
         #[arg(long, default_value_t = 40)]
         per_class: usize,
         /// Distinct synthetic speakers (voice, pitch and speed).
@@ -33,6 +39,10 @@ pub enum DataCommand {
         /// Engines to use, comma-separated (espeak-ng, espeak, flite, text2wave); default: all found.
         #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
         engines: Vec<Engine>,
+        /// With --task lid: languages, comma-separated (dutch, english, french,
+        /// german, italian, portuguese, spanish); default: all.
+        #[arg(long, value_delimiter = ',', value_parser = parse_language)]
+        languages: Vec<Language>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -158,6 +168,59 @@ fn parse_engine(text: &str) -> Result<Engine, String> {
         })
 }
 
+/// What `data synth` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynthTask {
+    Kws,
+    Lid,
+}
+
+fn parse_synth_task(text: &str) -> Result<SynthTask, String> {
+    match text {
+        "kws" => Ok(SynthTask::Kws),
+        "lid" => Ok(SynthTask::Lid),
+        other => Err(format!(
+            "unknown task {other:?}; use kws (keywords) or lid (language identification)"
+        )),
+    }
+}
+
+fn parse_language(text: &str) -> Result<Language, String> {
+    language(text).ok_or_else(|| {
+        format!(
+            "unknown language {text:?}; use {}",
+            LANGUAGES.map(|l| l.name).join(", ")
+        )
+    })
+}
+
+fn run_synth_lid(config: LidSynthConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let report = synthesize_lid(&config)?;
+    println!(
+        "made {} clips and {} noise files in {} in {:.1} s",
+        report.clips,
+        report.noise_files.len(),
+        config.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    for voice in &report.voices {
+        let family = if voice.name.starts_with("klatt") {
+            "Klatt"
+        } else {
+            "formant"
+        };
+        println!(
+            "  speaker {}: espeak-ng {family} variant {}, pitch {:.2}, speed {:.2}",
+            voice.speaker_id(),
+            voice.name,
+            voice.pitch,
+            voice.speed
+        );
+    }
+    Ok(())
+}
+
 fn run_synth(config: SynthConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     println!("engines found: {}", names(&installed_engines()));
@@ -232,19 +295,48 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
         DataCommand::Synth {
             out,
+            task: SynthTask::Lid,
             per_class,
             speakers,
             rate,
             engines,
+            languages,
             seed,
-        } => run_synth(SynthConfig {
+        } => {
+            if !engines.is_empty() {
+                anyhow::bail!("--engines is for --task kws; --task lid speaks with espeak-ng");
+            }
+            run_synth_lid(LidSynthConfig {
+                per_language: per_class,
+                speakers,
+                sample_rate: rate,
+                languages,
+                seed,
+                ..LidSynthConfig::new(&out.unwrap_or_else(|| "data/lid-synth".into()))
+            })
+        }
+        DataCommand::Synth {
+            out,
+            task: SynthTask::Kws,
             per_class,
             speakers,
-            sample_rate: rate,
+            rate,
             engines,
+            languages,
             seed,
-            ..SynthConfig::new(&out)
-        }),
+        } => {
+            if !languages.is_empty() {
+                anyhow::bail!("--languages is for --task lid");
+            }
+            run_synth(SynthConfig {
+                per_class,
+                speakers,
+                sample_rate: rate,
+                engines,
+                seed,
+                ..SynthConfig::new(&out.unwrap_or_else(|| "data/kws-synth".into()))
+            })
+        }
         DataCommand::Stream {
             data,
             out,

@@ -1,5 +1,5 @@
 //! Audio data: WAV reading, features, data sets, augmentation, batching,
-//! streams and synthetic keyword data.
+//! streams and synthetic keyword and spoken-language data.
 
 pub mod augment;
 pub mod batch;
@@ -7,6 +7,7 @@ pub mod cli;
 pub mod dataset;
 pub mod error;
 pub mod features;
+pub mod lid;
 pub mod prepare;
 pub mod stats;
 pub mod stream;

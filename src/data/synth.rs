@@ -104,7 +104,7 @@ pub struct SynthReport {
     pub noise_files: Vec<PathBuf>,
 }
 
-fn find_program(program: &str) -> Option<PathBuf> {
+pub(super) fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -204,8 +204,15 @@ pub fn engine_voices(engine: Engine) -> DataResult<Vec<String>> {
     }
 }
 
-/// Speaks `word` into the WAV file `out` with the voice at `pitch` and `speed`.
-fn speak(voice: &Voice, word: &str, pitch: f32, speed: f32, out: &Path) -> DataResult<()> {
+/// Speaks `text` (a word or a sentence) into the WAV file `out` with the
+/// voice at `pitch` and `speed`.
+pub(super) fn speak(
+    voice: &Voice,
+    text: &str,
+    pitch: f32,
+    speed: f32,
+    out: &Path,
+) -> DataResult<()> {
     let mut command = Command::new(voice.engine.program());
     match voice.engine {
         Engine::EspeakNg | Engine::Espeak => {
@@ -215,7 +222,7 @@ fn speak(voice: &Voice, word: &str, pitch: f32, speed: f32, out: &Path) -> DataR
                 .args(["-p", &format!("{}", (20.0 + 60.0 * pitch).round())])
                 .arg("-w")
                 .arg(out)
-                .arg(word);
+                .arg(text);
         }
         Engine::Flite => {
             command
@@ -225,14 +232,14 @@ fn speak(voice: &Voice, word: &str, pitch: f32, speed: f32, out: &Path) -> DataR
                     "--setf",
                     &format!("int_f0_target_mean={:.0}", 80.0 + 140.0 * pitch),
                 ])
-                .args(["-t", word])
+                .args(["-t", text])
                 .arg("-o")
                 .arg(out);
         }
         Engine::Festival => {
-            let text = out.with_extension("txt");
-            std::fs::write(&text, word).map_err(|e| DataError::io(&text, e))?;
-            command.arg(&text).arg("-o").arg(out).args([
+            let text_file = out.with_extension("txt");
+            std::fs::write(&text_file, text).map_err(|e| DataError::io(&text_file, e))?;
+            command.arg(&text_file).arg("-o").arg(out).args([
                 "-eval",
                 &format!("(Parameter.set 'Duration_Stretch {:.3})", 1.0 / speed),
             ]);
@@ -242,7 +249,7 @@ fn speak(voice: &Voice, word: &str, pitch: f32, speed: f32, out: &Path) -> DataR
 }
 
 /// Keeps the part of a recording louder than 2% of its peak, plus 30 ms.
-fn trim_silence(samples: &[f32], sample_rate: u32) -> &[f32] {
+pub(super) fn trim_silence(samples: &[f32], sample_rate: u32) -> &[f32] {
     let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
     let threshold = peak * 0.02;
     let margin = (sample_rate as usize * 30) / 1000;
@@ -374,46 +381,15 @@ pub fn synthesize(config: &SynthConfig) -> DataResult<SynthReport> {
         }
     }
 
-    let temp = std::env::temp_dir().join(format!("audionas-synth-{}", std::process::id()));
-    std::fs::create_dir_all(&temp).map_err(|e| DataError::io(&temp, e))?;
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<DataError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..config.threads.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= jobs.len() || failure.lock().expect("not poisoned").is_some() {
-                    break;
-                }
-                if let Err(e) = make_clip(&jobs[i], &voices, config, &temp.join(format!("{i}.wav")))
-                {
-                    failure.lock().expect("not poisoned").get_or_insert(e);
-                }
-            });
-        }
-    });
-    let _ = std::fs::remove_dir_all(&temp);
-    if let Some(e) = failure.into_inner().expect("threads finished") {
-        return Err(e);
-    }
-
-    let mut noise_files = Vec::new();
-    let length = (config.noise_seconds * config.sample_rate as f32) as usize;
-    for kind in ["white", "pink", "brown"] {
-        let path = config
-            .out
-            .join(BACKGROUND_NOISE)
-            .join(format!("{kind}_noise.wav"));
-        let samples = synthetic_noise(kind, length, &mut rng);
-        write_wav(
-            &path,
-            &Audio {
-                samples,
-                sample_rate: config.sample_rate,
-            },
-        )?;
-        noise_files.push(path);
-    }
+    run_jobs(jobs.len(), config.threads, |i, temp| {
+        make_clip(&jobs[i], &voices, config, temp)
+    })?;
+    let noise_files = write_noise_files(
+        &config.out,
+        config.sample_rate,
+        config.noise_seconds,
+        &mut rng,
+    )?;
     let mut used: Vec<Engine> = voices.iter().map(|v| v.engine).collect();
     used.sort();
     used.dedup();
@@ -423,6 +399,77 @@ pub fn synthesize(config: &SynthConfig) -> DataResult<SynthReport> {
         clips: jobs.len(),
         noise_files,
     })
+}
+
+/// Runs `job(i, temp)` for every `i` below `count` on `threads` threads,
+/// each call with a temporary WAV path of its own; stops at the first error.
+pub(super) fn run_jobs(
+    count: usize,
+    threads: usize,
+    job: impl Fn(usize, &Path) -> DataResult<()> + Sync,
+) -> DataResult<()> {
+    // One folder per call, so syntheses running side by side in one
+    // process never share temporary files.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let temp = std::env::temp_dir().join(format!(
+        "audionas-synth-{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&temp).map_err(|e| DataError::io(&temp, e))?;
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<DataError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || failure.lock().expect("not poisoned").is_some() {
+                    break;
+                }
+                if let Err(e) = job(i, &temp.join(format!("{i}.wav"))) {
+                    failure.lock().expect("not poisoned").get_or_insert(e);
+                }
+            });
+        }
+    });
+    let _ = std::fs::remove_dir_all(&temp);
+    match failure.into_inner().expect("threads finished") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes `seconds` of white, pink and brown noise into `_background_noise_`.
+pub(super) fn write_noise_files(
+    out: &Path,
+    sample_rate: u32,
+    seconds: f32,
+    rng: &mut Rng,
+) -> DataResult<Vec<PathBuf>> {
+    let length = (seconds * sample_rate as f32) as usize;
+    let mut files = Vec::new();
+    for kind in ["white", "pink", "brown"] {
+        let path = out.join(BACKGROUND_NOISE).join(format!("{kind}_noise.wav"));
+        let samples = synthetic_noise(kind, length, rng);
+        write_wav(
+            &path,
+            &Audio {
+                samples,
+                sample_rate,
+            },
+        )?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// A random kind of noise at a random low volume (0 to 0.06 of full scale).
+pub(super) fn noise_floor(length: usize, rng: &mut Rng) -> Vec<f32> {
+    let kinds = ["white", "pink", "brown"];
+    let mut samples = synthetic_noise(kinds[rng.below(kinds.len())], length, rng);
+    let noise_volume = rng.uniform(0.0, 0.06);
+    samples.iter_mut().for_each(|s| *s *= noise_volume);
+    samples
 }
 
 /// Speaks one word, trims it, places it at a random point of a one-second
@@ -443,10 +490,7 @@ fn make_clip(job: &Job, voices: &[Voice], config: &SynthConfig, temp: &Path) -> 
     let peak = word.iter().fold(1e-9f32, |m, s| m.max(s.abs()));
     let gain = rng.uniform(0.3, 0.9) / peak;
     let start = rng.below(clip_len - word.len() + 1);
-    let kinds = ["white", "pink", "brown"];
-    let mut samples = synthetic_noise(kinds[rng.below(kinds.len())], clip_len, &mut rng);
-    let noise_volume = rng.uniform(0.0, 0.06);
-    samples.iter_mut().for_each(|s| *s *= noise_volume);
+    let mut samples = noise_floor(clip_len, &mut rng);
     for (s, w) in samples[start..start + word.len()].iter_mut().zip(word) {
         *s = (*s + gain * w).clamp(-1.0, 1.0);
     }
