@@ -2,7 +2,8 @@
 # Installs what audionas needs on a fresh Debian/Ubuntu machine and is safe to
 # run again: Mesa's software Vulkan driver (so wgpu has an adapter on machines
 # without a GPU), the text-to-speech engines that make the embedded keyword
-# data set, a font for the text of the training plots, PostgreSQL (the
+# data set, the word lists of seven languages (the language identification
+# set), a font for the text of the training plots, PostgreSQL (the
 # shared Model Search archive, tested against a real server), Python's
 # venv (onnxruntime checks exported models) and Chromium (the tests render
 # the comparison page headless).
