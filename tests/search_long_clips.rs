@@ -5,6 +5,8 @@
 //! lengths come from the features, never from a fixed frame count.
 
 mod common;
+// Only its static config is used here.
+#[allow(dead_code)]
 #[path = "common/sanas.rs"]
 mod sanas_config;
 #[path = "common/search.rs"]
