@@ -3,7 +3,9 @@
 # shows the GPU adapter it will use, makes the embedded keyword data set
 # (synthesized speech with noise) when it is absent, searches a keyword-
 # spotting architecture on it (a short DARTS search), retrains what it found
-# from scratch beside the hand-designed quickstart network, and evaluates both.
+# from scratch beside the hand-designed quickstart network, evaluates both,
+# compares the three runs (runs/NAME-compare.html) and exports the found
+# network as ONNX.
 #   bash scripts/quickstart.sh [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +29,7 @@ echo "== the architecture the search found, retrained from scratch:"
 $bin eval --model "runs/$name-found" --data "$data"
 echo "== the hand-designed quickstart network, trained the same way:"
 $bin eval --model "runs/$name-baseline" --data "$data"
+echo "== the runs side by side:"
+$bin compare "runs/$name-search" "runs/$name-found" "runs/$name-baseline" \
+    --out "runs/$name-compare.html"
+$bin export --model "runs/$name-found" --out "runs/$name-found/model.onnx"
