@@ -4,35 +4,15 @@
 //! Chromium (`$AUDIONAS_CHROMIUM`, else `chromium`; skipped without one
 //! outside CI, failing in CI).
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 #[path = "common/search.rs"]
 mod search_config;
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_audionas"))
-        .args(args)
-        .current_dir(dir)
-        .env("WGPU_BACKEND", "vulkan")
-        .env("NODEVICE_SELECT", "1")
-        .env("AUDIONAS_CACHE", dir.join("cache"))
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use binary::{ok, run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn chromium() -> Option<PathBuf> {
     let name = std::env::var("AUDIONAS_CHROMIUM").unwrap_or_else(|_| "chromium".into());

@@ -4,7 +4,11 @@
 //! each finishing with an architecture that trains on those clips. Time
 //! lengths come from the features, never from a fixed frame count.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
+#[path = "common/model_search.rs"]
+mod model_search_config;
 // Only its static config is used here.
 #[allow(dead_code)]
 #[path = "common/sanas.rs"]
@@ -12,30 +16,7 @@ mod sanas_config;
 #[path = "common/search.rs"]
 mod search_config;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_audionas"))
-        .args(args)
-        .current_dir(dir)
-        .env("WGPU_BACKEND", "vulkan")
-        .env("NODEVICE_SELECT", "1")
-        .env("AUDIONAS_CACHE", dir.join("cache"))
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use binary::{ok, run};
 
 /// `config` on 2.5 s clips.
 fn long(config: &str) -> String {
@@ -83,29 +64,5 @@ fn a_sanas_search_runs_on_long_clips() {
 
 #[test]
 fn a_model_search_runs_on_long_clips() {
-    let features = common::TINY_CONFIG.split("[train]").next().unwrap();
-    let config = format!(
-        r#"{features}
-[train]
-epochs = 1
-batch_size = 8
-lr = 0.01
-optimizer = {{ kind = "adam" }}
-seed = 3
-
-[data]
-split = "speaker"
-
-[search]
-strategy = "model-search"
-blocks = ["conv_3x3", "separable_3x3", "max_pool_2x2", "dense_64"]
-minimum_depth = 1
-maximum_depth = 3
-depth_step_trials = 1
-increase_probability = 1.0
-min_channels = 4
-max_trials = 2
-"#
-    );
-    search_and_retrain(&config, "model_search");
+    search_and_retrain(&model_search_config::tiny_search(2, ""), "model_search");
 }

@@ -5,6 +5,10 @@
 //! one archive with one killed mid-trial, and configs refused by key.
 
 mod common;
+#[path = "common/model_search.rs"]
+mod model_search_config;
+
+use model_search_config::tiny_search;
 
 use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
@@ -464,36 +468,6 @@ fn the_postgres_archive_numbers_trials_keeps_the_limit_and_fails_silent_ones() {
         "the password is shown: {message}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-/// A Model Search of the tiny experiment's features: `trials` trials of
-/// one epoch, then `extra` lines in `[search]`.
-fn tiny_search(trials: usize, extra: &str) -> String {
-    let features = common::TINY_CONFIG.split("[train]").next().unwrap();
-    format!(
-        r#"{features}
-[train]
-epochs = 1
-batch_size = 8
-lr = 0.01
-optimizer = {{ kind = "adam" }}
-seed = 3
-log_every = 4
-
-[data]
-split = "speaker"
-
-[search]
-strategy = "model-search"
-blocks = ["conv_3x3", "separable_3x3", "max_pool_2x2", "dense_64"]
-minimum_depth = 1
-maximum_depth = 4
-depth_step_trials = 1
-increase_probability = 1.0
-min_channels = 4
-max_trials = {trials}
-{extra}"#
-    )
 }
 
 fn parse(text: &str) -> Result<ModelSearchConfig, String> {

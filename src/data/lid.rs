@@ -13,8 +13,7 @@
 
 use super::error::{DataError, DataResult};
 use super::synth::{
-    find_program, noise_floor, run_jobs, speak, trim_silence, write_noise_files, Engine,
-    SynthReport, Voice,
+    find_program, over_noise, run_jobs, speak, write_noise_files, Engine, SynthReport, Voice,
 };
 use super::wav::{read_wav, write_wav, Audio};
 use crate::util::rng::Rng;
@@ -356,15 +355,7 @@ fn make_clip(
     speak(&voice, &sentence.join(" "), pitch, speed, temp)?;
     let spoken = read_wav(temp, rate)?;
     let _ = std::fs::remove_file(temp);
-    let speech = trim_silence(&spoken.samples, rate);
-    let speech = &speech[..speech.len().min(clip_len)];
-    let peak = speech.iter().fold(1e-9f32, |m, s| m.max(s.abs()));
-    let gain = rng.uniform(0.3, 0.9) / peak;
-    let start = rng.below(clip_len - speech.len() + 1);
-    let mut samples = noise_floor(clip_len, &mut rng);
-    for (s, w) in samples[start..start + speech.len()].iter_mut().zip(speech) {
-        *s = (*s + gain * w).clamp(-1.0, 1.0);
-    }
+    let samples = over_noise(&spoken.samples, rate, clip_len, &mut rng);
     let name = format!("{}_nohash_{}.wav", speaker.speaker_id(), job.index);
     write_wav(
         &config.out.join(language.name).join(name),

@@ -485,15 +485,7 @@ fn make_clip(job: &Job, voices: &[Voice], config: &SynthConfig, temp: &Path) -> 
     let _ = std::fs::remove_file(temp);
     let rate = config.sample_rate;
     let clip_len = rate as usize;
-    let word = trim_silence(&spoken.samples, rate);
-    let word = &word[..word.len().min(clip_len)];
-    let peak = word.iter().fold(1e-9f32, |m, s| m.max(s.abs()));
-    let gain = rng.uniform(0.3, 0.9) / peak;
-    let start = rng.below(clip_len - word.len() + 1);
-    let mut samples = noise_floor(clip_len, &mut rng);
-    for (s, w) in samples[start..start + word.len()].iter_mut().zip(word) {
-        *s = (*s + gain * w).clamp(-1.0, 1.0);
-    }
+    let samples = over_noise(&spoken.samples, rate, clip_len, &mut rng);
     let name = format!("{}_nohash_{}.wav", voice.speaker_id(), job.index);
     write_wav(
         &config.out.join(job.word).join(name),
@@ -502,4 +494,19 @@ fn make_clip(job: &Job, voices: &[Voice], config: &SynthConfig, temp: &Path) -> 
             sample_rate: rate,
         },
     )
+}
+
+/// Speech (its silence trimmed, cut to `clip_len`) at a random place and
+/// level in a clip of `clip_len` samples of faint noise.
+pub(crate) fn over_noise(spoken: &[f32], rate: u32, clip_len: usize, rng: &mut Rng) -> Vec<f32> {
+    let speech = trim_silence(spoken, rate);
+    let speech = &speech[..speech.len().min(clip_len)];
+    let peak = speech.iter().fold(1e-9f32, |m, s| m.max(s.abs()));
+    let gain = rng.uniform(0.3, 0.9) / peak;
+    let start = rng.below(clip_len - speech.len() + 1);
+    let mut samples = noise_floor(clip_len, rng);
+    for (s, w) in samples[start..start + speech.len()].iter_mut().zip(speech) {
+        *s = (*s + gain * w).clamp(-1.0, 1.0);
+    }
+    samples
 }

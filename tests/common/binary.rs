@@ -1,0 +1,28 @@
+//! Running the audionas binary in a test folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `audionas ARGS` in `dir`, on lavapipe, with the feature cache inside `dir`.
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_audionas"))
+        .args(args)
+        .current_dir(dir)
+        .env("WGPU_BACKEND", "vulkan")
+        .env("NODEVICE_SELECT", "1")
+        .env("AUDIONAS_CACHE", dir.join("cache"))
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn ok(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
