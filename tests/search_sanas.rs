@@ -713,6 +713,19 @@ fn the_shipped_sanas_configs_load_with_the_papers_super_network() {
         adaptive.experiment.model.layers,
         small.experiment.model.layers
     );
+    // For languages: the small one on 4 s clips, its first pooling over 4
+    // frames as well.
+    let lid = SanasConfig::load(&dir.join("sanas_lid.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lid.experiment.features.clip_ms, 4000.0);
+    let pools = |c: &SanasConfig| c.experiment.model.layers[1].op.clone();
+    assert_eq!(
+        serde_json::to_value(pools(&lid)).unwrap()["kernel"],
+        serde_json::json!([4, 3])
+    );
+    assert_eq!(
+        lid.experiment.model.layers.len(),
+        small.experiment.model.layers.len()
+    );
 }
 
 #[test]
