@@ -61,6 +61,11 @@ pub struct BenchResult {
     pub train_step_median_ms: f64,
     pub train_step_min_ms: f64,
     pub train_samples_per_s: f64,
+    /// CPU time of a step up to its recording done (every dispatch
+    /// recorded, nothing submitted), and up to its submit returning (wgpu
+    /// has encoded the passes); the rest of the step waits for the GPU.
+    pub train_record_median_ms: f64,
+    pub train_submit_median_ms: f64,
     pub infer_batch_median_ms: f64,
     pub infer_batch_min_ms: f64,
     pub infer_samples_per_s: f64,
@@ -193,11 +198,16 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
     }
     gpu.reset_peak_memory();
     let mut train_times = Vec::with_capacity(args.steps);
+    let mut cpu_times = Vec::with_capacity(args.steps);
     for _ in 0..args.steps {
         let start = Instant::now();
-        session.step(part)?;
+        let rec = session.record(part)?;
+        let recorded = start.elapsed().as_secs_f64() * 1e3;
+        rec.submit()?;
+        let submitted = start.elapsed().as_secs_f64() * 1e3;
         gpu.wait()?;
         train_times.push(start.elapsed().as_secs_f64() * 1e3);
+        cpu_times.push((recorded, submitted));
     }
     let peak = gpu.memory().peak_bytes;
     let saved_bytes = session.network.saved_bytes();
@@ -220,6 +230,8 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
         }
     }
     let (train_median, train_min) = median_min(&train_times);
+    let (record_median, _) = median_min(&cpu_times.iter().map(|t| t.0).collect::<Vec<_>>());
+    let (submit_median, _) = median_min(&cpu_times.iter().map(|t| t.1).collect::<Vec<_>>());
     let (infer_median, infer_min) = median_min(&infer_times);
     // The peak counts what was live before the steps too: weights,
     // optimizer state and the input batch.
@@ -233,6 +245,8 @@ pub fn bench_model(gpu: &Gpu, name: &str, args: &BenchArgs) -> anyhow::Result<Be
         train_step_median_ms: train_median,
         train_step_min_ms: train_min,
         train_samples_per_s: batch as f64 / (train_median / 1e3),
+        train_record_median_ms: record_median,
+        train_submit_median_ms: submit_median,
         infer_batch_median_ms: infer_median,
         infer_batch_min_ms: infer_min,
         infer_samples_per_s: batch as f64 / (infer_median / 1e3),
