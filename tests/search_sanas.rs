@@ -726,6 +726,13 @@ fn the_shipped_sanas_configs_load_with_the_papers_super_network() {
         lid.experiment.model.layers.len(),
         small.experiment.model.layers.len()
     );
+    // For spoken digits: the small one on 8 kHz log-mel.
+    let digits = SanasConfig::load(&dir.join("sanas_fsdd.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(digits.experiment.features.clip_shape(), [1, 63, 40]);
+    assert_eq!(
+        digits.experiment.model.layers,
+        small.experiment.model.layers
+    );
 }
 
 #[test]
