@@ -6,6 +6,7 @@
 use super::runs::RunRecord;
 use super::svg::{escape, Mark, Plot, Series};
 use super::Group;
+use crate::train::metrics::EpochRecord;
 use base64::Engine;
 use std::fmt::Write;
 
@@ -261,10 +262,10 @@ pub fn compare_page(groups: &[Group], adapter: Option<&str>) -> String {
     page("audionas: runs compared", &body)
 }
 
-fn curve(r: &RunRecord, pick: impl Fn(&super::runs::Epoch) -> Option<f64>) -> Vec<(f64, f64)> {
+fn curve(r: &RunRecord, pick: impl Fn(&EpochRecord) -> Option<f64>) -> Vec<(f64, f64)> {
     r.curves
         .iter()
-        .filter_map(|e| Some((e.epoch, pick(e)?)))
+        .filter_map(|e| Some((e.epoch as f64, pick(e)?)))
         .collect()
 }
 
@@ -299,7 +300,7 @@ pub fn run_report(r: &RunRecord) -> String {
             "Loss",
             "loss",
             vec![
-                line("train", curve(r, |e| e.train_loss)),
+                line("train", curve(r, |e| Some(e.train_loss))),
                 line("validation", curve(r, |e| e.val_loss)),
             ],
         ));
@@ -307,7 +308,7 @@ pub fn run_report(r: &RunRecord) -> String {
             "Accuracy",
             "accuracy",
             vec![
-                line("train", curve(r, |e| e.train_accuracy)),
+                line("train", curve(r, |e| Some(e.train_accuracy))),
                 line("validation", curve(r, |e| e.val_accuracy)),
             ],
         ));

@@ -4,20 +4,11 @@
 
 use crate::data::features::FeatureConfig;
 use crate::model::{Architecture, Cost};
+use crate::train::metrics::{read_epoch_records, EpochRecord};
 use crate::train::session::{DataRecord, DATA_RECORD_FILE};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// One epoch of a run's `metrics.jsonl`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Epoch {
-    pub epoch: f64,
-    pub train_loss: Option<f64>,
-    pub val_loss: Option<f64>,
-    pub train_accuracy: Option<f64>,
-    pub val_accuracy: Option<f64>,
-}
 
 /// Streaming scores, as fractions of the words of the stream.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,7 +44,7 @@ pub struct RunRecord {
     /// The trained model that measures latency, when the run has one.
     pub model_file: Option<PathBuf>,
     pub architecture: Option<Architecture>,
-    pub curves: Vec<Epoch>,
+    pub curves: Vec<EpochRecord>,
     /// Median milliseconds of a batch-1 inference, when measured.
     pub latency_ms: Option<f64>,
 }
@@ -116,23 +107,12 @@ fn features_of(dir: &Path) -> anyhow::Result<FeatureConfig> {
 }
 
 /// The epochs of a run's `metrics.jsonl` (none when it has none).
-fn curves_of(dir: &Path) -> Vec<Epoch> {
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|v| v["kind"] == "epoch")
-        .filter_map(|v| {
-            Some(Epoch {
-                epoch: v["epoch"].as_f64()?,
-                train_loss: v["train_loss"].as_f64(),
-                val_loss: v["val_loss"].as_f64(),
-                train_accuracy: v["train_accuracy"].as_f64(),
-                val_accuracy: v["val_accuracy"].as_f64(),
-            })
-        })
-        .collect()
+fn curves_of(dir: &Path) -> anyhow::Result<Vec<EpochRecord>> {
+    let path = dir.join("metrics.jsonl");
+    match path.is_file() {
+        true => Ok(read_epoch_records(&path)?),
+        false => Ok(Vec::new()),
+    }
 }
 
 fn architecture_at(path: &Path) -> Option<Architecture> {
@@ -184,7 +164,7 @@ pub fn read_run(dir: &Path) -> anyhow::Result<RunRecord> {
         stream: None,
         model_file: None,
         architecture: architecture_at(&dir.join("architecture.json")),
-        curves: curves_of(dir),
+        curves: curves_of(dir)?,
         latency_ms: None,
     };
     let strategy = results["strategy"].as_str().map(str::to_string);

@@ -64,6 +64,8 @@ pub fn export_onnx(tensors: &[NamedTensor], info: &ModelInfo) -> Result<Exported
     let arch = &info.architecture;
     let input_shape = info.features.clip_shape();
     let classes = info.classes.len();
+    // The cost model checks every shape and setting, naming the layer, so
+    // the mappings below take them as valid.
     let cost = Cost::of(arch, &input_shape, classes, info.features.clip_ms, None)?;
     let sources = arch.sources()?;
     let tensors: HashMap<&str, &NamedTensor> =
@@ -299,7 +301,6 @@ impl Layer<'_> {
                 stride,
                 padding,
             } => {
-                spatial(shape)?;
                 g.op("MaxPool", &[x], pool_attrs(kernel, stride, padding))
             }
             Op::AvgPool2d {
@@ -308,7 +309,6 @@ impl Layer<'_> {
                 padding,
                 count_include_pad,
             } => {
-                spatial(shape)?;
                 let mut attrs = pool_attrs(kernel, stride, padding);
                 attrs.push(Attr::Int("count_include_pad", count_include_pad as i64));
                 g.op("AveragePool", &[x], attrs)
@@ -396,7 +396,6 @@ impl Layer<'_> {
         bias: Option<&str>,
     ) -> LayerResult<String> {
         let spec = geometry.spec(1);
-        spec.validate().map_err(|e| e.to_string())?;
         let w = self.constant(g, weight, &spec.weight_shape())?;
         let mut args = vec![x.to_string(), w];
         if let Some(b) = bias {
@@ -569,7 +568,6 @@ impl Layer<'_> {
             } => {
                 // The pair of the largest magnitude: pool the squared
                 // magnitudes, and gather both parts where the maxima are.
-                spatial(logical)?;
                 let squared = g.squared_magnitude(x);
                 let pooled = g.op_n(
                     "MaxPool",
@@ -593,7 +591,6 @@ impl Layer<'_> {
                 padding,
                 count_include_pad,
             } => {
-                spatial(logical)?;
                 let attrs = || {
                     let mut a = pool_attrs(kernel, stride, padding);
                     a.push(Attr::Int("count_include_pad", count_include_pad as i64));
@@ -645,7 +642,6 @@ impl Layer<'_> {
         bias: bool,
     ) -> LayerResult<String> {
         let spec = geometry.spec(1);
-        spec.validate().map_err(|e| e.to_string())?;
         let shape = spec.weight_shape();
         let (wr, wi) = split_pairs(self.tensor("weight", &[&shape[..], &[2]].concat())?);
         let wr = g.floats("weight_re", &shape, &wr);
