@@ -108,6 +108,44 @@ fn a_tiny_darts_search_resumes_derives_and_retrains() {
 }
 
 #[test]
+fn a_time_limit_ends_the_search_and_derives() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    // A limit that the first epoch alone passes: one epoch of 50, then derive.
+    let config = parse(&search_config::tiny_search(
+        50,
+        "[search]\ntime_limit_minutes = 0.000001",
+    ))
+    .unwrap();
+    let run = RunDir::create(&dir.path().join("runs"), "limited", &config.to_toml()).unwrap();
+    let summary = search(gpu, &config, &run, &options(dir.path(), false, None)).unwrap();
+    assert_eq!(summary.epochs_done, 1);
+    assert!(summary.time_limit_reached);
+    let path = summary.architecture.expect("derived at the time limit");
+    assert!(Architecture::load(&path).is_ok());
+    let results = std::fs::read_to_string(run.root.join("results.json")).unwrap();
+    assert!(
+        results.contains("\"time_limit_reached\": true"),
+        "{results}"
+    );
+
+    // Resuming counts the time already spent: no epoch more.
+    let again = search(gpu, &config, &run, &options(dir.path(), true, None)).unwrap();
+    assert_eq!(again.epochs_done, 1);
+    let weights = std::fs::read_to_string(run.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+    assert_eq!(weights.lines().count(), 1);
+
+    // Without the limit the same search runs past the first epoch.
+    let mut unlimited = config.clone();
+    unlimited.search.time_limit_minutes = None;
+    let run = RunDir::create(&dir.path().join("runs"), "unlimited", &unlimited.to_toml()).unwrap();
+    let summary = search(gpu, &unlimited, &run, &options(dir.path(), false, Some(2))).unwrap();
+    assert_eq!(summary.epochs_done, 2);
+    assert!(!summary.time_limit_reached && summary.architecture.is_none());
+}
+
+#[test]
 fn an_unrolled_darts_search_resumes_and_derives() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 5);
@@ -505,6 +543,8 @@ fn bad_search_configs_are_refused_naming_the_key() {
         ("purity = \"zero_one\"", "gini, entropy"),
         ("purity = \"purest\"", "purity"),
         ("purity_weight = -1.0", "purity_weight"),
+        ("time_limit_minutes = 0.0", "time_limit_minutes"),
+        ("time_limit_minutes = nan", "time_limit_minutes"),
     ] {
         let text = search_config::tiny_search(2, &format!("[search]\n{extra}"));
         let e = parse(&text).unwrap_err();

@@ -100,6 +100,12 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
         "{} epochs in {:.1} s; derived cells keep {} skip connections; {} parameters, {} MACs per clip",
         summary.epochs_done, summary.seconds, summary.genotype.skips, summary.params, summary.macs
     );
+    if summary.time_limit_reached {
+        println!(
+            "the time limit ([search] time_limit_minutes) ended the search before epoch {}",
+            summary.epochs_done + 1
+        );
+    }
     match &summary.architecture {
         Some(path) => println!(
             "architecture: {} (retrain it: audionas train --config CONFIG --arch {} --data DIR)",

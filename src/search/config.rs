@@ -81,6 +81,9 @@ pub struct StrategyConfig {
     /// Second order: the architecture gradient is taken after one virtual
     /// SGD step of the weights (`StepPart::unrolled`).
     pub unrolled: bool,
+    /// Stop before an epoch that would end past this many minutes of
+    /// search (epochs of earlier, resumed calls count), then derive.
+    pub time_limit_minutes: Option<f64>,
 }
 
 impl Default for StrategyConfig {
@@ -94,6 +97,7 @@ impl Default for StrategyConfig {
             purity: RegulariserKind::Gini,
             purity_weight: 20.0,
             unrolled: false,
+            time_limit_minutes: None,
         }
     }
 }
@@ -258,6 +262,13 @@ impl SearchConfig {
                 "[search] arch_betas = {:?} must be in [0, 1)",
                 s.arch_betas()
             )));
+        }
+        if let Some(t) = s.time_limit_minutes {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(fail(format!(
+                    "[search] time_limit_minutes = {t} must be a positive number"
+                )));
+            }
         }
         if s.unrolled && !matches!(config.train.optimizer, OptimizerKind::Sgd { .. }) {
             return Err(fail(

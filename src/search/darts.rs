@@ -65,8 +65,13 @@ pub struct SearchSummary {
     /// The derived architecture's parameters and MACs per clip.
     pub params: u64,
     pub macs: u64,
-    /// Where the derived architecture is (once all epochs are done).
+    /// Where the derived architecture is (once all epochs are done, or
+    /// the time limit is reached).
     pub architecture: Option<PathBuf>,
+    /// The search ended before its last epoch: one more would have run
+    /// past `time_limit_minutes`.
+    #[serde(default)]
+    pub time_limit_reached: bool,
 }
 
 /// The file names of a search run folder.
@@ -151,7 +156,11 @@ pub fn search(
         .map_or(cfg.epochs, |n| (session.standing.epoch + n).min(cfg.epochs));
     let mut train_stream = search_train.forever(session.standing.step)?;
     let mut val_stream = search_val.forever(session.standing.step)?;
+    let mut budget = TimeBudget::new(config.search.time_limit_minutes, &run.metrics())?;
     for epoch in session.standing.epoch..last_epoch {
+        if budget.exhausted() {
+            break;
+        }
         let epoch_start = Instant::now();
         let regularising = epoch >= config.search.regularise_from(cfg.epochs);
         session.network.set_regularising(regularising);
@@ -242,6 +251,7 @@ pub fn search(
             skips,
             record.samples_per_s
         ));
+        budget.spend(record.seconds);
         session.standing.epoch = epoch + 1;
         arch_weights.append(&weights)?;
         metrics.append(&record)?;
@@ -266,7 +276,8 @@ pub fn search(
         experiment.features.clip_ms,
         None,
     )?;
-    let done = session.standing.epoch == cfg.epochs;
+    let time_limit_reached = session.standing.epoch < cfg.epochs && budget.exhausted();
+    let done = session.standing.epoch == cfg.epochs || time_limit_reached;
     let architecture = if done {
         let path = run.root.join(ARCHITECTURE_FILE);
         write_durably(&path, derived.to_json().as_bytes())?;
@@ -282,6 +293,7 @@ pub fn search(
         params: cost.params,
         macs: cost.macs,
         architecture,
+        time_limit_reached,
     };
     if done {
         write_durably(
@@ -291,6 +303,46 @@ pub fn search(
     }
     plot_search(&run.root)?;
     Ok(summary)
+}
+
+/// The search's time limit: the seconds of the epochs run so far (by this
+/// call and by the calls it resumes) against the limit, with the mean epoch
+/// as the forecast of the next.
+struct TimeBudget {
+    limit_seconds: Option<f64>,
+    spent_seconds: f64,
+    epochs: usize,
+}
+
+impl TimeBudget {
+    fn new(limit_minutes: Option<f64>, metrics: &std::path::Path) -> anyhow::Result<TimeBudget> {
+        let records = if metrics.exists() {
+            read_epoch_records(metrics)?
+        } else {
+            Vec::new()
+        };
+        Ok(TimeBudget {
+            limit_seconds: limit_minutes.map(|m| m * 60.0),
+            spent_seconds: records.iter().map(|r| r.seconds).sum(),
+            epochs: records.len(),
+        })
+    }
+
+    fn spend(&mut self, seconds: f64) {
+        self.spent_seconds += seconds;
+        self.epochs += 1;
+    }
+
+    /// Whether one more epoch would end past the limit (never before the
+    /// first epoch: a search always has weights to derive from).
+    fn exhausted(&self) -> bool {
+        match self.limit_seconds {
+            Some(limit) if self.epochs > 0 => {
+                self.spent_seconds + self.spent_seconds / self.epochs as f64 > limit
+            }
+            _ => false,
+        }
+    }
 }
 
 fn resume_advice(run: &RunDir, epochs_done: usize) -> String {
