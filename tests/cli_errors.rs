@@ -253,6 +253,30 @@ fn model_file_and_wav_mistakes_are_named() {
     assert!(text(&resumed.stdout).contains("resuming after epoch 1"));
     let model = "runs/base/model.safetensors";
     assert_ok(&ws.run(&["eval", "--model", model, "--data", "data"]));
+    // Streaming settings out of range are refused before any window is scored.
+    for (flag, value, needle) in [
+        (
+            "--detection-threshold",
+            "1.5",
+            "--detection-threshold 1.5 must be a score in [0, 1]",
+        ),
+        (
+            "--average-window-ms",
+            "0",
+            "--average-window-ms 0 must be at least 1",
+        ),
+    ] {
+        let output = ws.run(&[
+            "eval",
+            "--model",
+            model,
+            "--stream",
+            "data/hum/x.wav",
+            flag,
+            value,
+        ]);
+        assert_user_error(&output, &[needle]);
+    }
     // A run folder stands for its best model; a folder without one is named.
     assert_ok(&ws.run(&["eval", "--model", "runs/base", "--data", "data"]));
     std::fs::create_dir(ws.path("no_model")).unwrap();

@@ -214,6 +214,39 @@ pub struct StreamArgs {
     /// streams 200).
     #[arg(long, default_value_t = 30, requires = "stream")]
     pub stride_ms: i64,
+    /// A detection needs the averaged top score above this (the streaming
+    /// test's 0.7).
+    #[arg(long, default_value_t = 0.7, requires = "stream")]
+    pub detection_threshold: f32,
+    /// Scores are averaged over the windows of this many milliseconds (the
+    /// streaming test's 500).
+    #[arg(long, default_value_t = 500, requires = "stream")]
+    pub average_window_ms: i64,
+}
+
+impl StreamArgs {
+    /// The `RecognizeCommands` settings these arguments give; a threshold
+    /// outside [0, 1] or a window under 1 ms is refused.
+    fn recognize_config(&self) -> anyhow::Result<RecognizeConfig> {
+        if !(0.0..=1.0).contains(&self.detection_threshold) {
+            bail!(
+                "--detection-threshold {} must be a score in [0, 1]",
+                self.detection_threshold
+            );
+        }
+        if self.average_window_ms <= 0 {
+            bail!(
+                "--average-window-ms {} must be at least 1",
+                self.average_window_ms
+            );
+        }
+        Ok(RecognizeConfig {
+            clip_stride_ms: self.stride_ms,
+            detection_threshold: self.detection_threshold,
+            average_window_ms: self.average_window_ms,
+            ..RecognizeConfig::default()
+        })
+    }
 }
 
 pub fn run_eval(gpu: &Gpu, args: EvalArgs) -> anyhow::Result<()> {
@@ -452,10 +485,11 @@ pub fn stream_eval_with(
     score: impl FnOnce(&[f32]) -> anyhow::Result<(Vec<Vec<f32>>, f64)>,
 ) -> anyhow::Result<()> {
     let path = args.stream.as_deref().expect("called with --stream");
+    let config = args.recognize_config()?;
     let audio = read_stream(path, &info.features, args.stride_ms)?;
     let (scores, macs) = score(&audio.samples)?;
     let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
-    report_stream(path, args, &info.classes, &scores, macs, seconds)
+    report_stream(path, args, &config, &info.classes, &scores, macs, seconds)
 }
 
 /// The softmax scores of every one-clip window of `samples`, a window every
@@ -539,15 +573,12 @@ fn read_stream(
 fn report_stream(
     path: &Path,
     args: &StreamArgs,
+    config: &RecognizeConfig,
     classes: &[String],
     scores: &[Vec<f32>],
     macs_per_window: f64,
     seconds: f64,
 ) -> anyhow::Result<()> {
-    let config = RecognizeConfig {
-        clip_stride_ms: args.stride_ms,
-        ..RecognizeConfig::default()
-    };
     let truth_path = args
         .truth
         .clone()
@@ -561,7 +592,7 @@ fn report_stream(
         None => Vec::new(),
     };
     let (stats, found) =
-        evaluate_stream(classes, scores, &truth, &config).map_err(anyhow::Error::msg)?;
+        evaluate_stream(classes, scores, &truth, config).map_err(anyhow::Error::msg)?;
     for (label, time_ms) in &found {
         println!("{:9.3} s  {label}", *time_ms as f64 / 1000.0);
     }
