@@ -1,8 +1,8 @@
 //! `audionas compare` on real runs of the binary: two training runs and a
-//! DARTS search on one data set, one training run on another; one table
-//! per data set, a report per run, and compare.html rendered by headless
-//! Chromium (`$AUDIONAS_CHROMIUM`, else `chromium`; skipped without one
-//! outside CI, failing in CI).
+//! DARTS search on one data set, one training run on another, one without
+//! a data record; one table per data set, a report per run, and
+//! compare.html rendered by headless Chromium (`$AUDIONAS_CHROMIUM`, else
+//! `chromium`; skipped without one outside CI, failing in CI).
 
 #[path = "common/binary.rs"]
 mod binary;
@@ -82,6 +82,9 @@ fn runs_of_every_kind_compare_by_data_set_and_render() {
     train("data", "short", "1");
     train("data", "longer", "3");
     train("other", "elsewhere", "1");
+    // A run made before runs recorded their data has only its classes to go by.
+    train("data", "old", "1");
+    std::fs::remove_file(dir.join("runs/old/data.json")).unwrap();
     ok(run(
         dir,
         &[
@@ -104,13 +107,15 @@ fn runs_of_every_kind_compare_by_data_set_and_render() {
             "runs/longer",
             "runs/darts",
             "runs/elsewhere",
+            "runs/old",
             "--out",
             "out/compare.html",
         ],
     ));
-    // One table per data set, in the order given, the search in the first.
+    // One table per data set, in the order given, the search in the first,
+    // and the run without a data record in the first whose classes it has.
     let first = stdout.split("group 2").next().unwrap();
-    for name in ["short", "longer", "darts"] {
+    for name in ["short", "longer", "darts", "old"] {
         assert!(first.contains(&format!("| {name} ")), "{stdout}");
     }
     assert!(!first.contains("| elsewhere "), "{stdout}");
@@ -141,10 +146,10 @@ fn runs_of_every_kind_compare_by_data_set_and_render() {
     );
     let Some(chromium) = chromium() else { return };
     let dom = rendered(&chromium, &page);
-    // Three runs with a test accuracy, each a point on both Pareto plots of
-    // its group; four rows; two plots per group.
+    // Four runs with a test accuracy, each a point on both Pareto plots of
+    // its group; five rows; two plots per group.
     assert!(
-        dom.contains(r#"data-rendered="rows=4 plots=4 points=6""#),
+        dom.contains(r#"data-rendered="rows=5 plots=4 points=8""#),
         "{}",
         dom.lines()
             .find(|l| l.contains("<body"))

@@ -603,6 +603,7 @@ fn found_architectures_cost_what_their_searches_reported() {
         ("force_darts_kws_sc.json", 13_788, 747_696),
         ("fair_darts_kws_sc_t05.json", 16_692, 957_848),
         ("force_darts_kws_sc_w10.json", 19_272, 1_052_020),
+        ("fair_darts_kws_sc_t05_c10.json", 23_162, 1_333_450),
         ("model_search_kws_sc.json", 15_500, 1_244_864),
     ];
     for (file, params, macs) in found {

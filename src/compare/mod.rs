@@ -60,28 +60,42 @@ pub fn features_summary(f: &FeatureConfig) -> String {
     )
 }
 
-/// What tells data sets apart: the record's id, else (a run made before
-/// runs recorded their data) the class names of its model, else nothing.
-fn data_key(run: &RunRecord) -> Option<String> {
+/// The class names a run was trained on: its data record's, else (a run
+/// made before runs recorded their data) its model's.
+fn classes_of(run: &RunRecord) -> Option<&[String]> {
     match (&run.data, &run.class_names) {
-        (Some(d), _) => Some(d.id.clone()),
-        (None, Some(names)) => Some(format!("classes {}", names.join(","))),
-        (None, None) => None,
+        (Some(d), _) => Some(&d.classes),
+        (None, names) => names.as_deref(),
     }
 }
 
-/// Groups runs by data and features, in the order they were given.
+/// Whether two runs are on the same data: the same data record where both
+/// have one; where either was made before runs recorded their data, the
+/// same class names, the best evidence left.
+fn same_data(a: &RunRecord, b: &RunRecord) -> bool {
+    match (&a.data, &b.data) {
+        (Some(x), Some(y)) => x.id == y.id,
+        _ => classes_of(a) == classes_of(b),
+    }
+}
+
+/// Groups runs by data and features, in the order they were given: a run
+/// joins the first group with its features whose every run is on its data.
 pub fn group_runs(runs: Vec<RunRecord>) -> Vec<Group> {
-    let mut groups: Vec<(Option<String>, String, Group)> = Vec::new();
+    let mut groups: Vec<(String, Group)> = Vec::new();
     for run in runs {
-        let (data, features) = (data_key(&run), run.features.fingerprint());
+        let features = run.features.fingerprint();
         match groups
             .iter_mut()
-            .find(|(d, f, _)| *d == data && *f == features)
+            .find(|(f, g)| *f == features && g.runs.iter().all(|r| same_data(r, &run)))
         {
-            Some((_, _, g)) => g.runs.push(run),
+            Some((_, g)) => {
+                if g.data.is_none() {
+                    g.data = run.data.clone();
+                }
+                g.runs.push(run)
+            }
             None => groups.push((
-                data,
                 features,
                 Group {
                     data: run.data.clone(),
@@ -91,7 +105,7 @@ pub fn group_runs(runs: Vec<RunRecord>) -> Vec<Group> {
             )),
         }
     }
-    groups.into_iter().map(|(_, _, g)| g).collect()
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 /// The median batch-1 latency of each run's model, in milliseconds.
