@@ -265,6 +265,7 @@ fn model_file_and_wav_mistakes_are_named() {
             "0",
             "--average-window-ms 0 must be at least 1",
         ),
+        ("--stride-ms", "0", "--stride-ms 0 must be at least 1"),
     ] {
         let output = ws.run(&[
             "eval",

@@ -5,6 +5,9 @@
 //! checkpoint in agreement, leaves no temporary file, and ends with the
 //! architecture weights and the architecture of an uninterrupted search.
 
+#[path = "common/binary.rs"]
+#[allow(dead_code)]
+mod binary;
 mod common;
 #[path = "common/runs.rs"]
 mod runs;
@@ -15,7 +18,7 @@ mod search_config;
 
 use audionas::train::atomic::{CRASH_AT_ENV, CRASH_EXIT_CODE};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn search(dir: &Path, name: &str, resume: bool, crash_at: Option<usize>) -> Output {
     search_with(dir, "search.toml", name, resume, crash_at)
@@ -28,7 +31,7 @@ fn search_with(
     resume: bool,
     crash_at: Option<usize>,
 ) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_audionas"));
+    let mut command = binary::command(dir);
     command.args(["search", "--data", "data", "--runs", "runs", "--name", name]);
     if resume {
         command.arg("--resume");
@@ -38,13 +41,7 @@ fn search_with(
     if let Some(n) = crash_at {
         command.env(CRASH_AT_ENV, n.to_string());
     }
-    command
-        .current_dir(dir)
-        .env("WGPU_BACKEND", "vulkan")
-        .env("NODEVICE_SELECT", "1")
-        .env("AUDIONAS_CACHE", dir.join("cache"))
-        .output()
-        .unwrap()
+    command.output().unwrap()
 }
 
 fn read(path: &Path) -> String {

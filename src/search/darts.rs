@@ -315,12 +315,9 @@ struct TimeBudget {
 }
 
 impl TimeBudget {
+    /// `metrics` is the search's own log, already opened (so it exists).
     fn new(limit_minutes: Option<f64>, metrics: &std::path::Path) -> anyhow::Result<TimeBudget> {
-        let records = if metrics.exists() {
-            read_epoch_records(metrics)?
-        } else {
-            Vec::new()
-        };
+        let records = read_epoch_records(metrics)?;
         Ok(TimeBudget {
             limit_seconds: limit_minutes.map(|m| m * 60.0),
             spent_seconds: records.iter().map(|r| r.seconds).sum(),

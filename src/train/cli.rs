@@ -225,9 +225,13 @@ pub struct StreamArgs {
 }
 
 impl StreamArgs {
-    /// The `RecognizeCommands` settings these arguments give; a threshold
-    /// outside [0, 1] or a window under 1 ms is refused.
+    /// The `RecognizeCommands` settings these arguments give; a stride or
+    /// an averaging window under 1 ms, or a threshold outside [0, 1], is
+    /// refused.
     fn recognize_config(&self) -> anyhow::Result<RecognizeConfig> {
+        if self.stride_ms <= 0 {
+            bail!("--stride-ms {} must be at least 1", self.stride_ms);
+        }
         if !(0.0..=1.0).contains(&self.detection_threshold) {
             bail!(
                 "--detection-threshold {} must be a score in [0, 1]",
@@ -486,7 +490,7 @@ pub fn stream_eval_with(
 ) -> anyhow::Result<()> {
     let path = args.stream.as_deref().expect("called with --stream");
     let config = args.recognize_config()?;
-    let audio = read_stream(path, &info.features, args.stride_ms)?;
+    let audio = read_stream(path, &info.features)?;
     let (scores, macs) = score(&audio.samples)?;
     let seconds = audio.samples.len() as f64 / info.features.sample_rate as f64;
     report_stream(path, args, &config, &info.classes, &scores, macs, seconds)
@@ -544,16 +548,12 @@ pub fn window_count(len: usize, clip: usize, stride: usize) -> anyhow::Result<us
     Ok((len - clip) / stride + 1)
 }
 
-/// A long recording at the features' rate; one shorter than a window, or a
-/// stride that is not positive, is refused.
+/// A long recording at the features' rate; one shorter than a window is
+/// refused.
 fn read_stream(
     path: &Path,
     features: &crate::data::features::FeatureConfig,
-    stride_ms: i64,
 ) -> anyhow::Result<crate::data::wav::Audio> {
-    if stride_ms <= 0 {
-        bail!("--stride-ms {stride_ms} must be at least 1");
-    }
     let audio = read_wav(path, features.sample_rate)?;
     if audio.samples.len() < features.clip_samples() {
         bail!(

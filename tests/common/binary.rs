@@ -3,16 +3,21 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `audionas ARGS` in `dir`, on lavapipe, with the feature cache inside `dir`.
-pub fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_audionas"))
-        .args(args)
+/// The audionas binary to run in `dir`, on lavapipe, with the feature cache
+/// inside `dir`.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_audionas"));
+    command
         .current_dir(dir)
         .env("WGPU_BACKEND", "vulkan")
         .env("NODEVICE_SELECT", "1")
-        .env("AUDIONAS_CACHE", dir.join("cache"))
-        .output()
-        .unwrap()
+        .env("AUDIONAS_CACHE", dir.join("cache"));
+    command
+}
+
+/// `audionas ARGS` in `dir`, as [`command`] runs it.
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().unwrap()
 }
 
 /// The stdout of a command that must have succeeded.
