@@ -146,6 +146,37 @@ fn a_time_limit_ends_the_search_and_derives() {
 }
 
 #[test]
+fn a_space_without_reduction_cells_searches_and_derives() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let text = search_config::tiny_search(1, "").replace("reductions = [1]", "reductions = []");
+    for strategy in [Strategy::Darts, Strategy::ForceDarts] {
+        let mut config = parse(&text).unwrap();
+        config.search.strategy = strategy;
+        let name = format!("{strategy:?}");
+        let run = RunDir::create(&dir.path().join("runs"), &name, &config.to_toml()).unwrap();
+        let summary = search(
+            Gpu::shared(),
+            &config,
+            &run,
+            &options(dir.path(), false, None),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        // Only normal cells: both nodes of each keep 2 edges, no reduction edge.
+        let g = &summary.genotype;
+        assert_eq!((g.normal.len(), g.reduce.len()), (4, 0), "{name}: {g:?}");
+        let record = std::fs::read_to_string(run.root.join(ARCH_WEIGHTS_FILE)).unwrap();
+        let record: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+        assert_eq!(record["reduce"].as_array().unwrap().len(), 0, "{name}");
+        let derived = Architecture::load(&summary.architecture.unwrap()).unwrap();
+        assert_eq!(
+            retrain(dir.path(), derived, &format!("{name}_retrain")),
+            summary.params
+        );
+    }
+}
+
+#[test]
 fn an_unrolled_darts_search_resumes_and_derives() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 5);

@@ -379,15 +379,20 @@ fn read_weights(
             .with_context(|| format!("the supernet has no {name}"))?;
         Ok(gpu.download(tensor)?.into_iter().map(f64::from).collect())
     };
-    let table = |layer: &str| -> anyhow::Result<Table> {
+    let [has_normal, has_reduce] = config.space().cell_types();
+    // A cell type the network lacks has no table: its rows stay empty.
+    let table = |layer: &str, present: bool| -> anyhow::Result<Table> {
+        if !present {
+            return Ok(Vec::new());
+        }
         let alpha = values(format!("{layer}.alpha"))?;
         Ok(weights_reference(weighting, &alpha, k)
             .chunks(k)
             .map(<[f64]>::to_vec)
             .collect())
     };
-    let gates = |layer: &str| -> anyhow::Result<Option<Vec<f64>>> {
-        if tables.gates.is_none() {
+    let gates = |layer: &str, present: bool| -> anyhow::Result<Option<Vec<f64>>> {
+        if tables.gates.is_none() || !present {
             return Ok(None);
         }
         let beta = values(format!("{layer}.beta"))?;
@@ -396,10 +401,10 @@ fn read_weights(
     Ok(WeightsRecord {
         epoch,
         ops,
-        normal: table(NORMAL_WEIGHTS)?,
-        reduce: table(REDUCE_WEIGHTS)?,
-        normal_gates: gates(NORMAL_WEIGHTS)?,
-        reduce_gates: gates(REDUCE_WEIGHTS)?,
+        normal: table(NORMAL_WEIGHTS, has_normal)?,
+        reduce: table(REDUCE_WEIGHTS, has_reduce)?,
+        normal_gates: gates(NORMAL_WEIGHTS, has_normal)?,
+        reduce_gates: gates(REDUCE_WEIGHTS, has_reduce)?,
     })
 }
 
@@ -411,6 +416,10 @@ fn derive_from(
 ) -> anyhow::Result<(Genotype, Architecture)> {
     let space = config.space();
     let choose = |rows: &[Vec<f64>], gates: &Option<Vec<f64>>| {
+        if rows.is_empty() {
+            // No cell of this type: nothing to choose.
+            return vec![None; space.edges().len()];
+        }
         let flat: Vec<f64> = rows.iter().flatten().copied().collect();
         match (config.search.strategy, gates) {
             (Strategy::ForceDarts, Some(gates)) => force_darts_choices(&space, &flat, gates),

@@ -195,15 +195,22 @@ impl SpaceConfig {
         self.reductions.contains(&cell)
     }
 
+    /// Which cell types the network has, as `[normal, reduction]`: a table
+    /// of architecture weights exists only for a type that has cells.
+    pub fn cell_types(&self) -> [bool; 2] {
+        [
+            self.reductions.len() < self.cells,
+            !self.reductions.is_empty(),
+        ]
+    }
+
     /// The supernet: every edge a mixed edge over all `ops`, weighted by the
     /// table of its cell type (`alphas_normal`, `alphas_reduce`).
     pub fn supernet(&self, name: &str, tables: &Tables) -> Architecture {
         let mut b = Builder::new(false, self.field);
         let rows = self.edges().len();
         let candidates = self.ops.len();
-        let has_reductions = !self.reductions.is_empty();
-        let has_normal = self.reductions.len() < self.cells;
-        let present = [has_normal, has_reductions];
+        let present = self.cell_types();
         let count = present.iter().filter(|&&p| p).count() as f32;
         for (table, _) in [NORMAL_WEIGHTS, REDUCE_WEIGHTS]
             .iter()
