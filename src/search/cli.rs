@@ -29,6 +29,10 @@ pub struct SearchArgs {
     /// Model Search: override [search] max_trials (also when resuming).
     #[arg(long)]
     pub max_trials: Option<usize>,
+    /// FairDARTS: override [search] threshold (also when resuming: a
+    /// finished search derives again from its last weights).
+    #[arg(long)]
+    pub threshold: Option<f64>,
 }
 
 pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
@@ -47,6 +51,10 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
     let config_text = std::fs::read_to_string(&config_path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", config_path.display()))?;
     let strategy = args.strategy.clone().or_else(|| strategy_of(&config_text));
+    let fair_darts = Strategy::FairDarts.name();
+    if args.threshold.is_some() && strategy.as_deref() != Some(fair_darts) {
+        bail!("--threshold is for --strategy {fair_darts}");
+    }
     if strategy.as_deref() == Some(MODEL_SEARCH) {
         let config = ModelSearchConfig::parse(&config_text, &config_path)?;
         return model_search(gpu, &args, &name, existing, config);
@@ -62,9 +70,17 @@ pub fn run_search(gpu: &Gpu, args: SearchArgs) -> anyhow::Result<()> {
         bail!("--workers, --archive and --max-trials are for --strategy {MODEL_SEARCH}");
     }
     let mut config = SearchConfig::parse(&config_text, &config_path)?;
+    if let Some(t) = args.threshold {
+        if !(0.0..1.0).contains(&t) {
+            bail!("--threshold {t} must be in [0, 1)");
+        }
+        config.search.threshold = t;
+    }
     let (run, config) = if let Some(run) = existing {
         if let Some(e) = args.run.epochs {
             config.train.epochs = e;
+        }
+        if args.run.epochs.is_some() || args.threshold.is_some() {
             run.write_config(&config.to_toml())?;
         }
         (run, config)
