@@ -431,7 +431,8 @@ fn derive_from(
     let reduce = choose(&weights.reduce, &weights.reduce_gates);
     derive(&space, name, &normal, &reduce).map_err(|e| {
         anyhow::anyhow!(
-            "deriving the architecture: {e} (no edge is strong enough yet; search more epochs)"
+            "deriving the architecture: {e} (no edge is strong enough yet: search more epochs, \
+             or derive again at a lower threshold with --resume --threshold T)"
         )
     })
 }
