@@ -652,6 +652,43 @@ fn fair_darts_keeps_strong_edges_only_and_drops_empty_nodes() {
 }
 
 #[test]
+fn a_derived_network_leaves_out_the_states_no_kept_edge_reads() {
+    let space = parse(&search_config::tiny_search(2, "")).unwrap().space;
+    let sep_conv = space.ops.iter().position(|o| o == "sep_conv_3x3").unwrap();
+    let names = |arch: &Architecture| -> Vec<String> {
+        (0..arch.layers.len()).map(|i| arch.layer_name(i)).collect()
+    };
+    // Every edge kept: both cells, both inputs of each.
+    let all = space.derived("all", |_, _| Some(sep_conv)).unwrap();
+    for prefix in ["cell0.pre1.", "cell1.pre1.", "cell0.node1."] {
+        assert!(
+            names(&all).iter().any(|n| n.starts_with(prefix)),
+            "{prefix}"
+        );
+    }
+    // Only the edges from a cell's first input: cell 1 reads the stem, so
+    // nothing reads cell 0, and no cell reads its second input.
+    let first_only = space
+        .derived("first", |_, edge| (edge.from == 0).then_some(sep_conv))
+        .unwrap();
+    let kept = names(&first_only);
+    assert!(
+        kept.iter()
+            .all(|n| !n.starts_with("cell0.") && !n.contains(".pre1.")),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter().any(|n| n.starts_with("cell1.node1.from0")),
+        "{kept:?}"
+    );
+    let input = [1, 9, 7];
+    let cost = Cost::of(&first_only, &input, 3, 1000.0, None).unwrap();
+    let net = Network::build(Gpu::shared(), &first_only, &input, 3, 0).unwrap();
+    assert_eq!(cost.params, net.parameter_count());
+    assert!(cost.params < Cost::of(&all, &input, 3, 1000.0, None).unwrap().params);
+}
+
+#[test]
 fn a_tiny_fair_darts_search_derives_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tone_data(&dir.path().join("data"), 6);

@@ -178,24 +178,42 @@ impl Architecture {
             let data = &reads[i][self.layers[i].op.parameter_inputs().min(reads[i].len())..];
             runs[i] = i + 1 == n || (!mask.layers.contains(&names[i]) && data.contains(&true));
         }
-        // Backward: drop what the last layer does not reach.
+        let mut activity = Activity { runs, reads };
+        activity.drop_unread(&sources);
+        Ok(activity)
+    }
+
+    /// The description without the layers the last layer does not read,
+    /// directly or through others: what a derivation leaves when it keeps no
+    /// edge from some state.
+    pub fn without_unread(&self) -> Result<Architecture, ModelError> {
+        let sources = self.sources()?;
+        let mut activity = Activity::full(&sources);
+        activity.drop_unread(&sources);
+        self.pruned(&activity)
+    }
+}
+
+impl Activity {
+    /// Backward: stops what the last layer does not reach.
+    fn drop_unread(&mut self, sources: &[Vec<Source>]) {
+        let n = self.runs.len();
         let mut needed = vec![false; n];
         if n > 0 {
             needed[n - 1] = true;
         }
         for i in (0..n).rev() {
             if !needed[i] {
-                runs[i] = false;
-                reads[i].iter_mut().for_each(|r| *r = false);
+                self.runs[i] = false;
+                self.reads[i].iter_mut().for_each(|r| *r = false);
                 continue;
             }
             for (k, s) in sources[i].iter().enumerate() {
-                if let (Source::Layer(j), true) = (s, reads[i][k]) {
+                if let (Source::Layer(j), true) = (s, self.reads[i][k]) {
                     needed[*j] = true;
                 }
             }
         }
-        Ok(Activity { runs, reads })
     }
 }
 

@@ -275,7 +275,8 @@ impl SpaceConfig {
 
     /// A network with one operation (or none) on each edge: `choose(cell,
     /// edge)` gives its index in `ops`, or `None` for an edge left out. A
-    /// node left without edges is left out, and so are the edges that read it.
+    /// node left without edges is left out, and so are the edges that read it;
+    /// so is a cell input (or a whole cell) that nothing kept reads.
     pub fn derived(
         &self,
         name: &str,
@@ -287,7 +288,8 @@ impl SpaceConfig {
             let prefix = edge_name(cell, edge);
             b.operation(&format!("{prefix}.{op}"), op, from, channels, stride)
         })?;
-        Ok(b.finish(name))
+        // A state no kept edge reads (a cell input, or a whole cell) goes.
+        b.finish(name).without_unread().map_err(|e| e.to_string())
     }
 
     /// Stem, cells and head, each edge made by `edge(builder, cell, edge,
