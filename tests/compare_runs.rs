@@ -10,7 +10,7 @@ mod common;
 #[path = "common/search.rs"]
 mod search_config;
 
-use binary::{ok, run};
+use binary::{failed, ok, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -174,8 +174,7 @@ fn a_folder_that_is_not_a_finished_run_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("runs/missing"), "{stderr}");
-    let output = run(dir, &["compare", "runs/empty"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed(&run(dir, &["compare", "runs/empty"]));
     assert!(
         stderr.contains("runs/empty") && stderr.contains("results.json"),
         "{stderr}"

@@ -5,6 +5,7 @@
 //! lengths come from the features, never from a fixed frame count.
 
 #[path = "common/binary.rs"]
+#[allow(dead_code)]
 mod binary;
 mod common;
 #[path = "common/model_search.rs"]

@@ -8,12 +8,7 @@ mod common;
 #[path = "common/search.rs"]
 mod search_config;
 
-use binary::{ok, run};
-
-fn stderr(output: &std::process::Output) -> String {
-    assert!(!output.status.success(), "succeeded");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use binary::{failed, ok, run};
 
 #[test]
 fn a_finished_fair_darts_search_derives_again_at_another_threshold() {
@@ -32,7 +27,7 @@ fn a_finished_fair_darts_search_derives_again_at_another_threshold() {
     let metrics = || std::fs::read_to_string(dir.join("runs/fair/metrics.jsonl")).unwrap();
 
     // One epoch leaves every sigmoid near 0.5: nothing passes 0.85.
-    let e = stderr(&search(&["--config", "search.toml"]));
+    let e = failed(&search(&["--config", "search.toml"]));
     assert!(e.contains("no node left"), "{e}");
     let trained = metrics();
 
@@ -40,7 +35,7 @@ fn a_finished_fair_darts_search_derives_again_at_another_threshold() {
         ("1.5", "--threshold 1.5 must be in [0, 1)"),
         ("NaN", "must be in [0, 1)"),
     ] {
-        let e = stderr(&search(&["--resume", "--threshold", bad]));
+        let e = failed(&search(&["--resume", "--threshold", bad]));
         assert!(e.contains(needle), "{bad}: {e}");
     }
     ok(search(&["--resume", "--threshold", "0.4"]));
@@ -50,7 +45,7 @@ fn a_finished_fair_darts_search_derives_again_at_another_threshold() {
     assert!(saved.contains("threshold = 0.4"), "{saved}");
 
     // The other strategies have no threshold.
-    let e = stderr(&run(
+    let e = failed(&run(
         dir,
         &[
             "search",

@@ -31,3 +31,10 @@ pub fn ok(output: Output) -> String {
     );
     stdout
 }
+
+/// The stderr of a command that must have failed.
+pub fn failed(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "succeeded; stderr:\n{stderr}");
+    stderr
+}
