@@ -24,7 +24,8 @@ use audionas::search::sanas::search::{
 };
 use audionas::search::sanas::SanasConfig;
 use audionas::train::config::Experiment;
-use audionas::train::run_dir::RunDir;
+use audionas::train::load_checkpoint;
+use audionas::train::run_dir::{RunDir, MODEL_FILE};
 use audionas::train::trainer::{train, TrainOptions, TrainSummary};
 use audionas::util::rng::Rng;
 use std::path::Path;
@@ -590,6 +591,75 @@ fn a_sweep_scores_its_points_and_reference_models_on_a_validation_stream() {
     let err = format!("{err:#}");
     assert!(
         err.contains("reference_models") && err.contains("no/such/model"),
+        "{err}"
+    );
+}
+
+/// The weights of a search point's model file, by name.
+fn point_weights(run: &RunDir, lambda: f64) -> Vec<(String, Vec<f32>)> {
+    let model = run
+        .root
+        .join(POINTS_DIR)
+        .join(point_name(lambda))
+        .join(MODEL_FILE);
+    let (tensors, _) = load_checkpoint(&model).unwrap();
+    tensors.into_iter().map(|t| (t.name, t.data)).collect()
+}
+
+#[test]
+fn init_from_starts_each_point_from_a_trained_network() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tone_data(&dir.path().join("data"), 5);
+    let gpu = Gpu::shared();
+    let runs = dir.path().join("runs");
+    let text = sanas_config::tiny_config("[0.0]", 1);
+    let trained = RunDir::create(&runs, "trained", &text).unwrap();
+    search(
+        gpu,
+        &parse(&text).unwrap(),
+        &trained,
+        &options(dir.path(), false, None),
+    )
+    .unwrap();
+    let parent = trained.root.join(POINTS_DIR).join(point_name(0.0));
+
+    // At a learning rate too small to move a weight, a point ends where it
+    // started: on the parent's weights when it starts from them.
+    let frozen = |name: &str, init_from: &str| {
+        let text = text
+            .replace("lr = 0.01", "lr = 1e-12")
+            .replace("gate_lr = 0.5", &format!("gate_lr = 0.5\n{init_from}"));
+        let config = parse(&text).unwrap();
+        let run = RunDir::create(&runs, name, &config.to_toml()).unwrap();
+        search(gpu, &config, &run, &options(dir.path(), false, None)).map(|_| run)
+    };
+    let warm = frozen(
+        "warm",
+        &format!("init_from = {:?}", parent.display().to_string()),
+    )
+    .unwrap();
+    let cold = frozen("cold", "").unwrap();
+    let parent_weights = point_weights(&trained, 0.0);
+    assert!(parent_weights.iter().any(|(n, _)| n.ends_with("weight")));
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6);
+    for (name, values) in &parent_weights {
+        let find = |run: &RunDir| point_weights(run, 0.0).into_iter().find(|(n, _)| n == name);
+        let (_, w) = find(&warm).unwrap_or_else(|| panic!("{name} not in the warm point"));
+        assert!(close(&w, values), "{name}: not the parent's");
+        if name.ends_with("weight") {
+            let (_, c) = find(&cold).unwrap();
+            assert!(
+                !close(&c, values),
+                "{name}: a fresh draw equals the parent's"
+            );
+        }
+    }
+
+    // A parent that is not there is refused by key and path.
+    let err = frozen("orphan", "init_from = \"no/such/run\"").unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("init_from") && err.contains("no/such/run"),
         "{err}"
     );
 }

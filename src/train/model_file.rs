@@ -193,6 +193,23 @@ pub fn inherit_from_file(gpu: &Gpu, network: &Network, path: &Path) -> anyhow::R
     Ok(network.inherit(gpu, network_part(&tensors))?)
 }
 
+/// One line on what `inherit_from_file` copied from `parent`.
+pub fn describe_inheritance(report: &Inheritance, parent: &Path) -> String {
+    let mut line = format!(
+        "initialised from {}: {} tensors copied",
+        parent.display(),
+        report.copied.len()
+    );
+    if !report.reshaped.is_empty() {
+        let names: Vec<&str> = report.reshaped.iter().map(|r| r.name.as_str()).collect();
+        line += &format!("; other shape, not copied: {}", names.join(", "));
+    }
+    if !report.missing.is_empty() {
+        line += &format!("; not in it, drawn fresh: {}", report.missing.join(", "));
+    }
+    line
+}
+
 /// Where a checkpoint says training stood.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Standing {

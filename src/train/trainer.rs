@@ -5,7 +5,7 @@
 
 use super::config::Experiment;
 use super::metrics::{read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog};
-use super::model_file::{inherit_from_file, save_model, ModelInfo};
+use super::model_file::{describe_inheritance, inherit_from_file, save_model, ModelInfo};
 use super::plots::plot_curves;
 use super::progress::Progress;
 use super::run_dir::RunDir;
@@ -16,11 +16,11 @@ use crate::data::batch::BatchLoader;
 use crate::data::dataset::Split;
 use crate::data::prepare::PrepareOptions;
 use crate::gpu::Gpu;
-use crate::model::{Inheritance, Network};
+use crate::model::Network;
 use crate::nn::WEIGHTS;
 use anyhow::{bail, Context};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// How `train` runs, besides the experiment.
@@ -185,23 +185,6 @@ pub fn train_on(
         super::atomic::write_durably(&path, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     }
     Ok(summary)
-}
-
-/// One line on what `--init-from` copied.
-fn describe_inheritance(report: &Inheritance, parent: &Path) -> String {
-    let mut line = format!(
-        "initialised from {}: {} tensors copied",
-        parent.display(),
-        report.copied.len()
-    );
-    if !report.reshaped.is_empty() {
-        let names: Vec<&str> = report.reshaped.iter().map(|r| r.name.as_str()).collect();
-        line += &format!("; other shape, not copied: {}", names.join(", "));
-    }
-    if !report.missing.is_empty() {
-        line += &format!("; not in it, drawn fresh: {}", report.missing.join(", "));
-    }
-    line
 }
 
 /// Samples trained and the seconds it took.

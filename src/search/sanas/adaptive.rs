@@ -246,7 +246,7 @@ pub(super) fn search_point(
     let shape = data.prepared.clip_shape.clone();
     let batches_per_epoch = (s.streams_per_epoch / batch) as u64;
     let windows = s.stream_windows;
-    let network = Network::build(gpu, arch, &shape, classes.len(), cfg.seed)?;
+    let network = super::search::super_network(gpu, config, &shape, classes.len(), run, options)?;
     let features: usize = network.feature_shape().iter().product();
     let mut session = Session::new(
         gpu,

@@ -80,6 +80,11 @@ pub struct SanasSettings {
     /// to the working folder) scored on the same stream: the reference
     /// points of the sweep.
     pub reference_models: Vec<PathBuf>,
+    /// A network trained the usual way (a run folder or model file,
+    /// relative to the working folder) whose tensors of the same name and
+    /// shape every point's super network starts from, instead of a random
+    /// draw; the gates still start at `gate_init`.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for SanasSettings {
@@ -103,6 +108,7 @@ impl Default for SanasSettings {
             eval_streams: 256,
             stream_seconds: 0.0,
             reference_models: Vec::new(),
+            init_from: None,
         }
     }
 }

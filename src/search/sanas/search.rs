@@ -17,7 +17,7 @@ use crate::nn::WEIGHTS;
 use crate::train::metrics::{
     json_lines, read_epoch_records, truncate_after_epoch, EpochRecord, MetricsLog,
 };
-use crate::train::model_file::{save_model, ModelInfo};
+use crate::train::model_file::{describe_inheritance, inherit_from_file, save_model, ModelInfo};
 use crate::train::plots::plot_curves;
 use crate::train::progress::Progress;
 use crate::train::run_dir::RunDir;
@@ -397,6 +397,42 @@ impl<'a> DrawCosts<'a> {
 
 /// Trains the point of `lambda` to the end (or to `stop_after_epochs`) and
 /// summarises it; `None` when it stopped early by request.
+/// A point's super network: a fresh draw, with `[search] init_from`'s
+/// tensors copied in where the point starts afresh (a resumed point reads
+/// its checkpoint instead).
+pub(super) fn super_network(
+    gpu: &Gpu,
+    config: &SanasConfig,
+    shape: &[usize],
+    classes: usize,
+    run: &RunDir,
+    options: &SanasOptions,
+) -> anyhow::Result<Network> {
+    let experiment = &config.experiment;
+    let network = Network::build(
+        gpu,
+        &experiment.model,
+        shape,
+        classes,
+        experiment.train.seed,
+    )?;
+    let resuming = options.resume && run.last_checkpoint().exists();
+    if let (Some(parent), false) = (&config.search.init_from, resuming) {
+        let key = || format!("[search] init_from: {}", parent.display());
+        let report = inherit_from_file(gpu, &network, parent).with_context(key)?;
+        if report.copied.is_empty() {
+            bail!(
+                "{}: no tensor of it has the name and shape of one of the super network's",
+                key()
+            );
+        }
+        if options.verbose {
+            println!("{}", describe_inheritance(&report, parent));
+        }
+    }
+    Ok(network)
+}
+
 fn search_point(
     gpu: &Gpu,
     config: &SanasConfig,
@@ -425,7 +461,7 @@ fn search_point(
     let classes = data.classes().to_vec();
     let shape = data.prepared.clip_shape.clone();
     let clip_ms = experiment.features.clip_ms;
-    let network = Network::build(gpu, arch, &shape, classes.len(), cfg.seed)?;
+    let network = super_network(gpu, config, &shape, classes.len(), run, options)?;
     let mut session = Session::new(
         gpu,
         network,
