@@ -461,18 +461,6 @@ fn search_point(
     let classes = data.classes().to_vec();
     let shape = data.prepared.clip_shape.clone();
     let clip_ms = experiment.features.clip_ms;
-    let network = super_network(gpu, config, &shape, classes.len(), run, options)?;
-    let mut session = Session::new(
-        gpu,
-        network,
-        &[GroupConfig::weights(experiment)],
-        SessionConfig::of(cfg, steps_per_epoch),
-    )?;
-    let info = ModelInfo {
-        architecture: arch.clone(),
-        features: experiment.features.clone(),
-        classes: classes.clone(),
-    };
     let gate_names: Vec<String> = arch
         .gated_layers()
         .into_iter()
@@ -491,6 +479,18 @@ fn search_point(
             gpu, config, data, lambda, run, options, costs, gate_names,
         );
     }
+    let network = super_network(gpu, config, &shape, classes.len(), run, options)?;
+    let mut session = Session::new(
+        gpu,
+        network,
+        &[GroupConfig::weights(experiment)],
+        SessionConfig::of(cfg, steps_per_epoch),
+    )?;
+    let info = ModelInfo {
+        architecture: arch.clone(),
+        features: experiment.features.clone(),
+        classes: classes.clone(),
+    };
     let mut gates = GateState::new(gate_names.len(), settings.gate_init);
     let gates_log = run.root.join(GATES_FILE);
     if options.resume && run.last_checkpoint().exists() {
