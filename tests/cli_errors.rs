@@ -442,3 +442,33 @@ fn an_experiment_that_could_not_be_read_back_is_refused_before_training() {
     assert_user_error(&output, &["inf.toml", "hop_ms = inf"]);
     assert!(!ws.path("runs/inf").exists());
 }
+
+#[test]
+fn seed_overrides_the_configs_seed_but_not_a_resumed_runs() {
+    let ws = Workspace::new();
+    assert_ok(&ws.train("tiny.toml", "data", "plain", &["--epochs", "1"]));
+    assert_ok(&ws.train(
+        "tiny.toml",
+        "data",
+        "seeded",
+        &["--epochs", "1", "--seed", "11"],
+    ));
+    let config = |name: &str| std::fs::read_to_string(ws.path(&format!("runs/{name}/config.toml")));
+    assert!(config("plain").unwrap().contains("seed = 7"));
+    assert!(config("seeded").unwrap().contains("seed = 11"));
+    let weights = |name: &str| {
+        let (tensors, _) =
+            load_checkpoint(&ws.path(&format!("runs/{name}/model.safetensors"))).unwrap();
+        tensors.into_iter().map(|t| t.data).collect::<Vec<_>>()
+    };
+    assert_ne!(weights("plain"), weights("seeded"));
+    let resumed = ws.run(&[
+        "train", "--resume", "--name", "seeded", "--data", "data", "--runs", "runs", "--seed", "3",
+    ]);
+    assert_eq!(resumed.status.code(), Some(2));
+    assert!(
+        text(&resumed.stderr).contains("--seed"),
+        "{}",
+        text(&resumed.stderr)
+    );
+}

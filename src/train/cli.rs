@@ -90,6 +90,10 @@ pub struct TrainArgs {
     /// layer's tensor has the same name and shape; the rest start fresh.
     #[arg(long, conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
+    /// Override [train] seed: the draw of the initial weights, the data
+    /// order and the augmentation (to compare architectures over seeds).
+    #[arg(long, conflicts_with = "resume")]
+    pub seed: Option<u64>,
 }
 
 pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
@@ -109,6 +113,9 @@ pub fn run_train(gpu: &Gpu, args: TrainArgs) -> anyhow::Result<()> {
             experiment
                 .validate()
                 .map_err(|r| anyhow::anyhow!("--epochs: {r}"))?;
+        }
+        if let Some(seed) = args.seed {
+            experiment.train.seed = seed;
         }
         let run = RunDir::create(&args.run.runs, &name, &experiment.to_toml())?;
         (run, experiment)
