@@ -288,7 +288,6 @@ impl SpaceConfig {
             let prefix = edge_name(cell, edge);
             b.operation(&format!("{prefix}.{op}"), op, from, channels, stride)
         })?;
-        // A state no kept edge reads (a cell input, or a whole cell) goes.
         b.finish(name).without_unread().map_err(|e| e.to_string())
     }
 

@@ -395,8 +395,6 @@ impl<'a> DrawCosts<'a> {
     }
 }
 
-/// Trains the point of `lambda` to the end (or to `stop_after_epochs`) and
-/// summarises it; `None` when it stopped early by request.
 /// A point's super network: a fresh draw, with `[search] init_from`'s
 /// tensors copied in where the point starts afresh (a resumed point reads
 /// its checkpoint instead).
@@ -433,6 +431,8 @@ pub(super) fn super_network(
     Ok(network)
 }
 
+/// Trains the point of `lambda` to the end (or to `stop_after_epochs`) and
+/// summarises it; `None` when it stopped early by request.
 fn search_point(
     gpu: &Gpu,
     config: &SanasConfig,
