@@ -279,6 +279,29 @@ fn a_child_shares_names_and_weights_with_exactly_its_parents_unchanged_prefix() 
 }
 
 #[test]
+fn the_hello_edge_tower_costs_exactly_what_ds_cnn_s_costs() {
+    // DS-CNN's strided 10x4 stem and four separable blocks, as blocks.
+    let hello_edge = tower(&[
+        "downsample_10x4",
+        "separable_3x3",
+        "separable_3x3",
+        "separable_3x3",
+        "separable_3x3",
+    ]);
+    let settings = TowerSettings {
+        min_channels: 32,
+        batch_norm: true,
+    };
+    let ds_cnn_s = Experiment::load(Path::new("configs/ds_cnn_s.toml")).unwrap();
+    let input = [1, 49, 10];
+    let tower = tower_architecture("hello_edge", &hello_edge, input, settings).unwrap();
+    let cost = |arch| audionas::model::Cost::of(arch, &input, 12, 1000.0, None).unwrap();
+    let (ours, theirs) = (cost(&tower), cost(&ds_cnn_s.model));
+    assert_eq!((ours.params, ours.macs), (theirs.params, theirs.macs));
+    assert_eq!(ours.params, 23_180);
+}
+
+#[test]
 fn every_block_builds_trains_one_step_and_is_skipped_where_too_small() {
     use audionas::search::model_search::blocks::BLOCKS;
     let gpu = Gpu::shared();

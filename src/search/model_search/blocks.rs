@@ -45,6 +45,7 @@ pub const BLOCKS: &[(&str, Phase)] = &[
     ("fixed_conv_64", Phase::Convolutional),
     ("increase_channels_3x3", Phase::Convolutional),
     ("downsample_3x3", Phase::Convolutional),
+    ("downsample_10x4", Phase::Convolutional),
     ("dilated_2", Phase::Convolutional),
     ("dilated_4", Phase::Convolutional),
     ("resnet_3x3", Phase::Convolutional),
@@ -495,6 +496,8 @@ impl TowerBuilder {
             "fixed_conv_64" => self.conv(prefix, 64, [3, 3], 1, 1),
             "increase_channels_3x3" => self.conv(prefix, 2 * self.same_channels(), [3, 3], 1, 1),
             "downsample_3x3" => self.conv(prefix, 2 * self.same_channels(), [3, 3], 2, 1),
+            // Hello Edge's DS-CNN stem: 10 frames by 4 coefficients.
+            "downsample_10x4" => self.conv(prefix, 2 * self.same_channels(), [10, 4], 2, 1),
             "dilated_2" => self.conv(prefix, self.same_channels(), [3, 3], 1, 2),
             "dilated_4" => self.conv(prefix, self.same_channels(), [3, 3], 1, 4),
             "resnet_3x3" => self.resnet(prefix),
