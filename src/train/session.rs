@@ -493,6 +493,22 @@ pub struct Session<'g> {
 }
 
 impl<'g> Session<'g> {
+    /// A session training every parameter of `network` as the `weights`
+    /// group, all as `experiment`'s `[train]` sets it.
+    pub fn of_weights(
+        gpu: &'g Gpu,
+        network: Network,
+        experiment: &Experiment,
+        steps_per_epoch: u64,
+    ) -> anyhow::Result<Session<'g>> {
+        Session::new(
+            gpu,
+            network,
+            &[GroupConfig::weights(experiment)],
+            SessionConfig::of(&experiment.train, steps_per_epoch),
+        )
+    }
+
     /// A session training `network` with one optimizer per group; every
     /// parameter must belong to one of the groups.
     pub fn new(

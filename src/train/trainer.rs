@@ -9,9 +9,7 @@ use super::model_file::{describe_inheritance, inherit_from_file, save_model, Mod
 use super::plots::plot_curves;
 use super::progress::Progress;
 use super::run_dir::RunDir;
-use super::session::{
-    evaluate, Data, Evaluation, GroupConfig, PartTotals, Session, SessionConfig, StepPart,
-};
+use super::session::{evaluate, Data, Evaluation, PartTotals, Session, StepPart};
 use crate::data::batch::BatchLoader;
 use crate::data::dataset::Split;
 use crate::data::prepare::PrepareOptions;
@@ -134,12 +132,7 @@ pub fn train_on(
             println!("{}", describe_inheritance(&report, parent));
         }
     }
-    let mut session = Session::new(
-        gpu,
-        network,
-        &[GroupConfig::weights(experiment)],
-        SessionConfig::of(cfg, steps_per_epoch),
-    )?;
+    let mut session = Session::of_weights(gpu, network, experiment, steps_per_epoch)?;
     if resuming {
         session
             .resume(&run.last_checkpoint())

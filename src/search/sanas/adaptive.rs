@@ -32,7 +32,7 @@ use crate::train::metrics::{truncate_after_epoch, EpochRecord, MetricsLog};
 use crate::train::model_file::{load_model, save_model, ModelInfo};
 use crate::train::progress::Progress;
 use crate::train::run_dir::RunDir;
-use crate::train::session::{Data, GroupConfig, Session, SessionConfig, StepPart};
+use crate::train::session::{Data, Session, StepPart};
 use crate::train::write_durably;
 use crate::util::rng::Rng;
 use anyhow::{bail, Context};
@@ -248,12 +248,8 @@ pub(super) fn search_point(
     let windows = s.stream_windows;
     let network = super::search::super_network(gpu, config, &shape, classes.len(), run, options)?;
     let features: usize = network.feature_shape().iter().product();
-    let mut session = Session::new(
-        gpu,
-        network,
-        &[GroupConfig::weights(experiment)],
-        SessionConfig::of(cfg, batches_per_epoch * windows as u64),
-    )?;
+    let mut session =
+        Session::of_weights(gpu, network, experiment, batches_per_epoch * windows as u64)?;
     let mut controller = Controller::new(
         gpu,
         features,

@@ -21,7 +21,7 @@ use crate::train::model_file::{describe_inheritance, inherit_from_file, save_mod
 use crate::train::plots::plot_curves;
 use crate::train::progress::Progress;
 use crate::train::run_dir::RunDir;
-use crate::train::session::{Data, GroupConfig, Session, SessionConfig, StepPart};
+use crate::train::session::{Data, Session, StepPart};
 use crate::train::write_durably;
 use crate::util::rng::Rng;
 use anyhow::{bail, Context};
@@ -480,12 +480,7 @@ fn search_point(
         );
     }
     let network = super_network(gpu, config, &shape, classes.len(), run, options)?;
-    let mut session = Session::new(
-        gpu,
-        network,
-        &[GroupConfig::weights(experiment)],
-        SessionConfig::of(cfg, steps_per_epoch),
-    )?;
+    let mut session = Session::of_weights(gpu, network, experiment, steps_per_epoch)?;
     let info = ModelInfo {
         architecture: arch.clone(),
         features: experiment.features.clone(),
