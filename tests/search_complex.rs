@@ -12,7 +12,7 @@ use audionas::data::prepare::PrepareOptions;
 use audionas::gpu::Gpu;
 use audionas::model::arch::{Op, Weighting};
 use audionas::model::{Architecture, Network};
-use audionas::nn::Pass;
+use audionas::nn::{Init, Pass};
 use audionas::search::config::{SearchConfig, Strategy};
 use audionas::search::darts::{search, SearchOptions};
 use audionas::search::space::Tables;
@@ -88,7 +88,10 @@ fn complex_supernet_gradients_match_finite_differences() {
         regulariser: None,
         gates: None,
     };
-    let arch = config.space.supernet("supernet", &tables);
+    let mut arch = config.space.supernet("supernet", &tables);
+    // Kaiming's wider draw keeps pre-activations further from CReLU's
+    // kinks than the default one, so fewer are crossed by the step below.
+    arch.init = Init::Kaiming;
     assert_complex(&arch);
     let (input, classes, batch) = ([1, 9, 7, 2], 3, 2);
     let mut net = Network::build(gpu, &arch, &input, classes, 4).unwrap();

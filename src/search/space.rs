@@ -424,9 +424,11 @@ impl Builder {
     }
 
     fn finish(self, name: &str) -> Architecture {
+        // PyTorch's default initialisation, as the DARTS reference's
+        // supernet and every hand-designed network here use.
         Architecture {
             name: name.to_string(),
-            init: Init::Kaiming,
+            init: Init::Default,
             layers: self.layers,
         }
     }

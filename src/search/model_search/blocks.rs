@@ -574,9 +574,11 @@ pub fn tower_architecture(
             bias: true,
         },
     );
+    // The initialisation every hand-designed network here trains with, so
+    // that a found tower and its baseline are trained the same way.
     Ok(Architecture {
         name: name.to_string(),
-        init: Init::Kaiming,
+        init: Init::Default,
         layers: builder.layers,
     })
 }
