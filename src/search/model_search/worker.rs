@@ -125,13 +125,7 @@ pub fn run_worker(
                 })
             })
             .collect();
-        // Seeded by the search's seed, the trials so far and the worker, so
-        // one worker's search is reproducible.
-        let mut rng = Rng::new(
-            config.train.seed
-                ^ (trials.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ options.index.wrapping_mul(0xD1B5_4A32_D192_ED03),
-        );
+        let mut rng = proposal_rng(config.train.seed, trials.len(), options.index);
         let (proposal, cost) =
             propose_within_budget(config, &trials, &completed, classes, &mut rng)?;
         let hparams = config.draw_hparams(&mut rng);
@@ -368,4 +362,37 @@ pub fn mirror_trials(root: &Path, trials: &[Trial]) -> anyhow::Result<()> {
     write_durably(&root.join(TRIALS_FILE), text.as_bytes())?;
     plot_model_search(root, trials)?;
     Ok(())
+}
+
+/// The generator of one proposal, seeded by the search's seed, the trials
+/// so far and the worker, so one worker's search is reproducible. The key
+/// is hashed into the starting state: SplitMix64 started at `k * golden`
+/// would give trial k + 1 the draws of trial k shifted by one, so a
+/// trial's parent pick would be its predecessor's insert-or-replace draw.
+fn proposal_rng(seed: u64, started: usize, worker: u64) -> Rng {
+    let key = seed
+        ^ (started as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ worker.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    Rng::new(Rng::new(key).next_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_proposals_do_not_share_draws() {
+        for worker in 0..2 {
+            let draws = |started| {
+                let mut rng = proposal_rng(0, started, worker);
+                (0..16).map(|_| rng.next_u64()).collect::<Vec<_>>()
+            };
+            let (a, b) = (draws(7), draws(8));
+            assert!(a.iter().all(|x| !b.contains(x)), "worker {worker}");
+        }
+        assert_eq!(
+            proposal_rng(3, 5, 1).next_u64(),
+            proposal_rng(3, 5, 1).next_u64()
+        );
+    }
 }
