@@ -605,6 +605,8 @@ fn found_architectures_cost_what_their_searches_reported() {
         ("force_darts_kws_sc_w10.json", 19_272, 1_052_020),
         ("fair_darts_kws_sc_t05_c10.json", 23_162, 1_333_450),
         ("model_search_kws_sc.json", 15_500, 1_244_864),
+        ("model_search_kws_sc_ds.json", 23_180, 2_656_768),
+        ("model_search_kws_sc_ds_def.json", 23_180, 2_100_800),
     ];
     for (file, params, macs) in found {
         let path = project(&format!("configs/found/{file}"));
